@@ -1,0 +1,1 @@
+"""stackvote: real-time team voting on technical decisions."""

@@ -1,0 +1,160 @@
+"""create_app(settings): the Starlette site and the Socket.IO server composed into one ASGI app."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import socketio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import routes
+from server.realtime import RoomNamespace
+from server.settings import Settings
+from server.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """`templates/` or `static/`: inside the package in a wheel, at the repo root in a checkout."""
+    for candidate in (PACKAGE_DIR / name, PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(f"cannot find the {name}/ directory next to {PACKAGE_DIR}")
+
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        b"frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    """Adds the browser-side defences to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in SECURITY_HEADERS if k not in present
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/readyz")
+
+
+def _error_response(request: Request, status: int, message: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"error": message}, status_code=status)
+    pages: Jinja2Templates = request.app.state.pages
+    return pages.TemplateResponse(
+        request, "error.html", {"status": status, "message": message}, status_code=status
+    )
+
+
+async def _on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, routes.ApiError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+_HTTP_MESSAGES = {
+    404: "There is nothing at this address.",
+    405: "This address does not accept that method.",
+}
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if exc.detail and exc.status_code != 405 else None
+    return _error_response(
+        request, exc.status_code, message or _HTTP_MESSAGES.get(exc.status_code, "Bad request.")
+    )
+
+
+async def _on_crash(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return _error_response(request, 500, "Something went wrong on the server.")
+
+
+def _static_versioner(static_dir: Path) -> Any:
+    """static(path) for templates: a URL that changes when the file does (safe to cache)."""
+    cache: dict[str, str] = {}
+
+    def static(path: str) -> str:
+        if path not in cache:
+            digest = hashlib.sha256((static_dir / path).read_bytes()).hexdigest()[:10]
+            cache[path] = f"/static/{path}?v={digest}"
+        return cache[path]
+
+    return static
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> ASGIApp:
+    settings = settings or Settings()
+    store = store or open_store(settings)
+    static_dir = resource_dir("static")
+    pages = Jinja2Templates(directory=resource_dir("templates"))
+    pages.env.globals["static"] = _static_versioner(static_dir)
+
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=settings.public_url or None,
+        max_http_buffer_size=16 * 1024,
+    )
+    sio.register_namespace(RoomNamespace(store, max_participants=settings.max_participants))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    site = Starlette(
+        routes=[*routes.routes, Mount("/static", StaticFiles(directory=static_dir), name="static")],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={
+            routes.ApiError: _on_api_error,
+            HTTPException: _on_http_error,
+            Exception: _on_crash,
+        },
+        lifespan=lifespan,
+    )
+    site.state.settings = settings
+    site.state.store = store
+    site.state.pages = pages
+    site.state.sio = sio
+    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=site)
+    return app

@@ -1,0 +1,80 @@
+"""Templates: the built-in decks shipped as JSON files, and validation of custom ones."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import msgspec
+
+from server.models import Template
+
+DEFAULT_TEMPLATE = "django"
+
+
+class TemplateError(ValueError):
+    """A template that cannot be used; the message says what is wrong and where."""
+
+
+def parse_template(data: Any) -> Template:
+    """Validate a template given as decoded JSON, raising TemplateError with a clear message."""
+    if not isinstance(data, dict):
+        raise TemplateError("a template must be a JSON object")
+    try:
+        template = msgspec.convert(data, Template)
+    except msgspec.ValidationError as exc:
+        raise TemplateError(f"invalid template: {_plain(str(exc))}") from None
+    _check_consistency(template)
+    return template
+
+
+def _plain(message: str) -> str:
+    # msgspec says "Expected `str` of length <= 120 - at `$.cases[0].title`"; keep it, minus `$.`.
+    return message.replace("`$.", "`").replace("`$`", "the template")
+
+
+def _check_consistency(template: Template) -> None:
+    stack_ids = [s.id for s in template.stacks]
+    case_ids = [c.id for c in template.cases]
+    for kind, ids in (("stack", stack_ids), ("case", case_ids)):
+        seen: set[str] = set()
+        for ident in ids:
+            if ident in seen:
+                raise TemplateError(f"invalid template: {kind} id {ident!r} is used twice")
+            seen.add(ident)
+    for text, where in [(template.title, "title")] + [
+        (c.title, f"title of case {c.id!r}") for c in template.cases
+    ]:
+        if not text.strip():
+            raise TemplateError(f"invalid template: the {where} is blank")
+    known = set(stack_ids)
+    for case in template.cases:
+        unknown = sorted(set(case.fit) - known)
+        if unknown:
+            raise TemplateError(
+                f"invalid template: case {case.id!r} weighs unknown stack {unknown[0]!r}"
+            )
+    if template.favourite is not None and template.favourite not in known:
+        raise TemplateError(
+            f"invalid template: favourite {template.favourite!r} is not one of the stacks"
+        )
+
+
+@cache
+def builtin_templates() -> dict[str, Template]:
+    """The templates shipped with stackvote, by id (validated once, on first use)."""
+    found: dict[str, Template] = {}
+    for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            template = parse_template(msgspec.json.decode(entry.read_bytes()))
+            found[template.id] = template
+    if DEFAULT_TEMPLATE not in found:
+        raise RuntimeError(f"the built-in template {DEFAULT_TEMPLATE!r} is missing")
+    return found
+
+
+def public_template(template: Template) -> dict[str, Any]:
+    """The template as shown to users (every weight visible)."""
+    result: dict[str, Any] = msgspec.to_builtins(template)
+    return result

@@ -1,0 +1,211 @@
+"""The results of a session as a document: JSON, CSV and a Markdown decision record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime
+from typing import Any
+
+from server import engine, snapshot
+from server.models import Round, Session
+
+_STAT_KEYS = ("n", "abstain", "histogram", "mean", "median", "iqr", "consensus", "band")
+
+
+def results(session: Session) -> dict[str, Any]:
+    """The results document (GET /api/sessions/<id>/results); hidden scores stay hidden."""
+    titles = {c.id: c.title for c in session.template.cases}
+    cases = []
+    for case in session.cases:
+        stats = snapshot.case_results(session, case) or dict.fromkeys(_STAT_KEYS)
+        cases.append(
+            {
+                "id": case.id,
+                "title": titles.get(case.id, case.id),
+                "status": case.status,
+                "round": case.round,
+                **stats,
+                "history": [_past_round(session, past) for past in case.history],
+            }
+        )
+    return {
+        "session": {
+            "id": session.id,
+            "title": session.title,
+            "mode": session.mode,
+            "anonymous": session.anonymous,
+            "status": session.status,
+            "template": session.template.title,
+            "version": session.version,
+        },
+        "participants": [
+            {"id": p.id, "name": p.name, "role": p.role} for p in session.participants
+        ],
+        "cases": cases,
+        "recommendation": snapshot.recommendation(session),
+    }
+
+
+def _past_round(session: Session, past: Round) -> dict[str, Any]:
+    # Earlier rounds were revealed before the re-vote, so their scores are public.
+    stats = engine.case_results(past.ballots.values()).as_dict()
+    if not session.anonymous:
+        stats["ballots"] = [{"participant": p, "score": s} for p, s in past.ballots.items()]
+    return {"round": past.round, **stats}
+
+
+# Spreadsheet programs run cells that start like a formula; a leading quote makes them text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+CSV_COLUMNS = (
+    "case",
+    "title",
+    "status",
+    "round",
+    "votes",
+    "abstain",
+    "score_0",
+    "score_1",
+    "score_2",
+    "score_3",
+    "score_4",
+    "mean",
+    "median",
+    "iqr",
+    "consensus",
+    "agreement",
+)
+
+
+def to_csv(document: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for case in document["cases"]:
+        histogram = case["histogram"] or [None] * 5
+        row = [
+            case["id"],
+            case["title"],
+            case["status"],
+            case["round"],
+            case["n"],
+            case["abstain"],
+            *histogram,
+            case["mean"],
+            case["median"],
+            case["iqr"],
+            case["consensus"],
+            case["band"],
+        ]
+        writer.writerow([_cell(v) for v in row])
+    return out.getvalue()
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+
+
+def md_text(value: str) -> str:
+    """User text as literal Markdown text: no links, images, HTML or table breaks."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(value.split()))
+
+
+NO_VALUE = "\u2013"  # an en dash: "no value yet" in tables
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return NO_VALUE if value is None else f"{value:.{digits}f}"
+
+
+_AGREEMENT = {"strong": "strong", "moderate": "moderate", "weak": "weak: re-vote?"}
+
+
+def to_markdown(document: dict[str, Any], now: datetime) -> str:
+    session = document["session"]
+    names = {p["id"]: p["name"] for p in document["participants"]}
+    titles = {c["id"]: c["title"] for c in document["cases"]}
+    voters = [p["name"] for p in document["participants"] if p["role"] != "spectator"]
+    lines = [
+        f"# Decision record: {md_text(session['title'])}",
+        "",
+        f"- Date: {now:%Y-%m-%d %H:%M} UTC",
+        f"- Template: {md_text(session['template'])}",
+        f"- Session status: {session['status']}",
+        f"- Voters ({len(voters)}): " + (", ".join(md_text(n) for n in voters) or "none"),
+        "",
+        "## Decision",
+        "",
+    ]
+    advice = document["recommendation"]
+    if advice is None:
+        lines += ["No case has been revealed yet, so there is no recommendation.", ""]
+    else:
+        lines += [md_text(advice["verdict"]), ""]
+        if advice["close_call"]:
+            lines.append(
+                f"This is a close call: moving the median of "
+                f"*{md_text(titles.get(advice['close_call'], advice['close_call']))}* "
+                "by one step changes the winner."
+            )
+        else:
+            lines.append("The verdict is robust: no single case moved by one step changes it.")
+        if advice["contested"]:
+            lines += [
+                "",
+                "Weak agreement on: "
+                + ", ".join(md_text(titles.get(c, c)) for c in advice["contested"])
+                + ". Consider a re-vote before trusting the decision.",
+            ]
+        lines += ["", "| Rank | Stack | Score | Main reasons |", "|---:|---|---:|---|"]
+        for rank, entry in enumerate(advice["ranking"], start=1):
+            reasons = "; ".join(
+                f"{md_text(titles.get(c['case'], c['case']))} ({c['value']:+.2f})"
+                for c in entry["contributions"][:3]
+            )
+            lines.append(
+                f"| {rank} | {md_text(entry['name'])} | {entry['score']:+.2f} | {reasons} |"
+            )
+        lines.append("")
+    lines += [
+        "## Cases",
+        "",
+        "| Case | Status | Round | Votes | Abstain | Median | Mean | Consensus | Agreement |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for case in document["cases"]:
+        lines.append(
+            f"| {md_text(case['title'])} | {case['status']} | {case['round']} | "
+            f"{'' if case['n'] is None else case['n']} | "
+            f"{'' if case['abstain'] is None else case['abstain']} | "
+            f"{_num(case['median'], 1)} | {_num(case['mean'])} | {_num(case['consensus'])} | "
+            f"{_AGREEMENT.get(case['band'] or '', NO_VALUE)} |"
+        )
+    ballots = [c for c in document["cases"] if c.get("ballots")]
+    if ballots:
+        lines += ["", "## Ballots", ""]
+        for case in ballots:
+            cast = ", ".join(
+                f"{md_text(names.get(b['participant'], '?'))}: "
+                f"{'abstained' if b['score'] is None else b['score']}"
+                for b in case["ballots"]
+            )
+            lines.append(f"- {md_text(case['title'])}: {cast}")
+    revoted = [c for c in document["cases"] if c["history"]]
+    if revoted:
+        lines += ["", "## Earlier rounds", ""]
+        for case in revoted:
+            for past in case["history"]:
+                lines.append(
+                    f"- {md_text(case['title'])}, round {past['round']}: median "
+                    f"{_num(past['median'], 1)}, consensus {_num(past['consensus'])}"
+                )
+    lines += ["", f"_Exported from stackvote, session version {session['version']}._", ""]
+    return "\n".join(lines)

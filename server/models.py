@@ -1,0 +1,141 @@
+"""The data stackvote keeps: templates, sessions, participants, cases and their ballots."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCALE_MAX = 4
+
+Role = Literal["facilitator", "voter", "spectator"]
+Mode = Literal["hidden", "open"]
+SessionStatus = Literal["active", "finished"]
+CaseStatus = Literal["pending", "voting", "revealed", "locked"]
+Score = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
+
+Ident = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="lower-case letters, digits and _ , starting with a letter, at most 40",
+    ),
+]
+Title = Annotated[str, Meta(min_length=1, max_length=120)]
+HelpText = Annotated[str, Meta(max_length=300)]
+Weight = Annotated[float, Meta(ge=-2, le=2)]
+ScaleLabel = Annotated[str, Meta(min_length=1, max_length=40)]
+
+DEFAULT_SCALE: tuple[str, ...] = (
+    "Not at all",
+    "Barely",
+    "Somewhat",
+    "Clearly",
+    "Strongly",
+)
+
+
+class Stack(Struct, frozen=True, forbid_unknown_fields=True):
+    id: Ident
+    name: Title
+
+
+class CaseSpec(Struct, frozen=True, forbid_unknown_fields=True):
+    id: Ident
+    title: Title
+    help: HelpText = ""
+    fit: dict[Ident, Weight] = {}
+
+
+class Template(Struct, frozen=True, forbid_unknown_fields=True):
+    """A deck of cases to score, and how each case weighs on each candidate stack."""
+
+    title: Title
+    stacks: Annotated[tuple[Stack, ...], Meta(min_length=1, max_length=20)]
+    cases: Annotated[tuple[CaseSpec, ...], Meta(min_length=1, max_length=30)]
+    id: Ident = "custom"
+    description: Annotated[str, Meta(max_length=500)] = ""
+    scale: Annotated[tuple[ScaleLabel, ...], Meta(min_length=5, max_length=5)] = DEFAULT_SCALE
+    # The stack that wins ties: the one a team would pick unless a case says otherwise.
+    favourite: Ident | None = None
+
+    def stack_name(self, stack_id: str) -> str:
+        return next((s.name for s in self.stacks if s.id == stack_id), stack_id)
+
+    def case(self, case_id: str) -> CaseSpec | None:
+        return next((c for c in self.cases if c.id == case_id), None)
+
+
+class Participant(Struct, frozen=True):
+    id: str
+    name: str
+    role: Role
+    token_hash: str
+    # Socket ids currently connected as this participant; online while non-empty.
+    sids: tuple[str, ...] = ()
+
+    @property
+    def online(self) -> bool:
+        return bool(self.sids)
+
+    @property
+    def counts(self) -> bool:
+        """Whether this person's ballots count (spectators only watch)."""
+        return self.role != "spectator"
+
+
+class Round(Struct, frozen=True):
+    """A finished round of a case, kept when the facilitator asks for a re-vote."""
+
+    round: int
+    status: CaseStatus
+    ballots: dict[str, int | None]
+
+
+class CaseState(Struct, frozen=True):
+    id: str
+    status: CaseStatus = "pending"
+    round: int = 1
+    # participant id -> score (None = abstain), for the current round only.
+    ballots: dict[str, int | None] = {}
+    history: tuple[Round, ...] = ()
+
+
+class Session(Struct, frozen=True):
+    id: str
+    title: str
+    mode: Mode
+    anonymous: bool
+    template: Template
+    facilitator_hash: str
+    created_at: float
+    updated_at: float
+    status: SessionStatus = "active"
+    version: int = 1
+    participants: tuple[Participant, ...] = ()
+    cases: tuple[CaseState, ...] = ()
+
+    def participant(self, participant_id: str) -> Participant | None:
+        return next((p for p in self.participants if p.id == participant_id), None)
+
+    def case(self, case_id: str) -> CaseState | None:
+        return next((c for c in self.cases if c.id == case_id), None)
+
+    def results_visible(self, case: CaseState) -> bool:
+        """Scores leave the server only for revealed cases, or live in open mode."""
+        if case.status in ("revealed", "locked"):
+            return True
+        return self.mode == "open" and case.status == "voting"
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Session)
+
+
+def dump_session(session: Session) -> bytes:
+    return _encoder.encode(session)
+
+
+def load_session(data: bytes | str) -> Session:
+    return _decoder.decode(data)

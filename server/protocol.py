@@ -1,0 +1,97 @@
+"""What clients may send, checked at the door: event names, payload shapes and their errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+from server.models import Mode, Score, Title
+from server.rules import Action
+
+# Server -> client events.
+WELCOME = "welcome"
+STATE = "state"
+# Client -> server events.
+VOTE = "vote"
+CONTROL = "control"
+SYNC = "sync"
+
+Token = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class ProtocolError(ValueError):
+    """A payload of the wrong shape; str(error) is the message for the sender."""
+
+
+class CreateSession(Struct, forbid_unknown_fields=True):
+    title: Title
+    template: str | dict[str, Any] = "django"
+    mode: Mode = "hidden"
+    anonymous: bool = False
+
+
+class Auth(Struct):
+    session: Token
+    name: str | None = None
+    token: Token | None = None
+    facilitator_token: Token | None = None
+    role: Literal["voter", "spectator"] = "voter"
+
+
+class Vote(Struct, forbid_unknown_fields=True):
+    case: Token
+    score: Score | None
+
+
+class Control(Struct, forbid_unknown_fields=True):
+    action: Action
+    case: Token | None = None
+
+
+# Messages for the fields people most often get wrong, in their terms rather than a schema's.
+_FIELD_HINTS = {
+    "score": "score must be a whole number from 0 to 4, or null to abstain",
+    "case": "case must be the id of a case in this session",
+    "action": "action must be one of open, open_all, reveal, reveal_all, revote, lock, finish",
+    "mode": 'mode must be "hidden" or "open"',
+    "anonymous": "anonymous must be true or false",
+    "title": "title must be text of 1 to 120 characters",
+    "role": 'role must be "voter" or "spectator"',
+    "session": "session must be a session id",
+    "template": 'template must be "django" or a template object',
+}
+_AT_FIELD = re.compile(r"at `\$\.(\w+)")
+_MISSING = re.compile(r"missing required field `(\w+)`")
+
+T = TypeVar("T")
+
+
+def parse(kind: type[T], data: Any) -> T:
+    """Check `data` (decoded JSON) against a payload type, or raise ProtocolError."""
+    if not isinstance(data, dict):
+        raise ProtocolError("expected a JSON object")
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(_explain(str(exc))) from None
+
+
+def _explain(message: str) -> str:
+    missing = _MISSING.search(message)
+    if missing:
+        return f"{missing.group(1)} is required"
+    field = _AT_FIELD.search(message)
+    if field and field.group(1) in _FIELD_HINTS:
+        return _FIELD_HINTS[field.group(1)]
+    return message.replace("`$.", "`").replace("Object contains unknown field", "unknown field")
+
+
+def ok(version: int) -> dict[str, Any]:
+    return {"ok": True, "version": version}
+
+
+def error(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}

@@ -1,0 +1,177 @@
+"""The Socket.IO namespace: each event goes parse -> load -> rules -> save -> broadcast."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from server import protocol, rules, snapshot
+from server.models import Participant, Role, Session
+from server.security import hash_token, new_participant_id, new_token, token_matches
+from server.store import SessionNotFound, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "The server cannot reach its storage right now; please try again in a moment."
+GONE = "This session no longer exists."
+
+Handler = Callable[["RoomNamespace", str, Any], Awaitable[dict[str, Any]]]
+
+
+def acknowledged(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Turn every outcome of an event into an ack, so a client never waits for nothing."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: RoomNamespace, sid: str, data: Any = None) -> dict[str, Any]:
+        try:
+            return await handler(self, sid, data)
+        except (protocol.ProtocolError, rules.RuleError) as exc:
+            return protocol.error(str(exc))
+        except SessionNotFound:
+            return protocol.error(GONE)
+        except StoreUnavailable:
+            return protocol.error(UNAVAILABLE)
+        except Exception:
+            log.exception("%s from %s failed", handler.__name__, sid)
+            return protocol.error("Something went wrong on the server; please try again.")
+
+    return wrapper
+
+
+class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, store: Store, *, max_participants: int, namespace: str = "/") -> None:
+        super().__init__(namespace)
+        self.store = store
+        self.max_participants = max_participants
+        # One lock per room on this instance, so snapshots leave in the order they were made.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[session_id] = lock
+        return lock
+
+    async def _apply(self, session_id: str, change: Callable[[Session], Session]) -> Session:
+        """Update the session atomically and broadcast the new snapshot if anything changed."""
+        async with self._lock(session_id):
+            after, changed = await self.store.update(session_id, change)
+            if changed:
+                await self.emit(protocol.STATE, snapshot.state(after), room=session_id)
+            return after
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            request = protocol.parse(protocol.Auth, auth if auth is not None else {})
+            session, participant, token = await self._admit(sid, request)
+        except (protocol.ProtocolError, rules.RuleError) as exc:
+            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+        except StoreUnavailable:
+            raise socketio.exceptions.ConnectionRefusedError(UNAVAILABLE) from None
+        except SessionNotFound:
+            raise socketio.exceptions.ConnectionRefusedError(GONE) from None
+        await self.save_session(sid, {"session": session.id, "participant": participant.id})
+        await self.enter_room(sid, session.id)
+        welcome = {
+            "participant_id": participant.id,
+            "token": token,
+            "role": participant.role,
+            "ballots": snapshot.own_ballots(session, participant.id),
+        }
+        # Events emitted inside the connect handler are dropped (the client is not connected
+        # until it returns), so greet from a task that runs right after.
+        self.server.start_background_task(self._greet, sid, session.id, welcome)
+
+    async def _greet(self, sid: str, session_id: str, welcome: dict[str, Any]) -> None:
+        # The newcomer is in the room already, so any later change reaches them too; the
+        # snapshot read here covers everything before.
+        await self.emit(protocol.WELCOME, welcome, to=sid)
+        async with self._lock(session_id):
+            current = await self.store.get(session_id)
+            if current is not None:
+                await self.emit(protocol.STATE, snapshot.state(current), to=sid)
+
+    async def _admit(self, sid: str, request: protocol.Auth) -> tuple[Session, Participant, str]:
+        """Who is connecting: a returning participant (by token) or a new one (by name)."""
+        session = await self.store.get(request.session)
+        if session is None:
+            raise rules.RuleError("There is no session at this link; it may have expired.")
+        facilitator = False
+        if request.facilitator_token is not None:
+            if not token_matches(request.facilitator_token, session.facilitator_hash):
+                raise rules.RuleError("This facilitator link is not valid for this session.")
+            facilitator = True
+        promote: Role | None = "facilitator" if facilitator else None
+
+        if request.token is not None:
+            known = rules.find_by_token(session, hash_token(request.token))
+            if known is not None:
+                session = await self._apply(
+                    session.id, lambda s: rules.attach(s, known.id, sid, promote)
+                )
+                participant = session.participant(known.id)
+                assert participant is not None
+                return session, participant, request.token
+
+        name = rules.clean_name(request.name)
+        token = new_token()
+        role: Role = promote or request.role
+        newcomer = Participant(
+            id=new_participant_id(), name=name, role=role, token_hash=hash_token(token)
+        )
+
+        def join(s: Session) -> Session:
+            return rules.attach(
+                rules.join(s, newcomer, limit=self.max_participants), newcomer.id, sid
+            )
+
+        session = await self._apply(session.id, join)
+        return session, newcomer, token
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        whom = await self.get_session(sid)
+        if not whom:
+            return
+        try:
+            await self._apply(whom["session"], lambda s: rules.detach(s, whom["participant"], sid))
+        except (SessionNotFound, StoreUnavailable):
+            # Presence is best effort: the session is gone or storage is down.
+            log.info("could not mark %s offline in %s", whom["participant"], whom["session"])
+
+    async def _whom(self, sid: str) -> tuple[str, str]:
+        whom = await self.get_session(sid)
+        return whom["session"], whom["participant"]
+
+    @acknowledged
+    async def on_vote(self, sid: str, data: Any) -> dict[str, Any]:
+        ballot = protocol.parse(protocol.Vote, data)
+        session_id, participant_id = await self._whom(sid)
+        session = await self._apply(
+            session_id, lambda s: rules.vote(s, participant_id, ballot.case, ballot.score)
+        )
+        return protocol.ok(session.version)
+
+    @acknowledged
+    async def on_control(self, sid: str, data: Any) -> dict[str, Any]:
+        command = protocol.parse(protocol.Control, data)
+        session_id, participant_id = await self._whom(sid)
+        session = await self._apply(
+            session_id,
+            lambda s: rules.control(s, participant_id, command.action, command.case),
+        )
+        return protocol.ok(session.version)
+
+    @acknowledged
+    async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session_id, _ = await self._whom(sid)
+        session = await self.store.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return snapshot.state(session)

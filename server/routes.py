@@ -1,0 +1,242 @@
+"""HTTP endpoints: pages, the JSON API, exports and health checks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import segno
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from server import exports, protocol, snapshot
+from server.decks import DEFAULT_TEMPLATE, TemplateError, builtin_templates, parse_template
+from server.models import CaseState, Session, Template
+from server.security import hash_token, new_session_id, new_token
+from server.settings import Settings
+from server.store import Store, StoreFull, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+
+
+class ApiError(Exception):
+    """An error a client caused, reported as {"error": message} with a 4xx status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _pages(request: Request) -> Jinja2Templates:
+    pages: Jinja2Templates = request.app.state.pages
+    return pages
+
+
+def base_url(request: Request) -> str:
+    """Where people reach this server: the configured public URL, or what the request says."""
+    configured = _settings(request).public_url
+    return configured or str(request.base_url).rstrip("/")
+
+
+async def _session_or_404(request: Request) -> Session:
+    session = await _store(request).get(request.path_params["session_id"])
+    if session is None:
+        raise HTTPException(404, "There is no session at this link; it may have expired.")
+    return session
+
+
+async def _json_body(request: Request) -> Any:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"the request body is larger than {MAX_BODY // 1024} KiB")
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise ApiError(400, "the request body must be valid JSON") from None
+
+
+def _choose_template(requested: str | dict[str, Any]) -> Template:
+    if isinstance(requested, str):
+        template = builtin_templates().get(requested)
+        if template is None:
+            known = ", ".join(sorted(builtin_templates()))
+            raise ApiError(400, f"unknown template {requested!r}; built-in templates: {known}")
+        return template
+    try:
+        return parse_template(requested)
+    except TemplateError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+async def create_session(request: Request) -> Response:
+    try:
+        payload = protocol.parse(protocol.CreateSession, await _json_body(request))
+    except protocol.ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+    title = " ".join(payload.title.split())
+    if not title or not title.isprintable():
+        raise ApiError(400, "title must be text of 1 to 120 characters")
+    template = _choose_template(payload.template)
+    facilitator_token = new_token()
+    now = time.time()
+    session = Session(
+        id=new_session_id(),
+        title=title,
+        mode=payload.mode,
+        anonymous=payload.anonymous,
+        template=template,
+        facilitator_hash=hash_token(facilitator_token),
+        created_at=now,
+        updated_at=now,
+        cases=tuple(CaseState(id=c.id) for c in template.cases),
+    )
+    try:
+        await _store(request).create(session)
+    except StoreFull:
+        raise ApiError(503, "this server cannot host more sessions right now") from None
+    room = f"{base_url(request)}/s/{session.id}"
+    log.info("session %s created from template %s", session.id, template.id)
+    return JSONResponse(
+        {
+            "id": session.id,
+            "join_url": room,
+            # The token rides in the fragment, which browsers never send to a server.
+            "facilitator_url": f"{room}#f={facilitator_token}",
+            "facilitator_token": facilitator_token,
+        },
+        status_code=201,
+    )
+
+
+async def session_state(request: Request) -> Response:
+    return JSONResponse(snapshot.state(await _session_or_404(request)))
+
+
+async def session_results(request: Request) -> Response:
+    session = await _session_or_404(request)
+    document = exports.results(session)
+    fmt = request.path_params.get("fmt", "json")
+    if fmt not in ("json", "csv", "md"):
+        raise HTTPException(404, "results come as .json, .csv or .md")
+    filename = f"stackvote-{session.id}"
+    if fmt == "json":
+        return JSONResponse(document)
+    if fmt == "csv":
+        return Response(
+            exports.to_csv(document),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    return Response(
+        exports.to_markdown(document, datetime.now(UTC)),
+        media_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.md"'},
+    )
+
+
+def _export_urls(session: Session) -> dict[str, str]:
+    base = f"/api/sessions/{session.id}/results"
+    return {"json": base, "csv": f"{base}.csv", "md": f"{base}.md"}
+
+
+async def landing(request: Request) -> Response:
+    templates = [
+        {"id": t.id, "title": t.title, "description": t.description, "cases": len(t.cases)}
+        for t in builtin_templates().values()
+    ]
+    templates.sort(key=lambda t: t["id"] != DEFAULT_TEMPLATE)
+    return _pages(request).TemplateResponse(request, "index.html", {"templates": templates})
+
+
+async def room(request: Request) -> Response:
+    session = await _session_or_404(request)
+    return _pages(request).TemplateResponse(
+        request,
+        "room.html",
+        {
+            "session": {"id": session.id, "title": session.title},
+            "join_url": f"{base_url(request)}/s/{session.id}",
+            "qr_url": f"/s/{session.id}/qr.svg",
+            "results_url": f"/s/{session.id}/results",
+            "export_urls": _export_urls(session),
+            "template": msgspec.to_builtins(session.template),
+        },
+    )
+
+
+async def results_page(request: Request) -> Response:
+    session = await _session_or_404(request)
+    document = exports.results(session)
+    return _pages(request).TemplateResponse(
+        request,
+        "results.html",
+        {
+            "session": document["session"],
+            "results": document,
+            "template": msgspec.to_builtins(session.template),
+            "participants": document["participants"],
+            "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "export_urls": _export_urls(session),
+            "room_url": f"/s/{session.id}",
+        },
+    )
+
+
+async def qr_code(request: Request) -> Response:
+    session = await _session_or_404(request)
+    code = segno.make(f"{base_url(request)}/s/{session.id}", error="m")
+    svg = code.svg_inline(scale=6, dark="#111", light="#fff", border=2)
+    return Response(
+        svg,
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await _store(request).ping()
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+SESSION = "/api/sessions/{session_id:str}"
+
+routes = [
+    Route("/", landing, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/api/sessions", create_session, methods=["POST"]),
+    Route(SESSION, session_state, methods=["GET"]),
+    Route(SESSION + "/results", session_results, methods=["GET"]),
+    Route(SESSION + "/results.{fmt:str}", session_results, methods=["GET"]),
+    Route("/s/{session_id:str}", room, methods=["GET"]),
+    Route("/s/{session_id:str}/results", results_page, methods=["GET"]),
+    Route("/s/{session_id:str}/qr.svg", qr_code, methods=["GET"]),
+]

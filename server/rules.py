@@ -1,0 +1,215 @@
+"""The session's rules as pure transitions: a session and a request in, a new session out.
+
+Nothing here does I/O or reads a clock, so every rule can be tested on its own. A request that
+breaks a rule raises RuleError with a message fit to show the person who made it. A transition
+that changes nothing returns the very same object, so the store can skip the write.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from typing import Literal
+
+from msgspec.structs import replace
+
+from server.models import CaseState, Participant, Role, Round, Session
+
+Action = Literal["open", "open_all", "reveal", "reveal_all", "revote", "lock", "finish"]
+ACTIONS: tuple[Action, ...] = (
+    "open",
+    "open_all",
+    "reveal",
+    "reveal_all",
+    "revote",
+    "lock",
+    "finish",
+)
+CASE_ACTIONS: frozenset[str] = frozenset({"open", "reveal", "revote", "lock"})
+
+NAME_MAX = 40
+
+
+class RuleError(Exception):
+    """A request the rules refuse; str(error) is the message for the user."""
+
+
+def clean_name(raw: object) -> str:
+    """A participant name: trimmed, 1-40 printable characters."""
+    if not isinstance(raw, str):
+        raise RuleError("Please enter a name.")
+    name = unicodedata.normalize("NFC", raw).strip()
+    if not name:
+        raise RuleError("Please enter a name.")
+    if len(name) > NAME_MAX:
+        raise RuleError(f"Names can be at most {NAME_MAX} characters long.")
+    if not name.isprintable():
+        raise RuleError("Names cannot contain control characters or line breaks.")
+    return name
+
+
+def _same_name(a: str, b: str) -> bool:
+    return a.casefold() == b.casefold()
+
+
+def join(session: Session, participant: Participant, *, limit: int) -> Session:
+    """Add a new participant; names are unique in a session, whatever their case."""
+    if session.status == "finished" and participant.role != "spectator":
+        raise RuleError("This session has finished; you can still look at the results.")
+    if len(session.participants) >= limit:
+        raise RuleError(f"This session is full ({limit} people); ask the facilitator.")
+    if any(_same_name(p.name, participant.name) for p in session.participants):
+        raise RuleError(f"Someone called {participant.name!r} is already here; pick another name.")
+    return replace(session, participants=(*session.participants, participant))
+
+
+def find_by_token(session: Session, token_hash: str) -> Participant | None:
+    return next((p for p in session.participants if p.token_hash == token_hash), None)
+
+
+def attach(session: Session, participant_id: str, sid: str, role: Role | None = None) -> Session:
+    """A socket now speaks for this participant (a join or a reconnect)."""
+
+    def change(p: Participant) -> Participant:
+        return replace(p, sids=(*p.sids, sid), role=role or p.role)
+
+    return _update_participant(session, participant_id, change)
+
+
+def detach(session: Session, participant_id: str, sid: str) -> Session:
+    """A socket went away; the participant stays, offline if it was their last."""
+    participant = session.participant(participant_id)
+    if participant is None or sid not in participant.sids:
+        return session
+    return _update_participant(
+        session, participant_id, lambda p: replace(p, sids=tuple(s for s in p.sids if s != sid))
+    )
+
+
+def _update_participant(
+    session: Session, participant_id: str, change: Callable[[Participant], Participant]
+) -> Session:
+    if session.participant(participant_id) is None:
+        raise RuleError("You are not part of this session any more; please join again.")
+    return replace(
+        session,
+        participants=tuple(
+            change(p) if p.id == participant_id else p for p in session.participants
+        ),
+    )
+
+
+def vote(session: Session, participant_id: str, case_id: str, score: int | None) -> Session:
+    """Record (or change) a ballot on an open case; None is an abstention."""
+    participant = session.participant(participant_id)
+    if participant is None:
+        raise RuleError("You are not part of this session any more; please join again.")
+    if not participant.counts:
+        raise RuleError("Spectators watch without voting.")
+    if session.status == "finished":
+        raise RuleError("This session has finished; votes are closed.")
+    case = _case(session, case_id)
+    if case.status != "voting":
+        raise RuleError(_not_open_message(case))
+    if participant_id in case.ballots and case.ballots[participant_id] == score:
+        return session
+    ballots = {**case.ballots, participant_id: score}
+    return _replace_case(session, replace(case, ballots=ballots))
+
+
+def _not_open_message(case: CaseState) -> str:
+    if case.status == "pending":
+        return "Voting on this case has not started yet."
+    return "Voting on this case is closed."
+
+
+def control(session: Session, participant_id: str, action: str, case_id: str | None) -> Session:
+    """A facilitator's command; only facilitators may steer the session."""
+    participant = session.participant(participant_id)
+    if participant is None or participant.role != "facilitator":
+        raise RuleError("Only the facilitator can do that.")
+    if action not in ACTIONS:
+        raise RuleError(f"Unknown action {action!r}.")
+    if session.status == "finished":
+        raise RuleError("This session has finished.")
+    if action in CASE_ACTIONS:
+        if case_id is None:
+            raise RuleError(f"Say which case to {action}.")
+        case = _case(session, case_id)
+        return _replace_case(session, _CASE_RULES[action](case))
+    if action == "open_all":
+        return _every_case(session, "pending", lambda c: replace(c, status="voting"))
+    if action == "reveal_all":
+        return _every_case(session, "voting", lambda c: replace(c, status="revealed"))
+    # finish: what was being voted on is revealed; everything revealed is locked for the record.
+    finished = _every_case(
+        session, "voting", lambda c: replace(c, status="locked"), require_any=False
+    )
+    finished = _every_case(
+        finished, "revealed", lambda c: replace(c, status="locked"), require_any=False
+    )
+    return replace(finished, status="finished")
+
+
+# Per-case transitions. Each names the state it starts from; any other start is an error a
+# facilitator can understand (e.g. revealing a case nobody was asked to score yet).
+def _open(case: CaseState) -> CaseState:
+    if case.status != "pending":
+        raise RuleError("This case is already open or done; use re-vote to score it again.")
+    return replace(case, status="voting")
+
+
+def _reveal(case: CaseState) -> CaseState:
+    if case.status != "voting":
+        raise RuleError("Only a case that is being voted on can be revealed.")
+    return replace(case, status="revealed")
+
+
+def _revote(case: CaseState) -> CaseState:
+    # A new round starts empty; the old one is kept so the decision record shows the change.
+    if case.status not in ("revealed", "locked"):
+        raise RuleError("Only a revealed case can be voted on again.")
+    past = Round(round=case.round, status=case.status, ballots=case.ballots)
+    return replace(
+        case, status="voting", round=case.round + 1, ballots={}, history=(*case.history, past)
+    )
+
+
+def _lock(case: CaseState) -> CaseState:
+    # Locking freezes the case for the record; a case still being voted on is revealed too.
+    if case.status not in ("voting", "revealed"):
+        raise RuleError("Only an open or revealed case can be locked.")
+    return replace(case, status="locked")
+
+
+_CASE_RULES: dict[str, Callable[[CaseState], CaseState]] = {
+    "open": _open,
+    "reveal": _reveal,
+    "revote": _revote,
+    "lock": _lock,
+}
+
+
+def _case(session: Session, case_id: str) -> CaseState:
+    case = session.case(case_id)
+    if case is None:
+        raise RuleError(f"There is no case {case_id!r} in this session.")
+    return case
+
+
+def _replace_case(session: Session, new: CaseState) -> Session:
+    return replace(session, cases=tuple(new if c.id == new.id else c for c in session.cases))
+
+
+def _every_case(
+    session: Session,
+    status: str,
+    change: Callable[[CaseState], CaseState],
+    *,
+    require_any: bool = True,
+) -> Session:
+    if require_any and not any(c.status == status for c in session.cases):
+        raise RuleError(f"No case is {'waiting' if status == 'pending' else 'being voted on'}.")
+    return replace(
+        session, cases=tuple(change(c) if c.status == status else c for c in session.cases)
+    )

@@ -1,0 +1,71 @@
+"""Every configuration knob of stackvote, read once from the environment (prefix STACKVOTE_)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+PREFIX = "STACKVOTE_"
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # None runs the embedded in-memory store; "redis://host:6379/0" switches to Redis.
+    redis_url: str | None = None
+    # The address people use to reach this server, e.g. "https://vote.example.com". Used for
+    # join links and QR codes; when empty, links are built from the incoming request.
+    public_url: str = ""
+    log_level: str = "info"
+    # Sessions not touched for this long are forgotten.
+    session_ttl_days: int = 30
+    max_participants: int = 100
+    max_sessions: int = 10_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from STACKVOTE_* variables; keyword overrides (e.g. from the CLI) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = env.get(PREFIX + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _coerce(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> Settings:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise SettingsError(
+                f"redis url {self.redis_url!r} must start with redis://, rediss:// or unix://"
+            )
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"public url {self.public_url!r} must start with http(s)://")
+        for name in ("session_ttl_days", "max_participants", "max_sessions"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        return replace(self, public_url=self.public_url.rstrip("/"))
+
+
+def _coerce(name: str, annotation: Any, raw: str) -> Any:
+    kind = str(annotation)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name.upper()} must be a number, not {raw!r}") from None
+    return raw

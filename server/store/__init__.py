@@ -1,0 +1,25 @@
+"""Session stores, chosen by URL: none or memory:// for the embedded store, redis:// for Redis."""
+
+from __future__ import annotations
+
+from server.settings import Settings, SettingsError
+from server.store.base import SessionNotFound, Store, StoreFull, StoreUnavailable, Updated
+from server.store.memory import MemoryStore
+
+__all__ = [
+    "MemoryStore",
+    "SessionNotFound",
+    "Store",
+    "StoreFull",
+    "StoreUnavailable",
+    "Updated",
+    "open_store",
+]
+
+
+def open_store(settings: Settings) -> Store:
+    ttl = settings.session_ttl_days * 86400
+    url = settings.redis_url
+    if url is None or url == "memory://":
+        return MemoryStore(ttl_seconds=ttl, max_sessions=settings.max_sessions)
+    raise SettingsError(f"unsupported store url {url!r}")

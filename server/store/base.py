@@ -1,0 +1,57 @@
+"""The store interface: where sessions live, with one atomic, versioned update operation."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import NamedTuple
+
+from server.models import Session
+
+Change = Callable[[Session], Session]
+
+
+class Updated(NamedTuple):
+    session: Session
+    changed: bool
+
+
+class SessionNotFound(LookupError):
+    """No session has this id (it never existed, or it expired)."""
+
+
+class StoreFull(Exception):
+    """The store holds as many sessions as it is configured to."""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now; the request may be retried."""
+
+
+class Store(abc.ABC):
+    """Every backend keeps the same promise: `update` applies a change atomically.
+
+    `change` is a pure function (see server.rules). If it returns the session unchanged (the very
+    same object) nothing is written; otherwise the result is saved with `version` one higher and
+    `updated_at` set, as one step no other writer can interleave with. Exceptions raised by
+    `change` (rule violations) propagate and leave the session as it was.
+    """
+
+    @abc.abstractmethod
+    async def create(self, session: Session) -> None:
+        """Save a new session (raises StoreFull when at capacity)."""
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> Session | None:
+        """The current session, or None if unknown or expired."""
+
+    @abc.abstractmethod
+    async def update(self, session_id: str, change: Change) -> Updated:
+        """Apply `change` atomically; return the session as it now is and whether it changed."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot serve requests."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
+        """Release connections."""

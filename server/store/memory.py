@@ -1,0 +1,61 @@
+"""The embedded in-memory store: the reference implementation every backend must match."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from msgspec.structs import replace
+
+from server.models import Session
+from server.store.base import Change, SessionNotFound, Store, StoreFull, Updated
+
+
+class MemoryStore(Store):
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float = 30 * 86400,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._ttl = ttl_seconds
+        self._max = max_sessions
+        self._clock = clock
+
+    async def create(self, session: Session) -> None:
+        self._forget_expired()
+        if len(self._sessions) >= self._max:
+            raise StoreFull("this server holds as many sessions as it is allowed to")
+        if session.id in self._sessions:
+            raise ValueError(f"session {session.id} exists already")
+        self._sessions[session.id] = session
+
+    async def get(self, session_id: str) -> Session | None:
+        session = self._sessions.get(session_id)
+        if session is None or self._expired(session):
+            return None
+        return session
+
+    async def update(self, session_id: str, change: Change) -> Updated:
+        # No await between read and write: on one event loop this is atomic by construction.
+        current = await self.get(session_id)
+        if current is None:
+            raise SessionNotFound(session_id)
+        changed = change(current)
+        if changed is current:
+            return Updated(current, changed=False)
+        saved = replace(changed, version=current.version + 1, updated_at=self._clock())
+        self._sessions[session_id] = saved
+        return Updated(saved, changed=True)
+
+    async def ping(self) -> None:
+        return None
+
+    def _expired(self, session: Session) -> bool:
+        return self._clock() - session.updated_at > self._ttl
+
+    def _forget_expired(self) -> None:
+        for session_id in [k for k, s in self._sessions.items() if self._expired(s)]:
+            del self._sessions[session_id]
