@@ -61,6 +61,9 @@ _FIELD_HINTS = {
     "title": "title must be text of 1 to 120 characters",
     "role": 'role must be "voter" or "spectator"',
     "session": "session must be a session id",
+    "name": "name must be text of 1 to 40 characters",
+    "token": "token must be the participant token this server gave you",
+    "facilitator_token": "facilitator_token must be the token from the facilitator link",
     "template": 'template must be "django" or a template object',
 }
 _AT_FIELD = re.compile(r"at `\$\.(\w+)")

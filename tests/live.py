@@ -1,0 +1,165 @@
+"""Real parts for tests: a live stackvote server in a subprocess, and Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def live_server(
+    tmp_dir: Path, env: Mapping[str, str] | None = None, *args: str
+) -> Iterator[LiveServer]:
+    """Run `python -m server serve` on a free port until the block ends."""
+    port = free_port()
+    log_path = tmp_dir / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(port), *args],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(server: LiveServer, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not become ready:\n{server.log()}")
+
+
+def create_session(base_url: str, **body: Any) -> dict[str, Any]:
+    response = httpx.post(base_url + "/api/sessions", json={"title": "Test session", **body})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+@dataclass
+class Member:
+    """A real Socket.IO client and everything the server told it."""
+
+    client: socketio.AsyncClient
+    welcome: dict[str, Any] = field(default_factory=dict)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    refused: str | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.states[-1]
+
+    @property
+    def id(self) -> str:
+        participant: str = self.welcome["participant_id"]
+        return participant
+
+    async def call(self, event: str, data: Any = None) -> Any:
+        return await self.client.call(event, data, timeout=10)
+
+    async def vote(self, case: str, score: int | None) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.call("vote", {"case": case, "score": score})
+        return ack
+
+    async def control(self, action: str, case: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"action": action}
+        if case is not None:
+            payload["case"] = case
+        ack: dict[str, Any] = await self.call("control", payload)
+        return ack
+
+    async def until(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for a snapshot that satisfies `predicate`, and return it."""
+
+        async def wait() -> dict[str, Any]:
+            while True:
+                if self.states and predicate(self.state):
+                    return self.state
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def until_version(self, version: int, timeout: float = 5.0) -> dict[str, Any]:
+        return await self.until(lambda s: s["version"] >= version, timeout)
+
+
+async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) -> Member:
+    """Connect a client with `auth`; wait for its welcome and first snapshot."""
+    client = socketio.AsyncClient(reconnection=False)
+    member = Member(client)
+    greeted = asyncio.Event()
+
+    @client.on("welcome")
+    def on_welcome(data: dict[str, Any]) -> None:
+        member.welcome = data
+
+    @client.on("state")
+    def on_state(data: dict[str, Any]) -> None:
+        member.states.append(data)
+        member._changed.set()
+        greeted.set()
+
+    @client.on("connect_error")
+    def on_error(data: Any) -> None:
+        member.refused = data.get("message") if isinstance(data, dict) else str(data)
+
+    try:
+        await client.connect(base_url, auth=auth, wait_timeout=10)
+    except socketio.exceptions.ConnectionError:
+        if refuse_ok:
+            return member
+        raise AssertionError(f"connection refused: {member.refused}") from None
+    await asyncio.wait_for(greeted.wait(), 10)
+    return member

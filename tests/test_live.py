@@ -1,0 +1,345 @@
+"""A live server and real Socket.IO clients: whole sessions, reconnects, hidden scores, order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from server import engine
+from tests.live import LiveServer, Member, create_session, join
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+async def start(
+    server: LiveServer, voters: int = 3, **options: Any
+) -> tuple[dict[str, Any], Member, list[Member]]:
+    created = create_session(server.url, **options)
+    facilitator = await join(
+        server.url,
+        {
+            "session": created["id"],
+            "name": "Fay",
+            "facilitator_token": created["facilitator_token"],
+        },
+    )
+    members = [
+        await join(server.url, {"session": created["id"], "name": f"Voter {i}"})
+        for i in range(voters)
+    ]
+    return created, facilitator, members
+
+
+async def leave(*members: Member) -> None:
+    for member in members:
+        if member.client.connected:
+            await member.client.disconnect()
+
+
+def case_of(state: dict[str, Any], case_id: str) -> dict[str, Any]:
+    return next(c for c in state["cases"] if c["id"] == case_id)
+
+
+async def test_a_whole_session_reaches_an_explained_recommendation(server: LiveServer) -> None:
+    created, fay, voters = await start(server)
+    everyone = [fay, *voters]
+    assert fay.welcome["role"] == "facilitator"
+    assert [v.welcome["role"] for v in voters] == ["voter"] * 3
+
+    assert (await fay.control("open_all"))["ok"]
+    scores = {
+        "realtime": [4, 4, 3, 4],
+        "event_driven": [3, 4, 4, 3],
+        "content_admin": [0, 1, 0, None],
+        "python_team": [1, 2, 1, 1],
+    }
+    for case, per_member in scores.items():
+        for member, score in zip(everyone, per_member, strict=True):
+            ack = await member.vote(case, score)
+            assert ack["ok"], ack
+    last = (await fay.vote("prototype", 0))["version"]
+
+    for member in everyone:
+        state = await member.until_version(last)
+        assert case_of(state, "realtime")["votes_in"] == 4
+        assert case_of(state, "prototype")["votes_in"] == 1
+        assert all(c["results"] is None for c in state["cases"]), "hidden scores leaked"
+        assert state["recommendation"] is None
+
+    reveal = await fay.control("reveal_all")
+    for member in everyone:
+        state = await member.until_version(reveal["version"])
+        for case, per_member in scores.items():
+            expected = engine.case_results(per_member).as_dict()
+            results = case_of(state, case)["results"]
+            assert {k: results[k] for k in expected} == expected
+        ballots = case_of(state, "realtime")["results"]["ballots"]
+        assert {b["participant"]: b["score"] for b in ballots} == {
+            m.id: s for m, s in zip(everyone, scores["realtime"], strict=True)
+        }
+
+    advice = fay.state["recommendation"]
+    assert advice["ranking"][0]["stack"] in ("node", "go")
+    assert advice["verdict"].startswith("Consider ")
+    top = advice["ranking"][0]
+    assert {c["case"] for c in top["contributions"]} >= {"realtime", "event_driven"}
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
+        record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
+    assert document["recommendation"] == advice
+    assert advice["verdict"].split(":")[0] in record.replace("\\", "")
+    await leave(*everyone)
+
+
+async def test_hidden_scores_cannot_be_observed_before_reveal(server: LiveServer) -> None:
+    created, fay, (ann, bob, _) = await start(server)
+    await fay.control("open", "realtime")
+    ack = await ann.vote("realtime", 4)
+    seen = await bob.until_version(ack["version"])
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        api_state = (await http.get(f"/api/sessions/{created['id']}")).json()
+        results = (await http.get(f"/api/sessions/{created['id']}/results")).json()
+        csv = (await http.get(f"/api/sessions/{created['id']}/results.csv")).text
+    for observed in (seen, api_state):
+        case = case_of(observed, "realtime")
+        assert case["votes_in"] == 1 and case["results"] is None
+        voted = {p["id"]: p["voted"] for p in observed["participants"]}
+        assert voted[ann.id] == ["realtime"]
+    assert case_of(results, "realtime")["histogram"] is None
+    assert csv.splitlines()[1].startswith("realtime,") and ",4," not in csv
+    # Nothing a client can ask for reveals the score: the sync snapshot neither.
+    synced = await bob.call("sync")
+    assert case_of(synced, "realtime")["results"] is None
+    assert '"score"' not in json.dumps([seen, api_state, results, synced])
+    await leave(fay, ann, bob)
+
+
+async def test_reconnect_with_the_token_is_the_same_person(server: LiveServer) -> None:
+    created, fay, (ann, *_rest) = await start(server)
+    await fay.control("open_all")
+    await ann.vote("performance", 2)
+    token, ann_id = ann.welcome["token"], ann.id
+    await ann.client.disconnect()
+    offline = await fay.until(
+        lambda s: not next(p for p in s["participants"] if p["id"] == ann_id)["online"]
+    )
+    assert len(offline["participants"]) == 4
+
+    again = await join(server.url, {"session": created["id"], "name": "ignored", "token": token})
+    assert again.id == ann_id
+    assert again.welcome["ballots"] == {"performance": 2}
+    state = await fay.until(
+        lambda s: next(p for p in s["participants"] if p["id"] == ann_id)["online"]
+    )
+    assert len(state["participants"]) == 4
+    assert [p["name"] for p in state["participants"]].count("Voter 0") == 1
+    assert case_of(state, "performance")["votes_in"] == 1
+    await leave(fay, again, *_rest)
+
+
+async def test_versions_strictly_increase_for_every_client(server: LiveServer) -> None:
+    _created, fay, voters = await start(server, voters=4)
+    await fay.control("open_all")
+    cases = ["realtime", "prototype", "performance", "constrained", "team_skills"]
+
+    async def busy(member: Member, offset: int) -> None:
+        for i in range(20):
+            ack = await member.vote(cases[(i + offset) % len(cases)], (i * 7 + offset) % 5)
+            assert ack["ok"], ack
+
+    await asyncio.gather(*(busy(m, n) for n, m in enumerate(voters)))
+    final = (await fay.call("sync"))["version"]
+    for member in [fay, *voters]:
+        await member.until_version(final)
+        versions = [s["version"] for s in member.states]
+        assert versions == sorted(set(versions)), "a snapshot arrived out of order or twice"
+    await leave(fay, *voters)
+
+
+async def test_spectators_watch_but_do_not_vote(server: LiveServer) -> None:
+    created, fay, (ann, *_) = await start(server, voters=1)
+    watcher = await join(
+        server.url, {"session": created["id"], "name": "Watcher", "role": "spectator"}
+    )
+    assert watcher.welcome["role"] == "spectator"
+    await fay.control("open", "realtime")
+    before = (await fay.call("sync"))["version"]
+    refused = await watcher.vote("realtime", 3)
+    assert refused == {"ok": False, "error": "Spectators watch without voting."}
+    control = await watcher.control("reveal", "realtime")
+    assert control == {"ok": False, "error": "Only the facilitator can do that."}
+    assert (await fay.call("sync"))["version"] == before
+    await leave(fay, ann, watcher)
+
+
+async def test_facilitator_rights_come_back_with_the_facilitator_link(server: LiveServer) -> None:
+    created, fay, (ann, *_) = await start(server, voters=1)
+    token = fay.welcome["token"]
+    await fay.client.disconnect()
+    # The same browser (participant token) plus the facilitator link: same person, still in charge.
+    back = await join(
+        server.url,
+        {
+            "session": created["id"],
+            "token": token,
+            "facilitator_token": created["facilitator_token"],
+        },
+    )
+    assert back.id == fay.id and back.welcome["role"] == "facilitator"
+    assert (await back.control("open", "realtime"))["ok"]
+    # A voter who learns nothing but ids cannot steer.
+    assert not (await ann.control("reveal", "realtime"))["ok"]
+    forged = await join(
+        server.url,
+        {"session": created["id"], "name": "Mallory", "facilitator_token": "not-the-token"},
+        refuse_ok=True,
+    )
+    assert forged.refused == "This facilitator link is not valid for this session."
+    await leave(back, ann)
+
+
+async def test_anonymous_sessions_never_say_who_scored_what(server: LiveServer) -> None:
+    created, fay, voters = await start(server, anonymous=True)
+    await fay.control("open", "realtime")
+    for n, member in enumerate([fay, *voters]):
+        await member.vote("realtime", n % 5)
+    ack = await fay.control("reveal", "realtime")
+    state = await voters[0].until_version(ack["version"])
+    results = case_of(state, "realtime")["results"]
+    assert results["n"] == 4 and "ballots" not in results
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
+    assert "ballots" not in case_of(document, "realtime")
+    await leave(fay, *voters)
+
+
+async def test_open_mode_shows_scores_as_they_come(server: LiveServer) -> None:
+    _created, fay, (ann, *_) = await start(server, voters=1, mode="open")
+    await fay.control("open", "realtime")
+    ack = await ann.vote("realtime", 3)
+    state = await fay.until_version(ack["version"])
+    assert case_of(state, "realtime")["results"]["histogram"] == [0, 0, 0, 1, 0]
+    await leave(fay, ann)
+
+
+async def test_revote_starts_a_new_round_and_keeps_the_old_one(server: LiveServer) -> None:
+    created, fay, (ann, bob, _) = await start(server)
+    await fay.control("open", "prototype")
+    await ann.vote("prototype", 0)
+    await bob.vote("prototype", 4)
+    await fay.control("reveal", "prototype")
+    ack = await fay.control("revote", "prototype")
+    state = await ann.until_version(ack["version"])
+    case = case_of(state, "prototype")
+    assert (case["status"], case["round"], case["votes_in"]) == ("voting", 2, 0)
+    assert (await ann.vote("prototype", 1))["ok"]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
+    history = case_of(document, "prototype")["history"]
+    assert [(h["round"], h["histogram"]) for h in history] == [(1, [1, 0, 0, 0, 1])]
+    await leave(fay, ann, bob)
+
+
+async def test_finish_locks_the_session(server: LiveServer) -> None:
+    _created, fay, (ann, *_) = await start(server, voters=1)
+    await fay.control("open", "realtime")
+    await ann.vote("realtime", 2)
+    ack = await fay.control("finish")
+    state = await ann.until_version(ack["version"])
+    assert state["session"]["status"] == "finished"
+    assert case_of(state, "realtime")["status"] == "locked"
+    assert case_of(state, "realtime")["results"]["n"] == 1
+    assert not (await ann.vote("realtime", 3))["ok"]
+    assert not (await fay.control("open", "prototype"))["ok"]
+    await leave(fay, ann)
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ({"session": "no-such-session", "name": "Ann"}, "There is no session at this link"),
+        ({"name": "Ann"}, "session is required"),
+        ({"session": "{id}", "name": ""}, "Please enter a name."),
+        ({"session": "{id}", "name": "   "}, "Please enter a name."),
+        ({"session": "{id}", "name": "x" * 41}, "at most 40 characters"),
+        ({"session": "{id}", "name": "line\nbreak"}, "control characters"),
+        ({"session": "{id}", "name": "FAY"}, "is already here"),
+        ({"session": "{id}", "name": 42}, "name must be text of 1 to 40 characters"),
+        ({"session": "{id}", "name": "Ann", "role": "facilitator"}, 'role must be "voter"'),
+    ],
+)
+async def test_bad_joins_are_refused_with_a_clear_message(
+    server: LiveServer, auth: dict[str, Any], message: str
+) -> None:
+    created, fay, _ = await start(server, voters=0)
+    before = (await fay.call("sync"))["version"]
+    auth = {k: (v.format(id=created["id"]) if isinstance(v, str) else v) for k, v in auth.items()}
+    refused = await join(server.url, auth, refuse_ok=True)
+    assert refused.refused is not None and message in refused.refused
+    after = await fay.call("sync")
+    assert after["version"] == before and len(after["participants"]) == 1
+    await leave(fay)
+
+
+async def test_html_in_a_name_is_kept_as_text(server: LiveServer) -> None:
+    created, fay, _ = await start(server, voters=0)
+    name = "<img src=x onerror=alert(1)>"
+    member = await join(server.url, {"session": created["id"], "name": name})
+    assert any(p["name"] == name for p in member.state["participants"])
+    await leave(fay, member)
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "message"),
+    [
+        ("vote", {"case": "realtime", "score": 5}, "score must be a whole number"),
+        ("vote", {"case": "realtime", "score": -1}, "score must be a whole number"),
+        ("vote", {"case": "realtime", "score": "3"}, "score must be a whole number"),
+        ("vote", {"case": "realtime", "score": 2.5}, "score must be a whole number"),
+        ("vote", {"case": "realtime"}, "score is required"),
+        ("vote", {"case": "nope", "score": 1}, "There is no case 'nope'"),
+        ("vote", {"case": "prototype", "score": 1}, "has not started yet"),
+        ("vote", ["realtime", 1], "expected a JSON object"),
+        ("vote", None, "expected a JSON object"),
+        ("vote", {"case": "realtime", "score": 1, "extra": True}, "unknown field"),
+        ("control", {"action": "reveal", "case": "realtime"}, "Only the facilitator"),
+        ("control", {"action": "explode"}, "action must be one of"),
+    ],
+)
+async def test_bad_events_get_an_error_ack_and_change_nothing(
+    server: LiveServer, event: str, payload: Any, message: str
+) -> None:
+    _created, fay, (ann, *_) = await start(server, voters=1)
+    await fay.control("open", "realtime")
+    before = await fay.call("sync")
+    ack = await ann.call(event, payload)
+    assert ack["ok"] is False and message in ack["error"]
+    after = await fay.call("sync")
+    assert after == before
+    await leave(fay, ann)
+
+
+async def test_a_finished_vote_is_never_doubled_or_lost(server: LiveServer) -> None:
+    _created, fay, voters = await start(server, voters=5)
+    await fay.control("open", "realtime")
+    # Everybody changes their mind many times at once; the last acknowledged ballot wins.
+    final: dict[str, int] = {}
+
+    async def flip(member: Member, n: int) -> None:
+        for i in range(15):
+            score = (n + i) % 5
+            assert (await member.vote("realtime", score))["ok"]
+            final[member.id] = score
+
+    await asyncio.gather(*(flip(m, n) for n, m in enumerate(voters)))
+    ack = await fay.control("reveal", "realtime")
+    state = await fay.until_version(ack["version"])
+    results = case_of(state, "realtime")["results"]
+    assert results["n"] == 5
+    assert {b["participant"]: b["score"] for b in results["ballots"]} == final
+    await leave(fay, *voters)
