@@ -141,19 +141,20 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
     member = Member(client)
     greeted = asyncio.Event()
 
-    @client.on("welcome")
     def on_welcome(data: dict[str, Any]) -> None:
         member.welcome = data
 
-    @client.on("state")
     def on_state(data: dict[str, Any]) -> None:
         member.states.append(data)
         member._changed.set()
         greeted.set()
 
-    @client.on("connect_error")
     def on_error(data: Any) -> None:
         member.refused = data.get("message") if isinstance(data, dict) else str(data)
+
+    client.on("welcome", on_welcome)
+    client.on("state", on_state)
+    client.on("connect_error", on_error)
 
     try:
         await client.connect(base_url, auth=auth, wait_timeout=10)

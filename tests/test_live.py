@@ -51,7 +51,7 @@ async def test_a_whole_session_reaches_an_explained_recommendation(server: LiveS
     assert [v.welcome["role"] for v in voters] == ["voter"] * 3
 
     assert (await fay.control("open_all"))["ok"]
-    scores = {
+    scores: dict[str, list[int | None]] = {
         "realtime": [4, 4, 3, 4],
         "event_driven": [3, 4, 4, 3],
         "content_admin": [0, 1, 0, None],
