@@ -130,8 +130,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     pages = Jinja2Templates(directory=resource_dir("templates"))
     pages.env.globals["static"] = _static_versioner(static_dir)
 
+    # With Redis, every instance hears every broadcast through its pub/sub channel.
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel="stackvote")
+        if settings.redis_url
+        else None
+    )
     sio = socketio.AsyncServer(
         async_mode="asgi",
+        client_manager=manager,
         cors_allowed_origins=settings.public_url or None,
         max_http_buffer_size=16 * 1024,
     )

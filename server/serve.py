@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 
+import redis.asyncio
 import uvicorn
+from redis.exceptions import RedisError
 
 from server.app import create_app
 from server.settings import Settings
+
+
+def check_redis(url: str) -> str | None:
+    """None if Redis answers at `url`, else a one-line message saying what to fix."""
+
+    async def ping() -> None:
+        client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (RedisError, OSError, ValueError) as exc:
+        return (
+            f"cannot reach Redis at {url} ({exc}); check --redis-url or STACKVOTE_REDIS_URL, "
+            "or leave it unset to use the built-in memory store"
+        )
+    return None
 
 
 def run(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.redis_url:
+        problem = check_redis(settings.redis_url)
+        if problem:
+            print(f"stackvote: {problem}", file=sys.stderr)
+            return 2
     app = create_app(settings)
     print(f"stackvote is listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(

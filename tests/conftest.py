@@ -8,10 +8,18 @@ from pathlib import Path
 import pytest
 
 from tests.live import LiveServer, live_server
+from tests.redis_server import RedisServer, redis_server
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One live server (memory store) for the integration tests; each test makes its own session."""
     with live_server(Path(tmp_path_factory.mktemp("live"))) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server with AOF on, shared by the tests that need one."""
+    with redis_server(Path(tmp_path_factory.mktemp("redis"))) as running:
         yield running

@@ -22,4 +22,9 @@ def open_store(settings: Settings) -> Store:
     url = settings.redis_url
     if url is None or url == "memory://":
         return MemoryStore(ttl_seconds=ttl, max_sessions=settings.max_sessions)
-    raise SettingsError(f"unsupported store url {url!r}")
+    from server.store.redis import RedisStore  # imported only when Redis is asked for
+
+    try:
+        return RedisStore(url, ttl_seconds=ttl, max_sessions=settings.max_sessions)
+    except ValueError as exc:
+        raise SettingsError(f"cannot use redis url {url!r}: {exc}") from None

@@ -1,0 +1,112 @@
+"""Several real server processes on one real Redis: every client sees every vote, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live import LiveServer, Member, create_session, join, live_server
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def instances(
+    redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[LiveServer]]:
+    tmp = Path(tmp_path_factory.mktemp("instances"))
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(live_server(tmp, {"STACKVOTE_REDIS_URL": redis.url}))
+            for _ in range(3)
+        ]
+
+
+def case_of(state: dict[str, Any], case_id: str) -> dict[str, Any]:
+    return next(c for c in state["cases"] if c["id"] == case_id)
+
+
+async def test_a_vote_on_one_instance_reaches_clients_on_the_others(
+    instances: list[LiveServer],
+) -> None:
+    a, b, c = instances
+    created = create_session(a.url, title="Across instances")
+    fay = await join(
+        b.url,
+        {
+            "session": created["id"],
+            "name": "Fay",
+            "facilitator_token": created["facilitator_token"],
+        },
+    )
+    ann = await join(c.url, {"session": created["id"], "name": "Ann"})
+    assert (await fay.control("open", "realtime"))["ok"]
+    ack = await ann.vote("realtime", 4)
+    seen = await fay.until_version(ack["version"])
+    assert case_of(seen, "realtime")["votes_in"] == 1
+    # Every instance serves the same session from Redis.
+    for instance in instances:
+        state = httpx.get(f"{instance.url}/api/sessions/{created['id']}").json()
+        assert state["version"] >= ack["version"]
+    for member in (fay, ann):
+        await member.client.disconnect()
+
+
+async def test_interleaved_votes_across_instances_are_exact(instances: list[LiveServer]) -> None:
+    created = create_session(instances[0].url, title="Busy room")
+    session = created["id"]
+    fay = await join(
+        instances[0].url,
+        {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
+    )
+    await fay.control("open_all")
+    cases = [c["id"] for c in fay.state["cases"]]
+    voters: list[Member] = []
+    for n in range(20):
+        voters.append(
+            await join(instances[n % len(instances)].url, {"session": session, "name": f"V{n}"})
+        )
+    rng = random.Random(20261125)
+    expected: dict[tuple[str, str], int | None] = {}
+    acked = 0
+
+    async def cast(member: Member, plan: list[tuple[str, int | None]]) -> None:
+        nonlocal acked
+        for case, score in plan:
+            ack = await member.vote(case, score)
+            assert ack["ok"], ack
+            expected[(member.id, case)] = score
+            acked += 1
+            await asyncio.sleep(rng.random() * 0.005)
+
+    plans = [
+        [(rng.choice(cases), rng.choice([0, 1, 2, 3, 4, None])) for _ in range(26)] for _ in voters
+    ]
+    await asyncio.gather(*(cast(m, p) for m, p in zip(voters, plans, strict=True)))
+    assert acked == 520
+
+    ack = await fay.control("reveal_all")
+    final = await fay.until_version(ack["version"])
+    for member in voters:
+        state = await member.until_version(ack["version"], timeout=10)
+        assert state["cases"] == final["cases"], "a client's tally differs from the server's"
+    server_state = httpx.get(f"{instances[2].url}/api/sessions/{session}").json()
+    assert server_state["cases"] == final["cases"]
+    ballots = {
+        (b["participant"], case["id"]): b["score"]
+        for case in final["cases"]
+        if case["results"]
+        for b in case["results"]["ballots"]
+    }
+    assert ballots == expected
+    assert sum(case["votes_in"] for case in final["cases"]) == len(expected)
+    for member in [fay, *voters]:
+        await member.client.disconnect()
