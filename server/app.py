@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -12,7 +13,6 @@ from typing import Any
 import socketio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server import routes
 from server.realtime import RoomNamespace
 from server.settings import Settings
-from server.store import Store, open_store
+from server.store import Store, StoreUnavailable, open_store
+from server.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,13 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_store_down(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: storage unavailable: %s", request.method, request.url.path, exc)
+    return _error_response(
+        request, 503, "The server cannot reach its storage right now; please try again shortly."
+    )
+
+
 async def _on_crash(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path)
     return _error_response(request, 500, "Something went wrong on the server.")
@@ -133,7 +141,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     # With Redis, every instance hears every broadcast through its pub/sub channel.
     manager = (
         socketio.AsyncRedisManager(settings.redis_url, channel="stackvote")
-        if settings.redis_url
+        if settings.uses_redis
         else None
     )
     sio = socketio.AsyncServer(
@@ -142,19 +150,31 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         cors_allowed_origins=settings.public_url or None,
         max_http_buffer_size=16 * 1024,
     )
-    sio.register_namespace(RoomNamespace(store, max_participants=settings.max_participants))
+    namespace = RoomNamespace(
+        store,
+        max_participants=settings.max_participants,
+        instance_ttl=settings.instance_ttl_seconds,
+    )
+    sio.register_namespace(namespace)
+    upkeep = Upkeep(namespace, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await store.close()
+        task = asyncio.create_task(upkeep.run(), name="upkeep")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.close()
 
     site = Starlette(
         routes=[*routes.routes, Mount("/static", StaticFiles(directory=static_dir), name="static")],
-        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={
             routes.ApiError: _on_api_error,
             HTTPException: _on_http_error,
+            StoreUnavailable: _on_store_down,
             Exception: _on_crash,
         },
         lifespan=lifespan,
@@ -163,5 +183,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     site.state.store = store
     site.state.pages = pages
     site.state.sio = sio
-    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=site)
-    return app
+    # Outermost, so that every response carries the headers, error pages included.
+    return SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from server.settings import Settings, SettingsError
+from server.settings import LOG_LEVELS, Settings, SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--redis-url", help="keep sessions in Redis, e.g. redis://localhost:6379/0")
     serve.add_argument("--public-url", help="address people use to reach this server")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=LOG_LEVELS)
     return parser
 
 

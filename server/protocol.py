@@ -14,6 +14,10 @@ from server.rules import Action
 # Server -> client events.
 WELCOME = "welcome"
 STATE = "state"
+# A tiny beat with the session's version: a client that is behind asks for a fresh snapshot.
+VERSION = "version"
+# Whether this server can reach its storage: {"storage": "ok" | "unavailable"}.
+STATUS = "status"
 # Client -> server events.
 VOTE = "vote"
 CONTROL = "control"
@@ -33,7 +37,7 @@ class CreateSession(Struct, forbid_unknown_fields=True):
     anonymous: bool = False
 
 
-class Auth(Struct):
+class Auth(Struct, forbid_unknown_fields=True):
     session: Token
     name: str | None = None
     token: Token | None = None

@@ -13,7 +13,13 @@ import socketio
 
 from server import protocol, rules, snapshot
 from server.models import Participant, Role, Session
-from server.security import hash_token, new_participant_id, new_token, token_matches
+from server.security import (
+    hash_token,
+    new_instance_id,
+    new_participant_id,
+    new_token,
+    token_matches,
+)
 from server.store import SessionNotFound, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,12 +51,48 @@ def acknowledged(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
 
 
 class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, store: Store, *, max_participants: int, namespace: str = "/") -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_participants: int,
+        instance_ttl: float = 15.0,
+        namespace: str = "/",
+    ) -> None:
         super().__init__(namespace)
         self.store = store
         self.max_participants = max_participants
+        self.instance_ttl = instance_ttl
+        # Socket ids are stored as "<instance>:<sid>" so survivors can tell whose sockets died.
+        self.instance = new_instance_id()
+        # Sessions with sockets on this instance, and those sockets.
+        self.local: dict[str, set[str]] = {}
         # One lock per room on this instance, so snapshots leave in the order they were made.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def emit_local(self, event: str, data: Any, room: str | None = None) -> None:
+        """Send only to this instance's sockets (each instance beats for its own clients)."""
+        await self.server.manager.emit(event, data, namespace="/", room=room, ignore_queue=True)
+
+    async def release_instance(self, instance: str, session_ids: set[str]) -> None:
+        """Mark the people connected through a dead instance offline, then forget it."""
+        for session_id in session_ids:
+            try:
+                await self._apply(session_id, lambda s: rules.drop_sockets(s, f"{instance}:"))
+            except SessionNotFound:
+                continue
+        await self.store.forget_instance(instance)
+
+    async def reattach_all(self) -> None:
+        """Store this instance's sockets again (after others released them by mistake)."""
+        for session_id, sids in list(self.local.items()):
+            for sid in list(sids):
+                whom = await self.get_session(sid)
+                if whom:
+                    attach = functools.partial(
+                        rules.attach, participant_id=whom["participant"], sid=self.socket_key(sid)
+                    )
+                    await self._apply(session_id, attach)
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)
@@ -79,6 +121,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise socketio.exceptions.ConnectionRefusedError(GONE) from None
         await self.save_session(sid, {"session": session.id, "participant": participant.id})
         await self.enter_room(sid, session.id)
+        self.local.setdefault(session.id, set()).add(sid)
         welcome = {
             "participant_id": participant.id,
             "token": token,
@@ -98,11 +141,17 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if current is not None:
                 await self.emit(protocol.STATE, snapshot.state(current), to=sid)
 
+    def socket_key(self, sid: str) -> str:
+        return f"{self.instance}:{sid}"
+
     async def _admit(self, sid: str, request: protocol.Auth) -> tuple[Session, Participant, str]:
         """Who is connecting: a returning participant (by token) or a new one (by name)."""
         session = await self.store.get(request.session)
         if session is None:
             raise rules.RuleError("There is no session at this link; it may have expired.")
+        socket = self.socket_key(sid)
+        # Say we hold a socket here before storing it, so a crash after this is cleaned up.
+        await self.store.heartbeat(self.instance, [session.id], ttl=self.instance_ttl)
         facilitator = False
         if request.facilitator_token is not None:
             if not token_matches(request.facilitator_token, session.facilitator_hash):
@@ -114,7 +163,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             known = rules.find_by_token(session, hash_token(request.token))
             if known is not None:
                 session = await self._apply(
-                    session.id, lambda s: rules.attach(s, known.id, sid, promote)
+                    session.id, lambda s: rules.attach(s, known.id, socket, promote)
                 )
                 participant = session.participant(known.id)
                 assert participant is not None
@@ -129,7 +178,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
         def join(s: Session) -> Session:
             return rules.attach(
-                rules.join(s, newcomer, limit=self.max_participants), newcomer.id, sid
+                rules.join(s, newcomer, limit=self.max_participants), newcomer.id, socket
             )
 
         session = await self._apply(session.id, join)
@@ -139,8 +188,15 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         whom = await self.get_session(sid)
         if not whom:
             return
+        room = self.local.get(whom["session"], set())
+        room.discard(sid)
+        if not room:
+            self.local.pop(whom["session"], None)
+        socket = self.socket_key(sid)
         try:
-            await self._apply(whom["session"], lambda s: rules.detach(s, whom["participant"], sid))
+            await self._apply(
+                whom["session"], lambda s: rules.detach(s, whom["participant"], socket)
+            )
         except (SessionNotFound, StoreUnavailable):
             # Presence is best effort: the session is gone or storage is down.
             log.info("could not mark %s offline in %s", whom["participant"], whom["session"])

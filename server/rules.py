@@ -70,8 +70,13 @@ def find_by_token(session: Session, token_hash: str) -> Participant | None:
 def attach(session: Session, participant_id: str, sid: str, role: Role | None = None) -> Session:
     """A socket now speaks for this participant (a join or a reconnect)."""
 
+    participant = session.participant(participant_id)
+    if participant is not None and sid in participant.sids and role in (None, participant.role):
+        return session
+
     def change(p: Participant) -> Participant:
-        return replace(p, sids=(*p.sids, sid), role=role or p.role)
+        sids = p.sids if sid in p.sids else (*p.sids, sid)
+        return replace(p, sids=sids, role=role or p.role)
 
     return _update_participant(session, participant_id, change)
 
@@ -83,6 +88,19 @@ def detach(session: Session, participant_id: str, sid: str) -> Session:
         return session
     return _update_participant(
         session, participant_id, lambda p: replace(p, sids=tuple(s for s in p.sids if s != sid))
+    )
+
+
+def drop_sockets(session: Session, prefix: str) -> Session:
+    """Forget every socket whose id starts with `prefix` (those of a server instance that died)."""
+    if not any(s.startswith(prefix) for p in session.participants for s in p.sids):
+        return session
+    return replace(
+        session,
+        participants=tuple(
+            replace(p, sids=tuple(s for s in p.sids if not s.startswith(prefix)))
+            for p in session.participants
+        ),
     )
 
 

@@ -23,6 +23,10 @@ def new_participant_id() -> str:
     return secrets.token_hex(6)
 
 
+def new_instance_id() -> str:
+    return secrets.token_hex(4)
+
+
 def hash_token(token: str) -> str:
     # Tokens are high-entropy random strings, so a fast hash is enough to make a leaked store
     # useless for impersonation; a slow password hash would only cost CPU on every reconnect.

@@ -38,7 +38,7 @@ def run(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if settings.redis_url:
+    if settings.redis_url and settings.uses_redis:
         problem = check_redis(settings.redis_url)
         if problem:
             print(f"stackvote: {problem}", file=sys.stderr)

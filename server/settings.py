@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 PREFIX = "STACKVOTE_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
@@ -28,6 +29,13 @@ class Settings:
     session_ttl_days: int = 30
     max_participants: int = 100
     max_sessions: int = 10_000
+    # With several instances: one that has not proved itself alive for this long is presumed
+    # dead, and the people connected through it are shown offline.
+    instance_ttl_seconds: float = 15.0
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.redis_url is not None and self.redis_url != "memory://"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -46,10 +54,15 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
+            ("redis://", "rediss://", "unix://", "memory://")
         ):
             raise SettingsError(
-                f"redis url {self.redis_url!r} must start with redis://, rediss:// or unix://"
+                f"redis url {self.redis_url!r} must start with redis://, rediss:// or unix:// "
+                "(or be memory:// for the built-in store)"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(
+                f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(f"public url {self.public_url!r} must start with http(s)://")

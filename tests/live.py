@@ -94,6 +94,8 @@ class Member:
     welcome: dict[str, Any] = field(default_factory=dict)
     states: list[dict[str, Any]] = field(default_factory=list)
     refused: str | None = None
+    # Other events, in order: ("status", {...}), ("version", {...}).
+    events: list[tuple[str, Any]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -152,6 +154,16 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
     def on_error(data: Any) -> None:
         member.refused = data.get("message") if isinstance(data, dict) else str(data)
 
+    async def on_version(data: dict[str, Any]) -> None:
+        # What the browser does: a beat newer than our snapshot means we missed a broadcast.
+        member.events.append(("version", data))
+        if member.states and data["version"] > member.state["version"]:
+            fresh = await client.call("sync", timeout=10)
+            if fresh.get("version", 0) > member.state["version"]:
+                on_state(fresh)
+
+    client.on("status", lambda data: member.events.append(("status", data)))
+    client.on("version", on_version)
     client.on("welcome", on_welcome)
     client.on("state", on_state)
     client.on("connect_error", on_error)

@@ -20,7 +20,7 @@ __all__ = [
 def open_store(settings: Settings) -> Store:
     ttl = settings.session_ttl_days * 86400
     url = settings.redis_url
-    if url is None or url == "memory://":
+    if url is None or not settings.uses_redis:
         return MemoryStore(ttl_seconds=ttl, max_sessions=settings.max_sessions)
     from server.store.redis import RedisStore  # imported only when Redis is asked for
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 from server.models import Session
@@ -48,6 +48,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update(self, session_id: str, change: Change) -> Updated:
         """Apply `change` atomically; return the session as it now is and whether it changed."""
+
+    @abc.abstractmethod
+    async def version(self, session_id: str) -> int | None:
+        """The session's current version, cheaply (None if unknown)."""
+
+    # Presence across instances: each server instance says it is alive and in which sessions it
+    # holds sockets, so the survivors can mark a crashed instance's people offline.
+    @abc.abstractmethod
+    async def heartbeat(self, instance: str, session_ids: Collection[str], ttl: float) -> bool:
+        """Mark `instance` alive for `ttl` seconds, holding sockets in `session_ids`.
+
+        Returns True if the instance was not registered (first beat, or it was presumed dead
+        and released, e.g. after a long storage outage): its sockets must be attached again.
+        """
+
+    @abc.abstractmethod
+    async def orphans(self) -> dict[str, set[str]]:
+        """Instances that stopped beating, each with the sessions it had sockets in."""
+
+    @abc.abstractmethod
+    async def forget_instance(self, instance: str) -> None:
+        """Drop what is known of a dead instance once its sockets are cleaned up."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from msgspec.structs import replace
 
@@ -49,6 +49,20 @@ class MemoryStore(Store):
         saved = replace(changed, version=current.version + 1, updated_at=self._clock())
         self._sessions[session_id] = saved
         return Updated(saved, changed=True)
+
+    async def version(self, session_id: str) -> int | None:
+        session = await self.get(session_id)
+        return None if session is None else session.version
+
+    # One process owns an in-memory store, so no other instance can die holding its sockets.
+    async def heartbeat(self, instance: str, session_ids: Collection[str], ttl: float) -> bool:
+        return False
+
+    async def orphans(self) -> dict[str, set[str]]:
+        return {}
+
+    async def forget_instance(self, instance: str) -> None:
+        return None
 
     async def ping(self) -> None:
         return None

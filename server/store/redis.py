@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import redis.asyncio as aioredis
 from msgspec.structs import replace
@@ -154,6 +154,57 @@ class RedisStore(Store):
             await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
         raise StoreUnavailable(f"session {session_id} is too busy; please try again")
 
+    async def version(self, session_id: str) -> int | None:
+        try:
+            raw = await self._redis.hget(self._key(session_id), "version")
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return None if raw is None else int(raw)
+
+    @property
+    def _instances(self) -> str:
+        return f"{self._prefix}:instances"
+
+    def _alive(self, instance: str) -> str:
+        return f"{self._prefix}:instance:{instance}:alive"
+
+    def _holding(self, instance: str) -> str:
+        return f"{self._prefix}:instance:{instance}:sessions"
+
+    async def heartbeat(self, instance: str, session_ids: Collection[str], ttl: float) -> bool:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(self._instances, instance)
+                pipe.set(self._alive(instance), 1, px=int(ttl * 1000))
+                if session_ids:
+                    pipe.sadd(self._holding(instance), *session_ids)
+                    pipe.pexpire(self._holding(instance), self._ttl_ms)
+                added, *_ = await pipe.execute()
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return bool(added)
+
+    async def orphans(self) -> dict[str, set[str]]:
+        try:
+            found: dict[str, set[str]] = {}
+            for raw in await self._redis.smembers(self._instances):
+                instance = _text(raw)
+                if not await self._redis.exists(self._alive(instance)):
+                    held = await self._redis.smembers(self._holding(instance))
+                    found[instance] = {_text(s) for s in held}
+            return found
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def forget_instance(self, instance: str) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._holding(instance))
+                pipe.srem(self._instances, instance)
+                await pipe.execute()
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     async def ping(self) -> None:
         try:
             await self._redis.ping()
@@ -162,3 +213,7 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

@@ -1,0 +1,178 @@
+"""Faults over real processes: an instance killed mid-session, Redis restarted under load."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live import Member, create_session, free_port, join, live_server
+from tests.redis_server import RedisServer, redis_server
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+FAST_PRESENCE = {"STACKVOTE_INSTANCE_TTL_SECONDS": "2"}
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, since these tests stop and restart it."""
+    with redis_server(tmp_path) as running:
+        yield running
+
+
+def env(redis: RedisServer) -> dict[str, str]:
+    return {"STACKVOTE_REDIS_URL": redis.url, **FAST_PRESENCE}
+
+
+def participant(state: dict[str, Any], participant_id: str) -> dict[str, Any]:
+    return next(p for p in state["participants"] if p["id"] == participant_id)
+
+
+async def test_killing_an_instance_keeps_identity_and_votes(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    with (
+        live_server(tmp_path, env(own_redis)) as doomed,
+        live_server(tmp_path, env(own_redis)) as survivor,
+    ):
+        created = create_session(survivor.url)
+        session = created["id"]
+        fay = await join(
+            survivor.url,
+            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
+        )
+        ann = await join(doomed.url, {"session": session, "name": "Ann"})
+        bob = await join(doomed.url, {"session": session, "name": "Bob"})
+        await fay.control("open_all")
+        assert (await ann.vote("realtime", 4))["ok"]
+        assert (await bob.vote("realtime", 1))["ok"]
+
+        doomed.process.kill()
+        killed = time.monotonic()
+        # Ann's browser reconnects through the proxy and lands on the surviving instance.
+        ann_again = await join(survivor.url, {"session": session, "token": ann.welcome["token"]})
+        reconnected = time.monotonic() - killed
+        assert ann_again.id == ann.id
+        assert ann_again.welcome["ballots"] == {"realtime": 4}
+        assert (await ann_again.vote("prototype", 2))["ok"]
+
+        # Bob never comes back: once the dead instance misses its heartbeat he shows offline.
+        state = await fay.until(lambda s: not participant(s, bob.id)["online"], timeout=15)
+        offline_after = time.monotonic() - killed
+        assert participant(state, ann.id)["online"]
+        assert len(state["participants"]) == 3
+        realtime = next(c for c in state["cases"] if c["id"] == "realtime")
+        assert realtime["votes_in"] == 2
+        print(
+            f"\nreconnect after kill: {reconnected:.2f}s, stale presence cleared: {offline_after:.1f}s"
+        )
+        await fay.client.disconnect()
+        await ann_again.client.disconnect()
+
+
+async def test_restarting_redis_loses_no_acknowledged_vote(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    with (
+        live_server(tmp_path, env(own_redis)) as one,
+        live_server(tmp_path, env(own_redis)) as two,
+    ):
+        created = create_session(one.url)
+        session = created["id"]
+        fay = await join(
+            one.url,
+            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
+        )
+        voters = [
+            await join((one, two)[n % 2].url, {"session": session, "name": f"V{n}"})
+            for n in range(6)
+        ]
+        await fay.control("open_all")
+        acked: dict[tuple[str, str], int] = {}
+        for n, member in enumerate(voters):
+            ack = await member.vote("realtime", n % 5)
+            assert ack["ok"]
+            acked[(member.id, "realtime")] = n % 5
+
+        own_redis.stop()
+        stopped = time.monotonic()
+        refused = await voters[0].vote("prototype", 3)
+        assert refused["ok"] is False and "storage" in refused["error"]
+        ready = httpx.get(one.url + "/readyz")
+        assert ready.status_code == 503
+        write = httpx.post(one.url + "/api/sessions", json={"title": "During the outage"})
+        assert write.status_code == 503 and "storage" in write.json()["error"]
+        await wait_for_event(voters[1], "status", {"storage": "unavailable"})
+
+        own_redis.start()
+        restarted = time.monotonic()
+        recovered = await vote_until_ok(voters[0], "prototype", 3)
+        acked[(voters[0].id, "prototype")] = 3
+        ack = await voters[1].vote("prototype", 1)
+        assert ack["ok"]
+        acked[(voters[1].id, "prototype")] = 1
+        reveal = await fay.control("reveal_all")
+        assert reveal["ok"]
+        final = await fay.until_version(reveal["version"], timeout=10)
+        for member in voters:
+            state = await member.until_version(reveal["version"], timeout=10)
+            assert state["cases"] == final["cases"]
+        ballots = {
+            (b["participant"], c["id"]): b["score"]
+            for c in final["cases"]
+            if c["results"]
+            for b in c["results"]["ballots"]
+        }
+        assert ballots == acked
+        assert httpx.get(two.url + "/readyz").status_code == 200
+        print(
+            f"\nredis down for {restarted - stopped:.1f}s; "
+            f"first vote accepted {recovered:.2f}s after restart"
+        )
+        for member in [fay, *voters]:
+            await member.client.disconnect()
+
+
+async def wait_for_event(member: Member, event: str, data: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while (event, data) not in member.events:
+        assert time.monotonic() < deadline, f"no {event} {data}: {member.events[-5:]}"
+        await asyncio.sleep(0.05)
+
+
+async def vote_until_ok(member: Member, case: str, score: int, timeout: float = 15) -> float:
+    start = time.monotonic()
+    while True:
+        ack = await member.vote(case, score)
+        if ack["ok"]:
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout, ack
+        await asyncio.sleep(0.05)
+
+
+def test_a_wrong_redis_url_fails_at_start_with_one_line() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--port", str(free_port()), "--redis-url", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach Redis" in lines[0] and "--redis-url" in lines[0]
+    bad = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--redis-url", "http://nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "must start with redis://" in bad.stderr
