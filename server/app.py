@@ -149,6 +149,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         client_manager=manager,
         cors_allowed_origins=settings.public_url or None,
         max_http_buffer_size=16 * 1024,
+        # WebSocket only: a connection then lives on one instance from start to end, so
+        # several instances behind a proxy need no sticky sessions.
+        transports=["websocket"],
     )
     namespace = RoomNamespace(
         store,

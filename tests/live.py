@@ -169,7 +169,7 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
     client.on("connect_error", on_error)
 
     try:
-        await client.connect(base_url, auth=auth, wait_timeout=10)
+        await client.connect(base_url, auth=auth, wait_timeout=10, transports=["websocket"])
     except socketio.exceptions.ConnectionError:
         if refuse_ok:
             return member

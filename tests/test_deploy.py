@@ -1,0 +1,147 @@
+"""The self-hosting files: the compose file and image checked as data, the nginx config run."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.live import ROOT, LiveServer, create_session, free_port, join, live_server
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_redis_is_persistent_and_health_checked(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "--appendfsync everysec" in command
+    volume, _, target = redis["volumes"][0].partition(":")
+    assert volume in compose["volumes"] and target == "/data"
+    assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
+
+
+def test_several_app_instances_wait_for_redis(compose: dict[str, Any]) -> None:
+    app = compose["services"]["app"]
+    assert app["deploy"]["replicas"] >= 2
+    assert app["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert app["environment"]["STACKVOTE_REDIS_URL"].startswith("redis://redis:")
+    assert app["build"] == "."
+
+
+def test_the_proxy_is_the_one_published_port(compose: dict[str, Any]) -> None:
+    published = {name: s.get("ports", []) for name, s in compose["services"].items()}
+    assert published["redis"] == [] and published["app"] == []
+    assert published["proxy"] == ["${STACKVOTE_PORT:-8080}:8080"]
+    proxy = compose["services"]["proxy"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    assert proxy["depends_on"]["app"]["condition"] == "service_healthy"
+    conf = NGINX_CONF.read_text()
+    assert re.search(r"server app:8000\b", conf) and "listen 8080;" in conf
+
+
+def test_the_image_is_small_pinned_and_unprivileged() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, flags=re.M)
+    assert bases and all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", b) for b in bases)
+    assert re.search(r"^USER (?!root)\w+", dockerfile, flags=re.M)
+    assert "HEALTHCHECK" in dockerfile and "/readyz" in dockerfile
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if found is None:
+        message = "nginx is not installed (Debian package nginx)"
+        if os.environ.get("STACKVOTE_REQUIRE_PROXY") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@contextmanager
+def nginx_in_front_of(backends: list[LiveServer], tmp: Path) -> Iterator[str]:
+    """Run the repo's nginx.conf, pointed at local instances instead of the compose service."""
+    port = free_port()
+    servers = "\n".join(
+        f"        server {b.url.removeprefix('http://')} max_fails=1 fail_timeout=5s;"
+        for b in backends
+    )
+    conf = NGINX_CONF.read_text()
+    conf = re.sub(r"^\s*server app:8000.*$", servers, conf, flags=re.M)
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    (tmp / "nginx.conf").write_text(conf)
+    process = subprocess.Popen(
+        [nginx_binary(), "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
+         "-g", f"daemon off; pid {tmp}/nginx.pid;"],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "nginx.log").open("wb"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, (tmp / "nginx.log").read_text()
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_the_proxy_config_carries_websockets_and_the_host(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    nginx_binary()
+    with ExitStack() as stack:
+        backends = [
+            stack.enter_context(live_server(tmp_path, {"STACKVOTE_REDIS_URL": redis.url}))
+            for _ in range(2)
+        ]
+        proxy = stack.enter_context(nginx_in_front_of(backends, tmp_path))
+        created = create_session(proxy)
+        # Links are built from the Host header the proxy passes on.
+        assert created["join_url"] == f"{proxy}/s/{created['id']}"
+        auth = {"session": created["id"], "facilitator_token": created["facilitator_token"]}
+        fay = await join(proxy, {**auth, "name": "Fay"})
+        members = [await join(proxy, {"session": created["id"], "name": f"M{n}"}) for n in range(4)]
+        await fay.control("open", "realtime")
+        for n, member in enumerate(members):
+            assert (await member.vote("realtime", n))["ok"]
+        ack = await fay.control("reveal", "realtime")
+        state = await fay.until_version(ack["version"])
+        results = next(c for c in state["cases"] if c["id"] == "realtime")["results"]
+        assert results["histogram"] == [1, 1, 1, 1, 0]
+
+        # One instance goes away: the proxy sends new connections to the other.
+        backends[0].process.kill()
+        backends[0].process.wait()
+        again = await join(proxy, {"session": created["id"], "token": members[0].welcome["token"]})
+        assert again.id == members[0].id
+        for member in [fay, again, *members]:
+            if member.client.connected:
+                await member.client.disconnect()
