@@ -34,17 +34,26 @@ class RuleError(Exception):
     """A request the rules refuse; str(error) is the message for the user."""
 
 
+# Invisible or direction-changing characters make names that look like someone else's; the
+# zero-width joiner stays allowed because emoji sequences (family, flags of people) need it.
+_ALLOWED_FORMAT = {"\u200d"}
+_REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+INVISIBLE_IN_NAME = "Names cannot contain control characters, line breaks or invisible characters."
+
+
 def clean_name(raw: object) -> str:
-    """A participant name: trimmed, 1-40 printable characters."""
+    """A participant name: 1-40 visible characters, runs of spaces folded into one."""
     if not isinstance(raw, str):
         raise RuleError("Please enter a name.")
     name = unicodedata.normalize("NFC", raw).strip()
+    for char in name:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES and char not in _ALLOWED_FORMAT:
+            raise RuleError(INVISIBLE_IN_NAME)
+    name = " ".join(name.split())
     if not name:
         raise RuleError("Please enter a name.")
     if len(name) > NAME_MAX:
         raise RuleError(f"Names can be at most {NAME_MAX} characters long.")
-    if not name.isprintable():
-        raise RuleError("Names cannot contain control characters or line breaks.")
     return name
 
 

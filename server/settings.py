@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -60,7 +61,9 @@ class Settings:
                 f"redis url {self.redis_url!r} must start with redis://, rediss:// or unix:// "
                 "(or be memory:// for the built-in store)"
             )
-        if self.log_level not in LOG_LEVELS:
+        if not math.isfinite(self.instance_ttl_seconds) or self.instance_ttl_seconds < 1:
+            raise SettingsError("instance_ttl_seconds must be a number of seconds, at least 1")
+        if self.log_level.lower() not in LOG_LEVELS:
             raise SettingsError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
@@ -69,7 +72,9 @@ class Settings:
         for name in ("session_ttl_days", "max_participants", "max_sessions"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
-        return replace(self, public_url=self.public_url.rstrip("/"))
+        return replace(
+            self, public_url=self.public_url.rstrip("/"), log_level=self.log_level.lower()
+        )
 
 
 def _coerce(name: str, annotation: Any, raw: str) -> Any:

@@ -26,11 +26,12 @@ def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
 
 
 def recommendation(session: Session) -> dict[str, Any] | None:
-    """The engine's advice over the cases whose scores are visible to everyone."""
+    """The engine's advice over the revealed cases (in open mode too: live scores are still
+    moving, so only what the facilitator revealed counts towards the decision)."""
     template = session.template
     inputs = []
     for case in session.cases:
-        if not session.results_visible(case):
+        if case.status not in ("revealed", "locked"):
             continue
         results = engine.case_results(case.ballots.values())
         spec = template.case(case.id)

@@ -11,6 +11,7 @@ import msgspec
 from server.models import Template
 
 DEFAULT_TEMPLATE = "django"
+WEIGHT_LIMIT = 2
 
 
 class TemplateError(ValueError):
@@ -21,12 +22,27 @@ def parse_template(data: Any) -> Template:
     """Validate a template given as decoded JSON, raising TemplateError with a clear message."""
     if not isinstance(data, dict):
         raise TemplateError("a template must be a JSON object")
+    _check_weights(data)
     try:
         template = msgspec.convert(data, Template)
     except msgspec.ValidationError as exc:
         raise TemplateError(f"invalid template: {_plain(str(exc))}") from None
     _check_consistency(template)
     return template
+
+
+def _check_weights(data: dict[str, Any]) -> None:
+    """Name the case and stack of a weight out of range (the schema error cannot)."""
+    cases = data.get("cases")
+    for case in cases if isinstance(cases, list) else []:
+        fit = case.get("fit") if isinstance(case, dict) else None
+        for stack, weight in fit.items() if isinstance(fit, dict) else []:
+            number = isinstance(weight, int | float) and not isinstance(weight, bool)
+            if not number or not -WEIGHT_LIMIT <= weight <= WEIGHT_LIMIT:
+                raise TemplateError(
+                    f"invalid template: case {case.get('id')!r} gives stack {stack!r} the weight "
+                    f"{weight!r}; weights are numbers from -{WEIGHT_LIMIT} to {WEIGHT_LIMIT}"
+                )
 
 
 def _plain(message: str) -> str:

@@ -34,7 +34,8 @@ class MemoryStore(Store):
 
     async def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
-        if session is None or self._expired(session):
+        if session is not None and self._expired(session):
+            del self._sessions[session_id]
             return None
         return session
 

@@ -65,17 +65,23 @@ class RedisStore(Store):
         max_sessions: int = 10_000,
         prefix: str = "stackvote",
         timeout: float = 2.0,
+        max_connections: int = 50,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of requests waits for a free connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             health_check_interval=15,
         )
+        self._pool = pool
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._ttl_ms = int(ttl_seconds * 1000)
         self._ttl = ttl_seconds
         self._max = max_sessions
@@ -213,6 +219,7 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._pool.aclose()
 
 
 def _text(raw: bytes | str) -> str:

@@ -1,0 +1,304 @@
+"""The results as documents: JSON shape, CSV safe to open in a spreadsheet, a Markdown record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from server import exports
+from server.models import Session
+from tests.factories import (
+    case_of,
+    cast,
+    control,
+    custom_template,
+    person,
+    scored,
+    team,
+    with_people,
+)
+
+NOW = datetime(2025, 3, 4, 5, 6, tzinfo=UTC)
+STAT_KEYS = ("n", "abstain", "histogram", "mean", "median", "iqr", "consensus", "band")
+
+
+def decided() -> Session:
+    """`realtime` revealed (then re-voted and revealed again), `performance` open, rest waiting."""
+    session = scored(team("Alice", "Bob"), "realtime", {"alice": 4, "bob": 0, "fay": 2})
+    session = control(session, "revote", "realtime")
+    session = control(
+        cast(session, "realtime", {"alice": 4, "bob": 3, "fay": None}), "reveal", "realtime"
+    )
+    return cast(control(session, "open", "performance"), "performance", {"alice": 4})
+
+
+# --- the results document
+
+
+def test_the_results_document_has_the_contract_shape() -> None:
+    session = with_people(decided(), person("Watcher", "spectator"))
+    document = exports.results(session)
+    assert set(document) >= {"session", "cases", "recommendation"}
+    assert document["session"] == {
+        "id": "s1",
+        "title": "Our next project",
+        "mode": "hidden",
+        "anonymous": False,
+        "status": "active",
+        "template": "Is Django right for this project?",
+        "version": session.version,
+    }
+    assert document["participants"] == [
+        {"id": "fay", "name": "Fay", "role": "facilitator"},
+        {"id": "alice", "name": "Alice", "role": "voter"},
+        {"id": "bob", "name": "Bob", "role": "voter"},
+        {"id": "watcher", "name": "Watcher", "role": "spectator"},
+    ]
+    assert [c["id"] for c in document["cases"]] == [c.id for c in session.template.cases]
+    for case in document["cases"]:
+        assert {"id", "title", "status", "round", *STAT_KEYS, "history"} <= set(case)
+
+
+def test_revealed_cases_report_their_results() -> None:
+    realtime = case_of(exports.results(decided()), "realtime")
+    assert realtime["title"] == "Live updates are core"
+    assert (realtime["status"], realtime["round"]) == ("revealed", 2)
+    assert realtime["n"] == 2
+    assert realtime["abstain"] == 1
+    assert realtime["histogram"] == [0, 0, 0, 1, 1]
+    assert realtime["median"] == 3.5
+    assert realtime["ballots"] == [
+        {"participant": "alice", "score": 4},
+        {"participant": "bob", "score": 3},
+        {"participant": "fay", "score": None},
+    ]
+
+
+@pytest.mark.parametrize("case_id", ["performance", "prototype"])
+def test_hidden_cases_report_nulls(case_id: str) -> None:
+    case = case_of(exports.results(decided()), case_id)
+    assert all(case[key] is None for key in STAT_KEYS)
+    assert "ballots" not in case
+    assert case["history"] == []
+
+
+def test_open_mode_reports_live_results() -> None:
+    session = cast(
+        control(team("Alice", mode="open"), "open", "realtime"), "realtime", {"alice": 2}
+    )
+    realtime = case_of(exports.results(session), "realtime")
+    assert realtime["n"] == 1
+    assert realtime["ballots"] == [{"participant": "alice", "score": 2}]
+
+
+def test_earlier_rounds_are_kept_in_the_history() -> None:
+    realtime = case_of(exports.results(decided()), "realtime")
+    [first] = realtime["history"]
+    assert first["round"] == 1
+    assert first["histogram"] == [1, 0, 1, 0, 1]
+    assert first["median"] == 2.0
+    assert first["ballots"] == [
+        {"participant": "alice", "score": 4},
+        {"participant": "bob", "score": 0},
+        {"participant": "fay", "score": 2},
+    ]
+
+
+def test_the_recommendation_covers_revealed_cases_only() -> None:
+    document = exports.results(decided())
+    advice = document["recommendation"]
+    assert advice is not None
+    cases = {c["case"] for r in advice["ranking"] for c in r["contributions"]}
+    assert cases == {"realtime"}
+    assert exports.results(team("Alice"))["recommendation"] is None
+
+
+# --- CSV
+
+
+def rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_the_csv_has_one_row_per_case() -> None:
+    table = rows(exports.to_csv(exports.results(decided())))
+    assert tuple(table[0]) == exports.CSV_COLUMNS
+    assert len(table) == 1 + 11
+    by_case = {row[0]: dict(zip(exports.CSV_COLUMNS, row, strict=True)) for row in table[1:]}
+    realtime = by_case["realtime"]
+    assert realtime["title"] == "Live updates are core"
+    assert (realtime["status"], realtime["round"], realtime["votes"]) == ("revealed", "2", "2")
+    assert [realtime[f"score_{i}"] for i in range(5)] == ["0", "0", "0", "1", "1"]
+    assert realtime["median"] == "3.5"
+    assert realtime["agreement"] == "strong"
+    # A hidden case gives empty cells, not zeros.
+    performance = by_case["performance"]
+    assert performance["status"] == "voting"
+    assert all(performance[key] == "" for key in exports.CSV_COLUMNS[4:])
+
+
+def test_the_csv_lines_end_with_crlf() -> None:
+    text = exports.to_csv(exports.results(team()))
+    assert text.endswith("\r\n")
+    assert text.count("\r\n") == 12
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        '=HYPERLINK("http://evil.example","click")',
+        "+1+1",
+        "-2+3",
+        "@SUM(A1:A9)",
+        "=cmd|' /C calc'!A0",
+    ],
+)
+def test_csv_cells_that_look_like_formulas_are_made_text(title: str) -> None:
+    cases = [{"id": "sneaky", "title": title, "fit": {"postgres": 1}}]
+    session = team(template=custom_template(cases=cases))
+    table = rows(exports.to_csv(exports.results(session)))
+    assert table[1][1] == "'" + title
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in table for cell in row)
+
+
+def test_csv_keeps_ordinary_titles_as_they_are() -> None:
+    cases = [{"id": "plain", "title": "Costs 5 = too much?"}, {"id": "x", "title": "'quoted'"}]
+    session = team(template=custom_template(cases=cases))
+    table = rows(exports.to_csv(exports.results(session)))
+    assert [row[1] for row in table[1:]] == ["Costs 5 = too much?", "'quoted'"]
+
+
+# --- Markdown decision record
+
+
+def record(session: Session) -> str:
+    return exports.to_markdown(exports.results(session), NOW)
+
+
+def test_the_decision_record_states_the_verdict() -> None:
+    session = decided()
+    document = exports.results(session)
+    text = exports.to_markdown(document, NOW)
+    assert text.startswith("# Decision record: Our next project\n")
+    assert "- Date: 2025-03-04 05:06 UTC" in text
+    assert "- Voters (3): Fay, Alice, Bob" in text
+    verdict = document["recommendation"]["verdict"]
+    assert "Node.js" in verdict
+    assert exports.md_text(verdict) in text
+    assert "| 1 | Node\\.js | +1.75 | Live updates are core (+1.75) |" in text
+    assert f"session version {session.version}" in text
+
+
+def test_the_decision_record_without_a_reveal_says_so() -> None:
+    text = record(team("Alice"))
+    assert "No case has been revealed yet, so there is no recommendation." in text
+    assert "| Rank |" not in text
+
+
+def test_the_decision_record_lists_ballots_and_earlier_rounds() -> None:
+    text = record(decided())
+    assert "## Ballots" in text
+    assert "- Live updates are core: Alice: 4, Bob: 3, Fay: abstained" in text
+    assert "## Earlier rounds" in text
+    assert "- Live updates are core, round 1: median 2.0, consensus " in text
+    # The case that is still hidden appears in the table without numbers.
+    assert (
+        "| Raw speed is critical | voting | 1 |  |  | \u2013 | \u2013 | \u2013 | \u2013 |" in text
+    )
+
+
+def test_no_earlier_rounds_section_without_a_re_vote() -> None:
+    text = record(scored(team("Alice"), "realtime", {"alice": 1}))
+    assert "## Earlier rounds" not in text
+    assert "## Ballots" in text
+
+
+NASTY = {
+    "<script>alert(1)</script>": "\\<script\\>alert\\(1\\)\\</script\\>",
+    "a | b": "a \\| b",
+    "[x](y)": "\\[x\\]\\(y\\)",
+    "![img](http://evil.example/x.png)": "\\!\\[img\\]\\(http://evil\\.example/x\\.png\\)",
+    "**bold** _it_": "\\*\\*bold\\*\\* \\_it\\_",
+    "# heading": "\\# heading",
+}
+
+
+@pytest.mark.parametrize(("raw", "escaped"), list(NASTY.items()))
+def test_md_text_makes_user_text_literal(raw: str, escaped: str) -> None:
+    assert exports.md_text(raw) == escaped
+
+
+def test_md_text_keeps_user_text_on_one_line() -> None:
+    assert (
+        exports.md_text("line one\n\n## line two\r\n| x |") == "line one \\#\\# line two \\| x \\|"
+    )
+
+
+def test_the_decision_record_escapes_names_and_titles() -> None:
+    cases = [
+        {"id": "xss", "title": "<script>alert(1)</script>", "fit": {"postgres": 2}},
+        {"id": "pipe", "title": "a | b", "fit": {"sqlite": 1}},
+    ]
+    template = custom_template(
+        title="[click](http://evil.example)",
+        stacks=[{"id": "postgres", "name": "<b>Pg</b>"}, {"id": "sqlite", "name": "Lite|SQL"}],
+        cases=cases,
+    )
+    session = team(title="<img src=x onerror=alert(1)>", template=template)
+    session = with_people(session, person("<script>x</script>", pid="mallory"))
+    session = scored(session, "xss", {"mallory": 4, "fay": 3})
+    session = scored(session, "pipe", {"mallory": 1})
+    text = record(session)
+
+    # No markup character from user text survives unescaped (the record itself uses none).
+    assert not re.search(r"(?<!\\)[<>\[\]]", text)
+    assert "# Decision record: \\<img src=x onerror=alert\\(1\\)\\>" in text
+    assert "- Template: \\[click\\]\\(http://evil\\.example\\)" in text
+    assert "\\<script\\>x\\</script\\>" in text  # the participant's name, as text
+    assert "\\<b\\>Pg\\</b\\>" in text
+    assert "Lite\\|SQL" in text
+    assert "| a \\| b | revealed |" in text
+    # Every table row still has its 9 columns: no user text broke out of its cell.
+    case_rows = [line for line in text.splitlines() if line.startswith("| ") and "revealed" in line]
+    assert len(case_rows) == 2
+    for line in case_rows:
+        assert line.replace("\\|", "").count("|") == 10
+
+
+def test_the_decision_record_names_a_close_call_and_contested_cases() -> None:
+    template = custom_template(
+        cases=[
+            {"id": "scale", "title": "Many writers", "fit": {"postgres": 1}},
+            {"id": "embedded", "title": "Runs on a device", "fit": {"sqlite": 1}},
+        ]
+    )
+    session = team("Alice", template=template)
+    session = scored(session, "scale", {"alice": 2, "fay": 2})
+    session = scored(session, "embedded", {"alice": 0, "fay": 4})
+    document = exports.results(session)
+    advice = document["recommendation"]
+    assert advice["close_call"] is not None
+    assert advice["contested"] == ["embedded"]
+    text = exports.to_markdown(document, NOW)
+    assert "This is a close call" in text
+    assert "Weak agreement on: Runs on a device. Consider a re-vote" in text
+    assert "weak: re-vote?" in text
+
+
+def test_the_decision_record_of_an_anonymous_session_has_no_ballots() -> None:
+    session = scored(team("Alice", "Bob", anonymous=True), "realtime", {"alice": 4, "bob": 1})
+    text = record(control(scored_again(session), "finish"))
+    assert "## Ballots" not in text
+    assert "Alice: 4" not in text
+    assert "Bob: 1" not in text
+    assert "## Earlier rounds" in text
+    assert "Session status: finished" in text
+
+
+def scored_again(session: Session) -> Session:
+    session = control(session, "revote", "realtime")
+    return control(cast(session, "realtime", {"alice": 3}), "reveal", "realtime")

@@ -1,0 +1,75 @@
+"""The built wheel carries the pages, static files and templates, and serves them installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live import ROOT, LiveServer, free_port, wait_ready
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(ROOT)],
+        check=True,
+    )  # fmt: skip
+    (built,) = out.glob("stackvote-*.whl")
+    return built
+
+
+def test_the_wheel_contains_pages_static_files_and_decks(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "server/templates/base.html",
+        "server/templates/room.html",
+        "server/static/css/app.css",
+        "server/static/js/room.js",
+        "server/static/vendor/socket.io/socket.io.esm.min.js",
+        "server/static/vendor/socket.io/LICENSE",
+        "server/decks/django.json",
+    ):
+        assert needed in names, needed
+    assert not any(n.startswith("tests/") for n in names)
+
+
+def test_an_installed_wheel_serves_the_app(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
+        check=True,
+    )
+    where = subprocess.run(
+        [str(python), "-c", "import server; print(server.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert str(venv) in where, "the test must run the installed copy, not the checkout"
+    port = free_port()
+    log = tmp_path / "server.log"
+    process = subprocess.Popen(
+        [str(venv / "bin" / "stackvote"), "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_ready(server)
+        page = httpx.get(server.url + "/")
+        assert page.status_code == 200 and "/static/css/app.css" in page.text
+        assert httpx.get(server.url + "/static/js/room.js").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

@@ -1,0 +1,513 @@
+"""The session's rules: joining, names, ballots and the facilitator's controls."""
+
+from __future__ import annotations
+
+import pytest
+
+from server import rules
+from server.models import CaseState, Participant, Session
+from server.rules import INVISIBLE_IN_NAME, RuleError
+from tests.factories import cast, control, new_session, person, scored, team, with_people
+
+# --- names
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Alice", "Alice"),
+        ("  Alice  ", "Alice"),
+        ("\tBob\n", "Bob"),
+        ("Ana María", "Ana María"),
+        ("e\u0301mile", "\u00e9mile"),  # NFC: a combining accent becomes one character
+        ("x" * 40, "x" * 40),
+        ("<script>alert(1)</script>", "<script>alert(1)</script>"),
+        ("<b>bold</b> & co", "<b>bold</b> & co"),
+    ],
+)
+def test_clean_name_trims_and_keeps_text_literally(raw: str, clean: str) -> None:
+    assert rules.clean_name(raw) == clean
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "Please enter a name."),
+        ("   ", "Please enter a name."),
+        ("\t\n ", "Please enter a name."),
+        (None, "Please enter a name."),
+        (42, "Please enter a name."),
+        ("x" * 41, "Names can be at most 40 characters long."),
+        ("  " + "x" * 41 + "  ", "Names can be at most 40 characters long."),
+        ("Al\x00ice", INVISIBLE_IN_NAME),
+        ("Al\nice", INVISIBLE_IN_NAME),
+        ("Al\x1bice", INVISIBLE_IN_NAME),
+        ("Al\u2028ice", INVISIBLE_IN_NAME),
+    ],
+)
+def test_clean_name_refuses_unusable_names(raw: object, message: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        rules.clean_name(raw)
+    assert str(caught.value) == message
+
+
+def test_a_name_of_forty_one_characters_counts_after_trimming() -> None:
+    assert rules.clean_name(" " + "y" * 40 + " ") == "y" * 40
+
+
+# --- joining
+
+
+def test_join_adds_the_participant_and_keeps_the_others() -> None:
+    session = team("Alice")
+    bob = person("Bob")
+    joined = rules.join(session, bob, limit=10)
+    assert [p.name for p in joined.participants] == ["Fay", "Alice", "Bob"]
+    assert joined.participant("bob") == bob
+    # The original session is untouched (transitions are pure).
+    assert [p.name for p in session.participants] == ["Fay", "Alice"]
+
+
+@pytest.mark.parametrize("clash", ["Alice", "alice", "ALICE", "aLiCe"])
+def test_names_are_unique_whatever_their_case(clash: str) -> None:
+    session = team("Alice")
+    with pytest.raises(RuleError, match="already here; pick another name"):
+        rules.join(session, person(clash, pid="other"), limit=10)
+    assert [p.name for p in session.participants] == ["Fay", "Alice"]
+
+
+def test_names_that_differ_only_by_case_folding_clash() -> None:
+    session = team("Straße")
+    with pytest.raises(RuleError, match="'STRASSE' is already here"):
+        rules.join(session, person("STRASSE", pid="other"), limit=10)
+
+
+def test_a_full_room_refuses_newcomers() -> None:
+    session = with_people(new_session(), person("Fay", "facilitator"), person("Alice"))
+    with pytest.raises(RuleError) as caught:
+        rules.join(session, person("Bob"), limit=2)
+    assert str(caught.value) == "This session is full (2 people); ask the facilitator."
+    assert len(session.participants) == 2
+    assert rules.join(session, person("Bob"), limit=3).participant("bob") is not None
+
+
+def test_spectators_count_towards_the_room_limit() -> None:
+    session = with_people(new_session(), person("Watcher", "spectator"))
+    with pytest.raises(RuleError, match="full"):
+        rules.join(session, person("Bob"), limit=1)
+
+
+def test_a_finished_session_takes_only_spectators() -> None:
+    session = control(team("Alice"), "finish")
+    with pytest.raises(RuleError) as caught:
+        rules.join(session, person("Bob"), limit=10)
+    assert "finished" in str(caught.value)
+    with pytest.raises(RuleError, match="finished"):
+        rules.join(session, person("Boss", "facilitator"), limit=10)
+    watched = rules.join(session, person("Carol", "spectator"), limit=10)
+    assert [p.name for p in watched.participants] == ["Fay", "Alice", "Carol"]
+    assert len(session.participants) == 2
+
+
+def test_find_by_token_recognises_a_returning_participant() -> None:
+    session = team("Alice")
+    alice = session.participant("alice")
+    assert alice is not None
+    assert rules.find_by_token(session, alice.token_hash) == alice
+    assert rules.find_by_token(session, "0" * 64) is None
+
+
+# --- presence
+
+
+def member(session: Session, participant_id: str) -> Participant:
+    found = session.participant(participant_id)
+    assert found is not None, participant_id
+    return found
+
+
+def test_attach_marks_a_participant_online() -> None:
+    session = team("Alice")
+    assert member(session, "alice").online is False
+    online = rules.attach(session, "alice", "sid-1")
+    alice = online.participant("alice")
+    assert alice is not None
+    assert alice.online
+    assert alice.sids == ("sid-1",)
+    assert member(online, "fay").online is False
+
+
+def test_one_person_may_have_several_sockets() -> None:
+    session = rules.attach(rules.attach(team("Alice"), "alice", "tab-1"), "alice", "tab-2")
+    assert member(session, "alice").sids == ("tab-1", "tab-2")
+    assert len(session.participants) == 2  # the same person, not a duplicate
+    one_left = rules.detach(session, "alice", "tab-1")
+    alice = one_left.participant("alice")
+    assert alice is not None
+    assert alice.online
+    assert alice.sids == ("tab-2",)
+    gone = rules.detach(one_left, "alice", "tab-2")
+    assert member(gone, "alice").online is False
+    assert gone.participant("alice") is not None  # offline, but still part of the session
+
+
+def test_attach_can_promote_to_facilitator_and_otherwise_keeps_the_role() -> None:
+    session = team("Alice")
+    kept = rules.attach(session, "alice", "sid-1")
+    assert member(kept, "alice").role == "voter"
+    promoted = rules.attach(session, "alice", "sid-2", "facilitator")
+    assert member(promoted, "alice").role == "facilitator"
+
+
+def test_attach_refuses_someone_who_is_not_in_the_session() -> None:
+    session = team("Alice")
+    with pytest.raises(RuleError, match="not part of this session"):
+        rules.attach(session, "mallory", "sid-1")
+    assert [p.id for p in session.participants] == ["fay", "alice"]
+
+
+def test_detach_of_an_unknown_socket_or_person_changes_nothing() -> None:
+    session = rules.attach(team("Alice"), "alice", "sid-1")
+    assert rules.detach(session, "alice", "sid-other") is session
+    assert rules.detach(session, "mallory", "sid-1") is session
+
+
+# --- voting
+
+
+def open_case(*voters: str, case: str = "realtime") -> Session:
+    return control(team(*voters), "open", case)
+
+
+def ballots(session: Session, case_id: str = "realtime") -> dict[str, int | None]:
+    case = session.case(case_id)
+    assert case is not None
+    return dict(case.ballots)
+
+
+def test_a_vote_on_an_open_case_is_recorded() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 3)
+    assert ballots(session) == {"alice": 3}
+
+
+def test_the_facilitator_votes_too() -> None:
+    session = rules.vote(open_case("Alice"), "fay", "realtime", 0)
+    assert ballots(session) == {"fay": 0}
+
+
+def test_abstaining_is_a_ballot_without_a_score() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", None)
+    assert ballots(session) == {"alice": None}
+    assert "alice" in ballots(session)
+
+
+def test_a_vote_can_be_changed_until_the_reveal() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 1)
+    session = rules.vote(session, "alice", "realtime", 4)
+    assert ballots(session) == {"alice": 4}
+    session = rules.vote(session, "alice", "realtime", None)
+    assert ballots(session) == {"alice": None}
+    session = rules.vote(session, "alice", "realtime", 2)
+    assert ballots(session) == {"alice": 2}
+
+
+@pytest.mark.parametrize("score", [0, 2, 4, None])
+def test_casting_the_same_vote_again_changes_nothing(score: int | None) -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", score)
+    assert rules.vote(session, "alice", "realtime", score) is session
+
+
+def test_abstaining_differs_from_scoring_zero() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 0)
+    changed = rules.vote(session, "alice", "realtime", None)
+    assert changed is not session
+    assert ballots(changed) == {"alice": None}
+
+
+def test_ballots_on_one_case_leave_other_cases_alone() -> None:
+    session = control(open_case("Alice"), "open", "performance")
+    session = rules.vote(session, "alice", "performance", 4)
+    assert ballots(session, "performance") == {"alice": 4}
+    assert ballots(session, "realtime") == {}
+
+
+def _refused_vote(
+    session: Session, participant: str, case_id: str, score: int | None, message: str
+) -> None:
+    with pytest.raises(RuleError) as caught:
+        rules.vote(session, participant, case_id, score)
+    assert str(caught.value) == message
+
+
+def test_a_pending_case_takes_no_votes() -> None:
+    session = team("Alice")
+    _refused_vote(session, "alice", "realtime", 3, "Voting on this case has not started yet.")
+    assert ballots(session) == {}
+
+
+def test_a_revealed_case_takes_no_votes() -> None:
+    session = scored(team("Alice"), "realtime", {"alice": 2})
+    _refused_vote(session, "alice", "realtime", 4, "Voting on this case is closed.")
+    assert ballots(session) == {"alice": 2}
+
+
+def test_a_locked_case_takes_no_votes() -> None:
+    session = control(scored(team("Alice"), "realtime", {"alice": 2}), "lock", "realtime")
+    _refused_vote(session, "alice", "realtime", 4, "Voting on this case is closed.")
+    assert ballots(session) == {"alice": 2}
+
+
+def test_a_vote_on_an_unknown_case_is_refused() -> None:
+    session = open_case("Alice")
+    _refused_vote(session, "alice", "cobol", 3, "There is no case 'cobol' in this session.")
+    assert all(not c.ballots for c in session.cases)
+
+
+def test_spectators_cannot_vote() -> None:
+    session = with_people(open_case("Alice"), person("Watcher", "spectator"))
+    _refused_vote(session, "watcher", "realtime", 3, "Spectators watch without voting.")
+    assert ballots(session) == {}
+
+
+def test_a_stranger_cannot_vote() -> None:
+    session = open_case("Alice")
+    _refused_vote(
+        session,
+        "mallory",
+        "realtime",
+        3,
+        "You are not part of this session any more; please join again.",
+    )
+    assert ballots(session) == {}
+
+
+# --- facilitator controls
+
+
+def _refused(session: Session, action: str, case_id: str | None, message: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        control(session, action, case_id)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("action", rules.ACTIONS)
+def test_only_the_facilitator_steers_the_session(action: str) -> None:
+    session = cast(open_case("Alice"), "realtime", {"alice": 3})
+    for who in ("alice", "mallory"):
+        with pytest.raises(RuleError) as caught:
+            rules.control(session, who, action, "realtime")
+        assert str(caught.value) == "Only the facilitator can do that."
+    watched = with_people(session, person("Watcher", "spectator"))
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        rules.control(watched, "watcher", action, "realtime")
+    assert session.case("realtime") == CaseState(
+        id="realtime", status="voting", ballots={"alice": 3}
+    )
+
+
+def test_an_unknown_action_is_refused() -> None:
+    session = team("Alice")
+    _refused(session, "explode", "realtime", "Unknown action 'explode'.")
+    assert all(c.status == "pending" for c in session.cases)
+
+
+@pytest.mark.parametrize("action", sorted(rules.CASE_ACTIONS))
+def test_a_case_action_needs_a_case(action: str) -> None:
+    session = team("Alice")
+    _refused(session, action, None, f"Say which case to {action}.")
+
+
+@pytest.mark.parametrize("action", sorted(rules.CASE_ACTIONS))
+def test_a_case_action_on_an_unknown_case_is_refused(action: str) -> None:
+    session = team("Alice")
+    _refused(session, action, "cobol", "There is no case 'cobol' in this session.")
+
+
+def status_after(session: Session, case_id: str = "realtime") -> str:
+    case = session.case(case_id)
+    assert case is not None
+    return case.status
+
+
+def in_status(status: str) -> Session:
+    """A session whose `realtime` case is in `status`, with Alice's ballot of 3 if voted."""
+    session = team("Alice")
+    if status == "pending":
+        return session
+    session = cast(control(session, "open", "realtime"), "realtime", {"alice": 3})
+    if status == "voting":
+        return session
+    session = control(session, "reveal", "realtime")
+    if status == "revealed":
+        return session
+    return control(session, "lock", "realtime")
+
+
+# Rule table: (action, starting status) -> resulting status, or the refusal message.
+ALLOWED = [
+    ("open", "pending", "voting"),
+    ("reveal", "voting", "revealed"),
+    ("revote", "revealed", "voting"),
+    ("revote", "locked", "voting"),
+    ("lock", "voting", "locked"),
+    ("lock", "revealed", "locked"),
+]
+OPEN_REFUSED = "This case is already open or done; use re-vote to score it again."
+REVEAL_REFUSED = "Only a case that is being voted on can be revealed."
+REVOTE_REFUSED = "Only a revealed case can be voted on again."
+LOCK_REFUSED = "Only an open or revealed case can be locked."
+REFUSED = [
+    ("open", "voting", OPEN_REFUSED),
+    ("open", "revealed", OPEN_REFUSED),
+    ("open", "locked", OPEN_REFUSED),
+    ("reveal", "pending", REVEAL_REFUSED),
+    ("reveal", "revealed", REVEAL_REFUSED),
+    ("reveal", "locked", REVEAL_REFUSED),
+    ("revote", "pending", REVOTE_REFUSED),
+    ("revote", "voting", REVOTE_REFUSED),
+    ("lock", "pending", LOCK_REFUSED),
+    ("lock", "locked", LOCK_REFUSED),
+]
+
+
+@pytest.mark.parametrize(("action", "start", "end"), ALLOWED)
+def test_allowed_case_transitions(action: str, start: str, end: str) -> None:
+    session = in_status(start)
+    after = control(session, action, "realtime")
+    assert status_after(after) == end
+    assert status_after(session) == start
+    # Only the named case moves.
+    assert all(c.status == "pending" for c in after.cases if c.id != "realtime")
+
+
+@pytest.mark.parametrize(("action", "start", "message"), REFUSED)
+def test_refused_case_transitions(action: str, start: str, message: str) -> None:
+    session = in_status(start)
+    before = session.case("realtime")
+    _refused(session, action, "realtime", message)
+    assert session.case("realtime") == before
+
+
+def test_reveal_keeps_the_ballots() -> None:
+    session = control(in_status("voting"), "reveal", "realtime")
+    assert ballots(session) == {"alice": 3}
+
+
+def test_open_all_opens_every_waiting_case_only() -> None:
+    session = scored(team("Alice"), "realtime", {"alice": 4})
+    opened = control(session, "open_all")
+    assert status_after(opened, "realtime") == "revealed"
+    assert all(c.status == "voting" for c in opened.cases if c.id != "realtime")
+    _refused(opened, "open_all", None, "No case is waiting.")
+
+
+def test_reveal_all_reveals_every_open_case_only() -> None:
+    session = control(control(team("Alice"), "open", "realtime"), "open", "prototype")
+    revealed = control(session, "reveal_all")
+    assert status_after(revealed, "realtime") == "revealed"
+    assert status_after(revealed, "prototype") == "revealed"
+    assert status_after(revealed, "performance") == "pending"
+    _refused(revealed, "reveal_all", None, "No case is being voted on.")
+    _refused(team("Alice"), "reveal_all", None, "No case is being voted on.")
+
+
+def test_revote_keeps_the_old_round_and_starts_an_empty_one() -> None:
+    session = scored(team("Alice", "Bob"), "realtime", {"alice": 4, "bob": 0, "fay": None})
+    again = control(session, "revote", "realtime")
+    case = again.case("realtime")
+    assert case is not None
+    assert case.status == "voting"
+    assert case.round == 2
+    assert case.ballots == {}
+    assert len(case.history) == 1
+    past = case.history[0]
+    assert (past.round, past.status) == (1, "revealed")
+    assert past.ballots == {"alice": 4, "bob": 0, "fay": None}
+    # Voting in the new round does not touch the old one.
+    again = rules.vote(again, "alice", "realtime", 2)
+    case = again.case("realtime")
+    assert case is not None
+    assert case.ballots == {"alice": 2}
+    assert case.history[0].ballots == {"alice": 4, "bob": 0, "fay": None}
+
+
+def test_a_second_revote_keeps_both_rounds() -> None:
+    session = scored(team("Alice"), "realtime", {"alice": 4})
+    session = control(
+        cast(control(session, "revote", "realtime"), "realtime", {"alice": 1}), "lock", "realtime"
+    )
+    session = control(session, "revote", "realtime")
+    case = session.case("realtime")
+    assert case is not None
+    assert case.round == 3
+    assert [(r.round, r.status, r.ballots) for r in case.history] == [
+        (1, "revealed", {"alice": 4}),
+        (2, "locked", {"alice": 1}),
+    ]
+
+
+def test_lock_freezes_a_case() -> None:
+    session = control(in_status("revealed"), "lock", "realtime")
+    assert status_after(session) == "locked"
+    assert ballots(session) == {"alice": 3}
+    _refused_vote(session, "alice", "realtime", 1, "Voting on this case is closed.")
+
+
+def test_finish_locks_open_and_revealed_cases_and_leaves_waiting_ones() -> None:
+    session = scored(team("Alice"), "realtime", {"alice": 4})
+    session = cast(control(session, "open", "prototype"), "prototype", {"alice": 1})
+    finished = control(session, "finish")
+    assert finished.status == "finished"
+    assert status_after(finished, "realtime") == "locked"
+    assert status_after(finished, "prototype") == "locked"
+    assert status_after(finished, "performance") == "pending"
+    assert ballots(finished, "prototype") == {"alice": 1}
+    assert session.status == "active"
+
+
+def test_a_finished_session_takes_no_votes() -> None:
+    session = control(cast(open_case("Alice"), "realtime", {"alice": 2}), "finish")
+    _refused_vote(session, "alice", "realtime", 4, "This session has finished; votes are closed.")
+    assert ballots(session) == {"alice": 2}
+
+
+@pytest.mark.parametrize(
+    ("action", "case_id"),
+    [
+        ("open", "prototype"),
+        ("open_all", None),
+        ("reveal", "realtime"),
+        ("reveal_all", None),
+        ("revote", "realtime"),
+        ("lock", "realtime"),
+        ("finish", None),
+    ],
+)
+def test_a_finished_session_takes_no_more_controls(action: str, case_id: str | None) -> None:
+    session = control(scored(team("Alice"), "realtime", {"alice": 2}), "finish")
+    _refused(session, action, case_id, "This session has finished.")
+    assert status_after(session, "realtime") == "locked"
+    assert status_after(session, "prototype") == "pending"
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("Ana\u00a0Lopez", "Ana Lopez"),  # a no-break space is folded into a plain one
+        ("  Ana    Lopez ", "Ana Lopez"),
+        (
+            "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+            "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+        ),
+        ("Zoë", "Zoë"),
+    ],
+)
+def test_clean_name_keeps_real_names(raw: str, kept: str) -> None:
+    assert rules.clean_name(raw) == kept
+
+
+@pytest.mark.parametrize("raw", ["Ann\u202eeve", "A\u200bnn", "Ann\ufeff"])
+def test_clean_name_refuses_invisible_lookalikes(raw: str) -> None:
+    # Direction overrides and zero-width characters let one name pass for another.
+    with pytest.raises(RuleError, match="invisible"):
+        rules.clean_name(raw)

@@ -1,0 +1,201 @@
+"""Configuration from STACKVOTE_* variables: defaults that work on a laptop, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from server.settings import PREFIX, Settings, SettingsError
+
+
+def test_the_defaults_work_on_a_laptop() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.redis_url is None
+    assert settings.public_url == ""
+    assert settings.log_level == "info"
+    assert settings.session_ttl_days == 30
+    assert settings.max_participants == 100
+    assert settings.max_sessions == 10_000
+
+
+def test_every_knob_has_a_variable_with_the_prefix() -> None:
+    assert PREFIX == "STACKVOTE_"
+    env = {
+        "STACKVOTE_HOST": "0.0.0.0",
+        "STACKVOTE_PORT": "9000",
+        "STACKVOTE_REDIS_URL": "redis://cache:6379/2",
+        "STACKVOTE_PUBLIC_URL": "https://vote.example.com",
+        "STACKVOTE_LOG_LEVEL": "debug",
+        "STACKVOTE_SESSION_TTL_DAYS": "7",
+        "STACKVOTE_MAX_PARTICIPANTS": "12",
+        "STACKVOTE_MAX_SESSIONS": "50",
+    }
+    settings = Settings.from_env(env)
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9000
+    assert settings.redis_url == "redis://cache:6379/2"
+    assert settings.public_url == "https://vote.example.com"
+    assert settings.log_level == "debug"
+    assert settings.session_ttl_days == 7
+    assert settings.max_participants == 12
+    assert settings.max_sessions == 50
+
+
+def test_numbers_are_parsed_as_numbers() -> None:
+    settings = Settings.from_env({"STACKVOTE_PORT": " 8080 "})
+    assert settings.port == 8080
+    assert isinstance(settings.port, int)
+
+
+def test_float_knobs_are_parsed_as_floats() -> None:
+    floats = [f.name for f in dataclasses.fields(Settings) if str(f.type).startswith("float")]
+    for name in floats:
+        settings = Settings.from_env({PREFIX + name.upper(): "2.5"})
+        assert getattr(settings, name) == 2.5
+
+
+def test_variables_without_the_prefix_are_ignored() -> None:
+    assert Settings.from_env({"PORT": "1234", "REDIS_URL": "nonsense"}) == Settings()
+
+
+def test_empty_variables_mean_the_default() -> None:
+    assert Settings.from_env({"STACKVOTE_PORT": "", "STACKVOTE_REDIS_URL": ""}) == Settings()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://localhost", "rediss://secure:6380/0", "unix:///tmp/r.sock"]
+)
+def test_redis_urls_are_accepted(url: str) -> None:
+    assert Settings.from_env({"STACKVOTE_REDIS_URL": url}).redis_url == url
+
+
+def test_the_public_url_loses_its_trailing_slash() -> None:
+    settings = Settings.from_env({"STACKVOTE_PUBLIC_URL": "https://vote.example.com/"})
+    assert settings.public_url == "https://vote.example.com"
+
+
+def test_the_process_environment_is_read_when_none_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STACKVOTE_PORT", "8123")
+    monkeypatch.setenv("STACKVOTE_HOST", "::1")
+    settings = Settings.from_env()
+    assert (settings.host, settings.port) == ("::1", 8123)
+
+
+def test_an_explicit_environment_shuts_out_the_process_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STACKVOTE_PORT", "8123")
+    assert Settings.from_env({}).port == 8000
+
+
+# --- overrides (the CLI)
+
+
+def test_overrides_win_over_the_environment() -> None:
+    env = {"STACKVOTE_PORT": "9000", "STACKVOTE_HOST": "0.0.0.0"}
+    settings = Settings.from_env(env, port=9100, redis_url="redis://other:6379/0")
+    assert settings.port == 9100
+    assert settings.redis_url == "redis://other:6379/0"
+    assert settings.host == "0.0.0.0"
+
+
+def test_overrides_left_unset_keep_the_environment() -> None:
+    env = {"STACKVOTE_PORT": "9000"}
+    settings = Settings.from_env(env, port=None, host=None, log_level=None)
+    assert settings.port == 9000
+    assert settings.host == "127.0.0.1"
+
+
+def test_overrides_are_validated_too() -> None:
+    with pytest.raises(SettingsError, match="port must be between 1 and 65535, not 0"):
+        Settings.from_env({}, port=0)
+    with pytest.raises(SettingsError, match="must start with http"):
+        Settings.from_env({}, public_url="vote.example.com")
+
+
+# --- bad values
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STACKVOTE_PORT": "eighty"}, "STACKVOTE_PORT must be a number, not 'eighty'"),
+        ({"STACKVOTE_PORT": "80.5"}, "STACKVOTE_PORT must be a number, not '80.5'"),
+        ({"STACKVOTE_PORT": "0"}, "port must be between 1 and 65535, not 0"),
+        ({"STACKVOTE_PORT": "-1"}, "port must be between 1 and 65535, not -1"),
+        ({"STACKVOTE_PORT": "65536"}, "port must be between 1 and 65535, not 65536"),
+        (
+            {"STACKVOTE_MAX_SESSIONS": "lots"},
+            "STACKVOTE_MAX_SESSIONS must be a number, not 'lots'",
+        ),
+        (
+            {"STACKVOTE_SESSION_TTL_DAYS": "1e3"},
+            "STACKVOTE_SESSION_TTL_DAYS must be a number, not '1e3'",
+        ),
+        ({"STACKVOTE_SESSION_TTL_DAYS": "0"}, "session_ttl_days must be at least 1"),
+        ({"STACKVOTE_MAX_PARTICIPANTS": "0"}, "max_participants must be at least 1"),
+        ({"STACKVOTE_MAX_SESSIONS": "-5"}, "max_sessions must be at least 1"),
+        (
+            {"STACKVOTE_REDIS_URL": "localhost:6379"},
+            "redis url 'localhost:6379' must start with redis://, rediss:// or unix://",
+        ),
+        (
+            {"STACKVOTE_REDIS_URL": "http://cache:6379"},
+            "redis url 'http://cache:6379' must start with redis://",
+        ),
+        (
+            {"STACKVOTE_PUBLIC_URL": "ftp://vote.example.com"},
+            "public url 'ftp://vote.example.com' must start with http(s)://",
+        ),
+    ],
+)
+def test_bad_values_are_refused_with_a_message_naming_them(
+    env: dict[str, str], message: str
+) -> None:
+    before = dict(env)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(message)
+    assert env == before
+
+
+def test_settings_cannot_be_changed_after_the_start() -> None:
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_the_known_log_levels_are_accepted(level: str) -> None:
+    assert Settings.from_env({"STACKVOTE_LOG_LEVEL": level}).log_level == level
+
+
+def test_an_unknown_log_level_is_refused() -> None:
+    # Unchecked, it would reach logging and crash `stackvote serve` with a traceback.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"STACKVOTE_LOG_LEVEL": "loud"})
+    assert str(caught.value) == "log level 'loud' must be one of debug, info, warning, error"
+    with pytest.raises(SettingsError, match="log level 'verbose'"):
+        Settings.from_env({}, log_level="verbose")
+
+
+def test_the_memory_store_url_is_accepted() -> None:
+    settings = Settings.from_env({"STACKVOTE_REDIS_URL": "memory://"})
+    assert settings.redis_url == "memory://"
+    assert settings.uses_redis is False
+
+
+@pytest.mark.parametrize(("url", "uses_redis"), [(None, False), ("redis://cache:6379/0", True)])
+def test_uses_redis_follows_the_url(url: str | None, uses_redis: bool) -> None:
+    assert Settings(redis_url=url).uses_redis is uses_redis
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
+def test_an_unusable_instance_ttl_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError, match="instance_ttl_seconds"):
+        Settings.from_env({"STACKVOTE_INSTANCE_TTL_SECONDS": value})

@@ -1,0 +1,268 @@
+"""What leaves the server: hidden scores stay hidden, anonymous ballots stay anonymous."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from server import engine, exports, rules, snapshot
+from server.models import Session
+from tests.factories import case_of, cast, control, person, scored, team, with_people
+
+VOTES = {"alice": 4, "bob": 3, "fay": None}
+
+
+def voting(**options: Any) -> Session:
+    """`realtime` open with three ballots (one abstention), `prototype` open and empty."""
+    session = control(
+        control(team("Alice", "Bob", **options), "open", "realtime"), "open", "prototype"
+    )
+    return cast(session, "realtime", VOTES)
+
+
+def dumped(document: dict[str, Any]) -> str:
+    return json.dumps(document)
+
+
+# --- the snapshot's shape
+
+
+def test_the_snapshot_has_the_contract_shape() -> None:
+    session = with_people(voting(), person("Watcher", "spectator"))
+    state = snapshot.state(session)
+    assert set(state) == {"version", "session", "participants", "cases", "recommendation"}
+    assert state["version"] == session.version
+    assert state["session"] == {
+        "id": "s1",
+        "title": "Our next project",
+        "mode": "hidden",
+        "anonymous": False,
+        "status": "active",
+    }
+    assert state["participants"] == [
+        {"id": "fay", "name": "Fay", "role": "facilitator", "online": False, "voted": ["realtime"]},
+        {"id": "alice", "name": "Alice", "role": "voter", "online": False, "voted": ["realtime"]},
+        {"id": "bob", "name": "Bob", "role": "voter", "online": False, "voted": ["realtime"]},
+        {"id": "watcher", "name": "Watcher", "role": "spectator", "online": False, "voted": []},
+    ]
+    assert [c["id"] for c in state["cases"]] == [c.id for c in session.template.cases]
+    realtime = case_of(state, "realtime")
+    assert set(realtime) == {"id", "title", "status", "round", "votes_in", "results"}
+    assert realtime["title"] == "Live updates are core"
+    assert (realtime["status"], realtime["round"]) == ("voting", 1)
+
+
+def test_the_snapshot_shows_who_is_online() -> None:
+    state = snapshot.state(rules.attach(voting(), "bob", "sid-1"))
+    online = {p["id"]: p["online"] for p in state["participants"]}
+    assert online == {"fay": False, "alice": False, "bob": True}
+
+
+def test_the_snapshot_never_carries_secrets() -> None:
+    session = voting()
+    text = dumped(snapshot.state(session))
+    assert session.facilitator_hash not in text
+    for p in session.participants:
+        assert p.token_hash not in text
+    assert "token" not in text
+
+
+# --- hidden mode
+
+
+def test_hidden_scores_are_not_in_the_snapshot_before_the_reveal() -> None:
+    state = snapshot.state(voting())
+    realtime = case_of(state, "realtime")
+    assert realtime["results"] is None
+    assert realtime["votes_in"] == 3  # an abstention is a ballot too
+    assert case_of(state, "prototype")["votes_in"] == 0
+    assert state["recommendation"] is None
+    text = dumped(state)
+    for leaked in ('"score"', '"histogram"', '"mean"', '"median"', '"ballots"', '"consensus"'):
+        assert leaked not in text
+
+
+def test_who_voted_is_public_before_the_reveal_but_not_what() -> None:
+    session = cast(voting(), "prototype", {"alice": 0})
+    voted = {p["id"]: p["voted"] for p in snapshot.state(session)["participants"]}
+    assert voted == {"fay": ["realtime"], "alice": ["realtime", "prototype"], "bob": ["realtime"]}
+    prototype = session.case("prototype")
+    assert prototype is not None
+    assert snapshot.case_results(session, prototype) is None
+
+
+def test_a_hidden_case_shows_its_results_once_revealed() -> None:
+    state = snapshot.state(control(voting(), "reveal", "realtime"))
+    results = case_of(state, "realtime")["results"]
+    assert results["n"] == 2
+    assert results["abstain"] == 1
+    assert results["histogram"] == [0, 0, 0, 1, 1]
+    assert results["median"] == 3.5
+    assert results["mean"] == 3.5
+    assert results["ballots"] == [
+        {"participant": "alice", "score": 4},
+        {"participant": "bob", "score": 3},
+        {"participant": "fay", "score": None},
+    ]
+    # The other open case stays hidden.
+    assert case_of(state, "prototype")["results"] is None
+
+
+def test_results_match_the_engine() -> None:
+    session = control(voting(), "reveal", "realtime")
+    results = case_of(snapshot.state(session), "realtime")["results"]
+    expected = engine.case_results(VOTES.values()).as_dict()
+    assert {k: v for k, v in results.items() if k != "ballots"} == expected
+
+
+def test_a_locked_case_keeps_its_results_visible() -> None:
+    session = control(control(voting(), "reveal", "realtime"), "lock", "realtime")
+    assert case_of(snapshot.state(session), "realtime")["results"]["n"] == 2
+
+
+def test_a_revote_hides_the_new_round_again() -> None:
+    session = control(control(voting(), "reveal", "realtime"), "revote", "realtime")
+    session = cast(session, "realtime", {"alice": 0})
+    realtime = case_of(snapshot.state(session), "realtime")
+    assert realtime["results"] is None
+    assert realtime["round"] == 2
+    assert realtime["votes_in"] == 1
+    assert '"score"' not in dumped(snapshot.state(session))
+
+
+# --- open mode
+
+
+def test_open_mode_shows_live_results_while_voting() -> None:
+    state = snapshot.state(voting(mode="open"))
+    realtime = case_of(state, "realtime")
+    assert realtime["status"] == "voting"
+    assert realtime["results"]["histogram"] == [0, 0, 0, 1, 1]
+    assert realtime["results"]["abstain"] == 1
+    assert {b["participant"] for b in realtime["results"]["ballots"]} == {"alice", "bob", "fay"}
+    # Nothing to show for a case nobody has scored, and nothing for one not yet open.
+    assert case_of(state, "prototype")["results"]["n"] == 0
+    assert case_of(state, "performance")["results"] is None
+
+
+# --- anonymous sessions
+
+
+def anonymous_revealed() -> Session:
+    session = scored(team("Alice", "Bob", anonymous=True), "realtime", {"alice": 4, "bob": 1})
+    session = control(session, "revote", "realtime")
+    return scored_again(session)
+
+
+def scored_again(session: Session) -> Session:
+    return control(cast(session, "realtime", {"alice": 3, "bob": 2}), "reveal", "realtime")
+
+
+def test_anonymous_sessions_never_show_ballots_in_the_snapshot() -> None:
+    state = snapshot.state(anonymous_revealed())
+    results = case_of(state, "realtime")["results"]
+    assert "ballots" not in results
+    assert results["histogram"] == [0, 0, 1, 1, 0]
+    assert state["session"]["anonymous"] is True
+    assert '"ballots"' not in dumped(state)
+    assert '"participant"' not in dumped(state)
+
+
+def test_anonymous_open_mode_shows_live_counts_but_no_ballots() -> None:
+    state = snapshot.state(voting(mode="open", anonymous=True))
+    assert case_of(state, "realtime")["results"]["n"] == 2
+    assert '"ballots"' not in dumped(state)
+
+
+def test_anonymous_sessions_never_show_ballots_in_the_results_document() -> None:
+    document = exports.results(anonymous_revealed())
+    realtime = case_of(document, "realtime")
+    assert "ballots" not in realtime
+    assert [set(r) for r in realtime["history"]] == [
+        {"round", "n", "abstain", "histogram", "mean", "median", "iqr", "consensus", "band"}
+    ]
+    assert '"ballots"' not in dumped(document)
+    assert '"participant"' not in dumped(document)
+
+
+def test_anonymous_sessions_never_show_ballots_in_the_decision_record() -> None:
+    record = exports.to_markdown(
+        exports.results(anonymous_revealed()), datetime(2025, 1, 2, tzinfo=UTC)
+    )
+    assert "## Ballots" not in record
+    assert "Alice: " not in record
+    assert "Bob: " not in record
+    assert "abstained" not in record
+
+
+# --- recommendation
+
+
+def test_there_is_no_recommendation_before_a_reveal() -> None:
+    assert snapshot.recommendation(voting()) is None
+    assert snapshot.recommendation(team("Alice")) is None
+
+
+def test_a_case_where_everyone_abstained_gives_no_recommendation() -> None:
+    session = scored(team("Alice"), "realtime", {"alice": None, "fay": None})
+    assert snapshot.recommendation(session) is None
+
+
+def test_a_revealed_case_produces_an_explained_recommendation() -> None:
+    session = scored(team("Alice", "Bob"), "realtime", {"alice": 4, "bob": 4, "fay": 4})
+    advice = snapshot.recommendation(session)
+    assert advice is not None
+    assert snapshot.state(session)["recommendation"] == advice
+    assert set(advice) == {"ranking", "verdict", "robust", "close_call", "contested"}
+    ranking = advice["ranking"]
+    assert len(ranking) == 9
+    assert ranking[0] == {
+        "stack": "node",
+        "name": "Node.js",
+        "score": 2.0,
+        "contributions": [{"case": "realtime", "value": 2.0}],
+    }
+    assert ranking[-1]["stack"] == "django"
+    assert ranking[-1]["score"] == -2.0
+    assert advice["verdict"].startswith("Consider Node.js instead of Django")
+    assert "Live updates are core" in advice["verdict"]
+    assert advice["contested"] == []
+
+
+def test_the_recommendation_ignores_cases_still_hidden() -> None:
+    session = scored(team("Alice"), "content_admin", {"alice": 4, "fay": 4})
+    session = cast(control(session, "open", "realtime"), "realtime", {"alice": 4, "fay": 4})
+    advice = snapshot.recommendation(session)
+    assert advice is not None
+    assert advice["ranking"][0]["stack"] == "django"
+    assert advice["verdict"] == "Django fits this project."
+    every_case = {c["case"] for r in advice["ranking"] for c in r["contributions"]}
+    assert every_case == {"content_admin"}
+
+
+def test_a_split_team_is_flagged_as_contested() -> None:
+    session = scored(
+        team("Alice", "Bob", "Cy"), "realtime", {"alice": 0, "bob": 4, "cy": 0, "fay": 4}
+    )
+    advice = snapshot.recommendation(session)
+    assert advice is not None
+    assert advice["contested"] == ["realtime"]
+
+
+# --- own ballots
+
+
+def test_own_ballots_are_a_participants_current_choices_only() -> None:
+    session = voting()
+    assert snapshot.own_ballots(session, "alice") == {"realtime": 4}
+    assert snapshot.own_ballots(session, "fay") == {"realtime": None}
+    assert snapshot.own_ballots(session, "nobody") == {}
+    session = cast(session, "prototype", {"alice": 0})
+    assert snapshot.own_ballots(session, "alice") == {"realtime": 4, "prototype": 0}
+    assert snapshot.own_ballots(session, "bob") == {"realtime": 3}
+
+
+def test_own_ballots_forget_a_round_that_was_re_voted() -> None:
+    session = control(control(voting(), "reveal", "realtime"), "revote", "realtime")
+    assert snapshot.own_ballots(session, "alice") == {}

@@ -1,0 +1,441 @@
+"""The store contract: every backend keeps the same promises (run over each backend in BACKENDS).
+
+To run the suite against another backend, teach `open_backend` to build it and add its name to
+BACKENDS; tests that need an injected clock build a MemoryStore themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from msgspec.structs import replace
+
+from server import rules
+from server.models import CaseState, Round, Session, dump_session, load_session
+from server.rules import RuleError
+from server.store import MemoryStore, SessionNotFound, Store, StoreFull, Updated
+from server.store.redis import RedisStore
+from tests.factories import (
+    cast,
+    control,
+    custom_template,
+    new_session,
+    person,
+    scored,
+    team,
+    with_people,
+)
+from tests.redis_server import RedisServer
+
+BACKENDS = ["memory", "redis"]
+
+StoreFactory = Callable[..., Store]
+
+
+def open_backend(
+    kind: str,
+    *,
+    max_sessions: int = 10_000,
+    ttl_seconds: float = 86400,
+    redis_url: str | None = None,
+) -> Store:
+    """A fresh, empty store of the given kind."""
+    if kind == "memory":
+        return MemoryStore(max_sessions=max_sessions, ttl_seconds=ttl_seconds)
+    if kind == "redis" and redis_url is not None:
+        # A prefix of its own makes the store empty without flushing the shared server.
+        return RedisStore(
+            redis_url,
+            max_sessions=max_sessions,
+            ttl_seconds=ttl_seconds,
+            prefix=f"test{next(_prefixes)}",
+        )
+    raise LookupError(f"no test backend called {kind!r}")
+
+
+_prefixes = iter(range(1_000_000))
+
+
+@pytest.fixture(params=BACKENDS)
+async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    opened: list[Store] = []
+    url = request.getfixturevalue("redis").url if request.param == "redis" else None
+
+    def make(*, max_sessions: int = 10_000, ttl_seconds: float = 86400) -> Store:
+        store = open_backend(
+            request.param, max_sessions=max_sessions, ttl_seconds=ttl_seconds, redis_url=url
+        )
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Store:
+    return make_store()
+
+
+_counter = iter(range(1_000_000))
+
+
+def fresh(*voters: str) -> Session:
+    """A session with a unique id, touched just now, with facilitator `fay` and `voters`."""
+    return team(
+        *voters, session_id=f"store-test-{time.time_ns()}-{next(_counter)}", now=time.time()
+    )
+
+
+def case_in(session: Session, case_id: str) -> CaseState:
+    case = session.case(case_id)
+    assert case is not None, case_id
+    return case
+
+
+# --- create and get
+
+
+async def test_a_created_session_can_be_read_back(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    assert await store.get(session.id) == session
+    assert await store.version(session.id) == session.version
+
+
+async def test_an_unknown_session_reads_as_none(store: Store) -> None:
+    assert await store.get("no-such-session") is None
+    assert await store.version("no-such-session") is None
+
+
+async def test_creating_the_same_id_twice_is_refused_and_keeps_the_first(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    with pytest.raises(ValueError, match="exists already"):
+        await store.create(with_people(session, person("Bob")))
+    assert await store.get(session.id) == session
+
+
+async def test_sessions_are_kept_apart(store: Store) -> None:
+    first, second = fresh("Alice"), fresh("Bob")
+    await store.create(first)
+    await store.create(second)
+    await store.update(first.id, lambda s: control(s, "open_all"))
+    untouched = await store.get(second.id)
+    assert untouched == second
+
+
+async def test_the_store_is_reachable(store: Store) -> None:
+    await store.ping()
+
+
+# --- update
+
+
+async def test_a_change_is_saved_with_the_version_one_higher(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    before = time.time()
+    updated = await store.update(session.id, lambda s: control(s, "open", "realtime"))
+    assert isinstance(updated, Updated)
+    assert updated.changed is True
+    assert updated.session.version == session.version + 1
+    assert updated.session.updated_at >= before
+    assert case_in(updated.session, "realtime").status == "voting"
+    assert await store.get(session.id) == updated.session
+    assert await store.version(session.id) == session.version + 1
+
+    again = await store.update(session.id, lambda s: rules.vote(s, "alice", "realtime", 2))
+    assert again.changed is True
+    assert again.session.version == session.version + 2
+
+
+async def test_a_change_that_changes_nothing_is_not_written(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    opened = (await store.update(session.id, lambda s: control(s, "open", "realtime"))).session
+    voted = (
+        await store.update(session.id, lambda s: rules.vote(s, "alice", "realtime", 3))
+    ).session
+
+    same_vote = await store.update(session.id, lambda s: rules.vote(s, "alice", "realtime", 3))
+    assert same_vote.changed is False
+    assert same_vote.session == voted
+    assert same_vote.session.version == opened.version + 1
+
+    identity = await store.update(session.id, lambda s: s)
+    assert identity.changed is False
+    assert (await store.get(session.id)) == voted
+    assert await store.version(session.id) == voted.version
+
+
+async def test_a_refused_change_propagates_and_leaves_the_session_alone(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    with pytest.raises(RuleError, match="has not started yet"):
+        await store.update(session.id, lambda s: rules.vote(s, "alice", "realtime", 3))
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        await store.update(session.id, lambda s: rules.control(s, "alice", "finish", None))
+    assert await store.get(session.id) == session
+    assert await store.version(session.id) == session.version
+
+
+async def test_a_crashing_change_propagates_and_leaves_the_session_alone(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+
+    def broken(s: Session) -> Session:
+        raise ZeroDivisionError("a bug in a change")
+
+    with pytest.raises(ZeroDivisionError):
+        await store.update(session.id, broken)
+    assert await store.get(session.id) == session
+
+
+async def test_updating_an_unknown_session_raises_not_found(store: Store) -> None:
+    calls: list[Session] = []
+
+    def change(s: Session) -> Session:
+        calls.append(s)
+        return s
+
+    with pytest.raises(SessionNotFound):
+        await store.update("no-such-session", change)
+    assert calls == []
+    assert await store.get("no-such-session") is None
+
+
+async def test_concurrent_votes_are_all_kept_with_exact_versions(store: Store) -> None:
+    voters = [f"Voter {i:02d}" for i in range(20)]
+    session = fresh(*voters)
+    await store.create(session)
+    opened = (await store.update(session.id, lambda s: control(s, "open_all"))).session
+    case_ids = [c.id for c in opened.cases][:10]
+    expected = {
+        case_id: {f"voter-{i:02d}": (i + j) % 5 for i in range(20)}
+        for j, case_id in enumerate(case_ids)
+    }
+    changes = [
+        partial(rules.vote, participant_id=pid, case_id=case_id, score=score)
+        for case_id, scores in expected.items()
+        for pid, score in scores.items()
+    ]
+    assert len(changes) == 200
+
+    results = await asyncio.gather(*(store.update(session.id, change) for change in changes))
+
+    assert all(r.changed for r in results)
+    assert sorted(r.session.version for r in results) == list(
+        range(opened.version + 1, opened.version + 201)
+    )
+    final = await store.get(session.id)
+    assert final is not None
+    assert final.version == opened.version + 200
+    for case_id, scores in expected.items():
+        assert case_in(final, case_id).ballots == scores
+
+
+async def test_concurrent_changes_to_one_ballot_leave_one_of_them(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    opened = (await store.update(session.id, lambda s: control(s, "open", "realtime"))).session
+    scores = [0, 1, 2, 3, 4, None, 4, 3]
+    results = await asyncio.gather(
+        *(
+            store.update(
+                session.id,
+                partial(rules.vote, participant_id="alice", case_id="realtime", score=score),
+            )
+            for score in scores
+        )
+    )
+    final = await store.get(session.id)
+    assert final is not None
+    written = sum(r.changed for r in results)
+    assert final.version == opened.version + written
+    assert case_in(final, "realtime").ballots["alice"] in scores
+
+
+# --- capacity
+
+
+async def test_a_full_store_refuses_new_sessions_and_keeps_the_old(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(max_sessions=2)
+    first, second, third = fresh(), fresh(), fresh()
+    await store.create(first)
+    await store.create(second)
+    with pytest.raises(StoreFull):
+        await store.create(third)
+    assert await store.get(third.id) is None
+    assert await store.get(first.id) == first
+    assert await store.get(second.id) == second
+    # Existing sessions still take changes when the store is full.
+    assert (await store.update(first.id, lambda s: control(s, "open_all"))).changed
+
+
+# --- expiry (needs an injected clock: memory only)
+
+
+class Clock:
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_untouched_session_expires_after_the_ttl() -> None:
+    clock = Clock()
+    store = MemoryStore(ttl_seconds=60, clock=clock)
+    session = team("Alice", now=clock.now)
+    await store.create(session)
+    clock.now += 60
+    assert await store.get(session.id) == session
+    clock.now += 1
+    assert await store.get(session.id) is None
+    assert await store.version(session.id) is None
+    with pytest.raises(SessionNotFound):
+        await store.update(session.id, lambda s: control(s, "open_all"))
+
+
+async def test_a_change_keeps_a_session_alive() -> None:
+    clock = Clock()
+    store = MemoryStore(ttl_seconds=60, clock=clock)
+    session = team("Alice", now=clock.now)
+    await store.create(session)
+    clock.now += 50
+    updated = await store.update(session.id, lambda s: control(s, "open_all"))
+    assert updated.session.updated_at == clock.now
+    clock.now += 50  # 100 s after creation, 50 s after the change
+    assert await store.get(session.id) == updated.session
+    clock.now += 11
+    assert await store.get(session.id) is None
+
+
+async def test_a_no_op_change_does_not_keep_a_session_alive() -> None:
+    clock = Clock()
+    store = MemoryStore(ttl_seconds=60, clock=clock)
+    session = team("Alice", now=clock.now)
+    await store.create(session)
+    clock.now += 50
+    assert (await store.update(session.id, lambda s: s)).changed is False
+    clock.now += 11
+    assert await store.get(session.id) is None
+
+
+async def test_expired_sessions_make_room_for_new_ones() -> None:
+    clock = Clock()
+    store = MemoryStore(ttl_seconds=60, max_sessions=1, clock=clock)
+    old = team(session_id="old", now=clock.now)
+    await store.create(old)
+    with pytest.raises(StoreFull):
+        await store.create(team(session_id="new", now=clock.now))
+    clock.now += 61
+    new = team(session_id="new", now=clock.now)
+    await store.create(new)
+    assert await store.get("new") == new
+    assert await store.get("old") is None
+
+
+# --- serialisation
+
+
+def busy_session() -> Session:
+    """A session with every kind of state: ballots, abstentions, history, sockets, a spectator."""
+    session = team("Alice", "Bob", anonymous=True, mode="open")
+    session = with_people(session, person("Watcher", "spectator"))
+    session = rules.attach(rules.attach(session, "alice", "sid-1"), "alice", "sid-2")
+    session = scored(session, "realtime", {"alice": 4, "bob": None, "fay": 0})
+    session = control(session, "revote", "realtime")
+    session = cast(session, "realtime", {"alice": 3})
+    return control(session, "lock", "realtime")
+
+
+def test_a_session_survives_a_dump_and_load() -> None:
+    session = busy_session()
+    loaded = load_session(dump_session(session))
+    assert loaded == session
+    case = loaded.case("realtime")
+    assert case is not None
+    assert case.history == (
+        Round(round=1, status="revealed", ballots={"alice": 4, "bob": None, "fay": 0}),
+    )
+    alice = loaded.participant("alice")
+    assert alice is not None
+    assert alice.sids == ("sid-1", "sid-2")
+    assert load_session(dump_session(session).decode()) == session
+
+
+def test_a_custom_template_survives_a_dump_and_load() -> None:
+    session = new_session(template=custom_template())
+    loaded = load_session(dump_session(session))
+    assert loaded.template == session.template
+    assert loaded.template.cases[0].fit == {"postgres": 2.0, "sqlite": -1.0}
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["alice", "bob", "fay"]),
+        st.one_of(st.none(), st.integers(min_value=0, max_value=4)),
+    )
+)
+def test_any_ballots_survive_a_dump_and_load(ballots: dict[str, int | None]) -> None:
+    session = cast(control(team("Alice", "Bob"), "open", "performance"), "performance", ballots)
+    assert load_session(dump_session(session)) == session
+
+
+async def test_a_stored_session_reads_back_whole(store: Store) -> None:
+    session = busy_session()
+    session = replace(session, id=fresh().id, updated_at=time.time())
+    await store.create(session)
+    assert await store.get(session.id) == session
+
+
+async def test_the_version_is_readable_on_its_own(store: Store) -> None:
+    session = fresh("ann")
+    await store.create(session)
+    assert await store.version(session.id) == session.version
+    await store.update(session.id, lambda s: rules.control(s, "fay", "open_all", None))
+    assert await store.version(session.id) == session.version + 1
+    assert await store.version("missing") is None
+
+
+# Redis only: the in-memory store lives and dies with its single process.
+@pytest.fixture
+def redis_store(redis: RedisServer) -> Iterator[RedisStore]:
+    yield RedisStore(redis.url, prefix=f"test{next(_prefixes)}", ttl_seconds=1.0)
+
+
+async def test_redis_sessions_expire_when_idle_and_not_before(redis_store: RedisStore) -> None:
+    kept, idle = fresh("ann"), fresh("bob")
+    await redis_store.create(kept)
+    await redis_store.create(idle)
+    for _ in range(3):
+        await asyncio.sleep(0.4)
+        # Every change starts the idle clock again.
+        await redis_store.update(kept.id, lambda s: rules.attach(s, "ann", f"x:{time.time()}"))
+    assert await redis_store.get(kept.id) is not None
+    assert await redis_store.get(idle.id) is None
+    await redis_store.close()
+
+
+async def test_redis_knows_which_instances_stopped_beating(redis_store: RedisStore) -> None:
+    assert await redis_store.heartbeat("alive", ["s1"], ttl=5) is True
+    assert await redis_store.heartbeat("alive", ["s2"], ttl=5) is False
+    assert await redis_store.heartbeat("dying", ["s1", "s3"], ttl=0.2) is True
+    await asyncio.sleep(0.4)
+    assert await redis_store.orphans() == {"dying": {"s1", "s3"}}
+    await redis_store.forget_instance("dying")
+    assert await redis_store.orphans() == {}
+    # An instance that was presumed dead learns it on its next beat.
+    assert await redis_store.heartbeat("dying", [], ttl=5) is True
+    await redis_store.close()
