@@ -19,9 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.live import Member, create_session, join, live_server  # noqa: E402
-from tests.redis_server import RedisServer, redis_binary  # noqa: E402
-from tests.live import free_port  # noqa: E402
+from tests.live import (
+    Member,
+    create_session,
+    free_port,
+    join,
+    live_server,
+)
+from tests.redis_server import RedisServer, redis_binary
 
 
 async def scenario(urls: list[str], clients: int, votes: int) -> tuple[float, float, float]:

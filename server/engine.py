@@ -226,27 +226,22 @@ def _join(phrases: Sequence[str]) -> str:
     return " and ".join(phrases)
 
 
-def _verdict(
-    top: StackInfo,
-    top_parts: Sequence[Contribution],
-    cases: Sequence[CaseInput],
-    favourite: StackInfo | None,
-    close_call: CaseInput | None,
-) -> str:
-    # Rule: name the winner; when it is not the favourite, give up to two cases that pushed
-    # it up the most, so the team sees why.
-    titles = {c.id: c.title for c in cases}
-    reasons = _join([titles[p.case] for p in top_parts if p.value > 0][:2])
-    because = f": {reasons}" if reasons else ""
+def _verdict(top: StackInfo, cases: Sequence[CaseInput], favourite: StackInfo | None) -> str:
+    # Rule: name the winner. When it is not the favourite, give up to two cases that put it
+    # ahead of the favourite the most (its edge over the favourite, not its raw score: a case
+    # that helps both, and the favourite more, is no reason to switch).
     if favourite is not None and top.id == favourite.id:
-        sentence = f"{top.name} fits this project."
-    elif favourite is not None:
-        sentence = f"Consider {top.name} instead of {favourite.name}{because}."
-    else:
-        sentence = f"{top.name} fits this project best{because}."
-    if close_call is not None:
-        sentence += f' It is a close call: it depends on "{close_call.title}".'
-    return sentence
+        return f"{top.name} fits this project."
+    rival = favourite.id if favourite is not None else None
+    edges = [
+        (_contribution(c, top.id) - (_contribution(c, rival) if rival else 0.0), c) for c in cases
+    ]
+    ordered = sorted(enumerate(edges), key=lambda item: (-item[1][0], item[0]))
+    reasons = _join([f'"{c.title}"' for _, (edge, c) in ordered if edge > 0][:2])
+    because = f": {reasons}" if reasons else ""
+    if favourite is not None:
+        return f"Consider {top.name} instead of {favourite.name}{because}."
+    return f"{top.name} fits this project best{because}."
 
 
 def recommend(
@@ -266,7 +261,7 @@ def recommend(
     close = _close_call(cases, stacks, favourite)
     return Recommendation(
         ranking=ranking,
-        verdict=_verdict(StackInfo(top.stack, top.name), top.contributions, cases, fav, close),
+        verdict=_verdict(StackInfo(top.stack, top.name), cases, fav),
         robust=close is None,
         close_call=None if close is None else close.id,
         # Rule: a case is contested when the team's consensus on it is weak.

@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 UNAVAILABLE = "The server cannot reach its storage right now; please try again in a moment."
 GONE = "This session no longer exists."
 
+
+class Refused(Exception):
+    """A connection turned away, with a machine-readable code for the client."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _refuse(message: str, code: str) -> Exception:
+    # The client sees err.message (for people) and err.data.code (for code).
+    error: Exception = socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+    return error
+
+
 Handler = Callable[["RoomNamespace", str, Any], Awaitable[dict[str, Any]]]
 
 
@@ -113,12 +128,14 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             request = protocol.parse(protocol.Auth, auth if auth is not None else {})
             session, participant, token = await self._admit(sid, request)
+        except Refused as exc:
+            raise _refuse(str(exc), exc.code) from None
         except (protocol.ProtocolError, rules.RuleError) as exc:
-            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+            raise _refuse(str(exc), "refused") from None
         except StoreUnavailable:
-            raise socketio.exceptions.ConnectionRefusedError(UNAVAILABLE) from None
+            raise _refuse(UNAVAILABLE, "unavailable") from None
         except SessionNotFound:
-            raise socketio.exceptions.ConnectionRefusedError(GONE) from None
+            raise _refuse(GONE, "unknown_session") from None
         await self.save_session(sid, {"session": session.id, "participant": participant.id})
         await self.enter_room(sid, session.id)
         self.local.setdefault(session.id, set()).add(sid)
@@ -148,14 +165,18 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Who is connecting: a returning participant (by token) or a new one (by name)."""
         session = await self.store.get(request.session)
         if session is None:
-            raise rules.RuleError("There is no session at this link; it may have expired.")
+            raise Refused(
+                "There is no session at this link; it may have expired.", "unknown_session"
+            )
         socket = self.socket_key(sid)
         # Say we hold a socket here before storing it, so a crash after this is cleaned up.
         await self.store.heartbeat(self.instance, [session.id], ttl=self.instance_ttl)
         facilitator = False
         if request.facilitator_token is not None:
             if not token_matches(request.facilitator_token, session.facilitator_hash):
-                raise rules.RuleError("This facilitator link is not valid for this session.")
+                raise Refused(
+                    "This facilitator link is not valid for this session.", "bad_facilitator_token"
+                )
             facilitator = True
         promote: Role | None = "facilitator" if facilitator else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from datetime import UTC, datetime
@@ -206,9 +207,11 @@ async def results_page(request: Request) -> Response:
 async def qr_code(request: Request) -> Response:
     session = await _session_or_404(request)
     code = segno.make(f"{base_url(request)}/s/{session.id}", error="m")
-    svg = code.svg_inline(scale=6, dark="#111", light="#fff", border=2)
+    # A standalone SVG document (with its xmlns), so browsers draw it in an <img>.
+    out = io.BytesIO()
+    code.save(out, kind="svg", xmldecl=False, scale=6, dark="#111", light="#fff", border=2)
     return Response(
-        svg,
+        out.getvalue(),
         media_type="image/svg+xml",
         headers={"Cache-Control": "private, max-age=3600"},
     )

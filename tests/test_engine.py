@@ -445,20 +445,20 @@ def test_verdict_when_favourite_wins() -> None:
 def test_verdict_suggests_alternative_to_favourite() -> None:
     rec = _rec([ADMIN, TEAM_GO, REALTIME], favourite="django")
     assert rec.verdict == (
-        "Consider Go instead of Django: live updates are central and the team knows Go better."
+        'Consider Go instead of Django: "live updates are central" and "the team knows Go better".'
     )
 
 
 def test_verdict_without_favourite() -> None:
     rec = _rec([ADMIN, TEAM_GO, REALTIME])
     assert rec.verdict == (
-        "Go fits this project best: live updates are central and the team knows Go better."
+        'Go fits this project best: "live updates are central" and "the team knows Go better".'
     )
 
 
 def test_verdict_with_single_reason() -> None:
     rec = _rec([REALTIME], stacks=(GO, DJANGO))
-    assert rec.verdict == "Go fits this project best: live updates are central."
+    assert rec.verdict == 'Go fits this project best: "live updates are central".'
 
 
 def test_verdict_without_reasons() -> None:
@@ -468,28 +468,38 @@ def test_verdict_without_reasons() -> None:
     assert rec.verdict == "Django fits this project best."
 
 
-def test_verdict_alternative_without_reasons() -> None:
-    # Go wins only because the favourite is pushed down; no case speaks for Go.
+def test_verdict_counts_a_case_against_the_favourite_as_a_reason() -> None:
+    # Go wins only because the favourite is pushed down: that case is the reason to switch.
     case = CaseInput("slow", "Django is too slow here", 4.0, {"django": -1})
     rec = _rec([case], stacks=(DJANGO, GO), favourite="django")
-    assert rec.verdict == "Consider Go instead of Django."
+    assert rec.verdict == 'Consider Go instead of Django: "Django is too slow here".'
+
+
+def test_verdict_reasons_are_the_edge_over_the_favourite() -> None:
+    # Python skills help Flask a little and Django a lot: no reason to pick Flask over Django.
+    cases = [
+        CaseInput("python", "Python team", 4.0, {"django": 1, "go": 0.5}),
+        CaseInput("speed", "Raw speed", 4.0, {"go": 2}),
+    ]
+    rec = _rec(cases, stacks=(DJANGO, GO), favourite="django")
+    assert rec.ranking[0].stack == "go"
+    assert rec.verdict == 'Consider Go instead of Django: "Raw speed".'
 
 
 def test_verdict_ignores_unknown_favourite() -> None:
     rec = _rec([TEAM_GO], favourite="rails")
-    assert rec.verdict == "Go fits this project best: the team knows Go better."
+    assert rec.verdict == 'Go fits this project best: "the team knows Go better".'
 
 
-def test_verdict_mentions_close_call() -> None:
+def test_verdict_stays_one_sentence_on_a_close_call() -> None:
     cases = [
         CaseInput("team", "the team knows Go better", 3.0, {"go": 1}),
         CaseInput("admin", "an admin UI is needed", 2.0, {"django": 1}),
     ]
     rec = _rec(cases, favourite="django")
-    assert rec.verdict == (
-        "Consider Go instead of Django: the team knows Go better. "
-        'It is a close call: it depends on "the team knows Go better".'
-    )
+    # The close call is reported on its own (close_call), so screens can show it once.
+    assert (rec.robust, rec.close_call) == (False, "team")
+    assert rec.verdict == 'Consider Go instead of Django: "the team knows Go better".'
 
 
 # --- recommendation: as_dict
@@ -525,7 +535,7 @@ def test_recommendation_as_dict_shape() -> None:
         "close_call": None,
         "contested": ["a"],
     }
-    assert d["verdict"] == "Consider Go instead of Django: a."
+    assert d["verdict"] == 'Consider Go instead of Django: "a" and "b".'
     # -0.000025 rounds to -0.0, which must not leak into JSON.
     assert "-0.0" not in json.dumps(d)
     assert json.loads(json.dumps(d)) == d

@@ -1,0 +1,55 @@
+// My own ballots as the server confirmed them, kept in step with each snapshot.
+
+export class MyBallots {
+  constructor() {
+    this.scores = new Map(); // case id -> score, null = skipped
+    this.since = new Map(); // case id -> first snapshot version that holds the ballot
+    this.rounds = new Map(); // case id -> round last seen
+    this.pending = new Set(); // case ids with a vote on its way
+  }
+
+  has(caseId) {
+    return this.scores.has(caseId);
+  }
+
+  get(caseId) {
+    return this.scores.get(caseId);
+  }
+
+  /** From `welcome`: my ballots in the current rounds, so a reload keeps my choices. */
+  restore(ballots) {
+    this.scores.clear();
+    this.since.clear();
+    for (const [caseId, score] of Object.entries(ballots || {})) {
+      this.scores.set(caseId, score);
+      this.since.set(caseId, 0);
+    }
+  }
+
+  /** The server acknowledged my vote in snapshot `version`. */
+  confirm(caseId, score, version) {
+    this.scores.set(caseId, score);
+    this.since.set(caseId, version);
+  }
+
+  /**
+   * Forget choices the server no longer holds: a new round started, or my id is missing from
+   * the case's voters in a snapshot at least as new as my ballot.
+   */
+  reconcile(snapshot, myId) {
+    const self = snapshot.participants.find((p) => p.id === myId);
+    const voted = new Set(self ? self.voted : []);
+    for (const c of snapshot.cases) {
+      const seen = this.rounds.get(c.id);
+      this.rounds.set(c.id, c.round);
+      if (seen !== undefined && c.round > seen) {
+        this.scores.delete(c.id);
+        continue;
+      }
+      const since = this.since.get(c.id) ?? 0;
+      if (this.scores.has(c.id) && !voted.has(c.id) && snapshot.version >= since) {
+        this.scores.delete(c.id);
+      }
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// The room's header, presence list and recommendation panel.
+
+import { el, formatSigned, setHidden, setText } from "./dom.js";
+
+const ROLE_WORDS = { facilitator: "Facilitator", voter: "Voter", spectator: "Watching" };
+
+export function renderHeader(dom, session) {
+  const finished = session.status === "finished";
+  setText(dom.title, session.title);
+  dom.status.dataset.status = session.status;
+  setText(dom.status, finished ? "Finished" : "In progress");
+  setHidden(dom.mode, false);
+  setText(
+    dom.mode,
+    session.mode === "open" ? "Scores visible while voting" : "Scores hidden until reveal",
+  );
+  setHidden(dom.anonymous, !session.anonymous);
+  setHidden(dom.finished, !finished);
+}
+
+export function renderPresence(dom, snapshot, view) {
+  const people = snapshot.participants;
+  const caseCount = snapshot.cases.length;
+  const key = JSON.stringify([view.me, people, caseCount]);
+  if (dom.presence.dataset.key === key) return;
+  dom.presence.dataset.key = key;
+
+  const online = people.filter((p) => p.online).length;
+  setText(dom.peopleCount, people.length ? `${online} online` : "");
+  setHidden(dom.presenceEmpty, people.length > 0);
+
+  dom.presence.replaceChildren(
+    ...people.map((p) => {
+      const isMe = p.id === view.me;
+      const role = ROLE_WORDS[p.role] ?? p.role;
+      return el(
+        "li",
+        { class: "presence__item", dataset: { online: String(p.online), participant: p.id } },
+        el("span", { class: "presence__dot", "aria-hidden": "true" }),
+        el(
+          "span",
+          { class: "presence__name", title: p.name },
+          p.name,
+          isMe ? el("span", { class: "presence__you", text: " (you)" }) : null,
+          el("span", { class: "visually-hidden", text: p.online ? ", online" : ", offline" }),
+        ),
+        el("span", { class: `role role--${p.role}`, text: role }),
+        p.role === "spectator"
+          ? el("span", { class: "presence__voted" })
+          : el(
+              "span",
+              {
+                class: "presence__voted",
+                title: `Scored ${p.voted.length} of ${caseCount} questions`,
+              },
+              el("span", { "aria-hidden": "true", text: `${p.voted.length}/${caseCount}` }),
+              el("span", {
+                class: "visually-hidden",
+                text: `, scored ${p.voted.length} of ${caseCount}`,
+              }),
+            ),
+      );
+    }),
+  );
+}
+
+function caseLink(caseId, titleOf) {
+  return el("a", {
+    href: `#case-${caseId}`,
+    dataset: { focusCase: caseId },
+    text: titleOf(caseId),
+  });
+}
+
+/** Position of a diverging bar for `score` on a scale from min (<= 0) to max (>= 0). */
+function barGeometry(score, min, max) {
+  const span = max - min || 1;
+  const zero = (-min / span) * 100;
+  const width = (Math.abs(score) / span) * 100;
+  const left = score >= 0 ? zero : zero - width;
+  return { zero, left, width };
+}
+
+export function renderRecommendation(dom, recommendation, titleOf) {
+  setHidden(dom.recommendation, !recommendation);
+  if (!recommendation) return;
+  const key = JSON.stringify(recommendation);
+  if (dom.recommendation.dataset.key === key) return;
+  dom.recommendation.dataset.key = key;
+
+  setText(dom.verdict, recommendation.verdict);
+
+  dom.robust.dataset.robust = String(Boolean(recommendation.robust));
+  if (recommendation.robust) {
+    dom.robust.replaceChildren(
+      "Holds up: nudging any one question's median by a step doesn't change the top pick.",
+    );
+  } else if (recommendation.close_call) {
+    dom.robust.replaceChildren(
+      "Close call: it depends on ",
+      caseLink(recommendation.close_call, titleOf),
+      ".",
+    );
+  } else {
+    dom.robust.replaceChildren("Close call: a small change in one score could flip the top pick.");
+  }
+
+  const contested = recommendation.contested || [];
+  setHidden(dom.contested, contested.length === 0);
+  dom.contestedList.replaceChildren(...contested.map((id) => el("li", {}, caseLink(id, titleOf))));
+
+  // Keep open rows open across updates.
+  const open = new Set(
+    [...dom.ranking.querySelectorAll("details[open]")].map((d) => d.dataset.stack),
+  );
+  const ranking = recommendation.ranking || [];
+  const scores = ranking.map((r) => r.score);
+  const min = Math.min(0, ...scores);
+  const max = Math.max(0, ...scores);
+
+  dom.ranking.replaceChildren(
+    ...ranking.map((row, index) => {
+      const { zero, left, width } = barGeometry(row.score, min, max);
+      const bar = el("span", {
+        class: "ranking__bar",
+        dataset: { sign: row.score < 0 ? "neg" : "pos" },
+      });
+      bar.style.left = `${left}%`;
+      bar.style.width = `${width}%`;
+      const zeroLine = el("span", { class: "ranking__zero" });
+      zeroLine.style.left = `calc(${zero}% - 1px)`;
+
+      const parts = (row.contributions || [])
+        .filter((c) => c.value !== 0)
+        .sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
+      const details = el(
+        "details",
+        { dataset: { stack: row.stack }, open: open.has(row.stack) },
+        el(
+          "summary",
+          { class: "ranking__row" },
+          el("span", { class: "ranking__rank", text: String(index + 1) }),
+          el("span", { class: "ranking__name", text: row.name }),
+          el("span", { class: "ranking__track", "aria-hidden": "true" }, zeroLine, bar),
+          el("span", { class: "ranking__score", text: formatSigned(row.score) }),
+        ),
+        el(
+          "ul",
+          {
+            class: "contributions",
+            "aria-label": `Why ${row.name} scores ${formatSigned(row.score)}`,
+          },
+          parts.length
+            ? parts.map((c) =>
+                el(
+                  "li",
+                  {},
+                  el("span", {
+                    class: "contributions__value",
+                    dataset: { sign: c.value < 0 ? "neg" : "pos" },
+                    text: formatSigned(c.value),
+                  }),
+                  " ",
+                  caseLink(c.case, titleOf),
+                ),
+              )
+            : el("li", { class: "muted", text: "No revealed question moves this one yet." }),
+        ),
+      );
+      return el(
+        "li",
+        {
+          class: index === 0 ? "ranking__item ranking__item--top" : "ranking__item",
+          dataset: { stack: row.stack },
+        },
+        details,
+      );
+    }),
+  );
+}

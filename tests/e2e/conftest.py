@@ -1,0 +1,108 @@
+"""Browser fixtures for the end-to-end tests: one headless Chromium, a fresh context per person."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    ViewportSize,
+    sync_playwright,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT = Path(__file__).resolve().parent / "output"
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+@dataclass
+class Person:
+    """One person at their own browser: a page plus whatever went wrong in it."""
+
+    page: Page
+    context: BrowserContext
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    # Console errors a test provokes on purpose (e.g. a 400 from a bad request).
+    expected: list[str] = field(default_factory=list)
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(x in e for x in self.expected)]
+
+
+# Module scope, not session: while sync Playwright runs, its event loop counts as the thread's
+# running loop, which would break every asyncio test collected after this directory.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("STACKVOTE_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def person(browser: Browser) -> Iterator[Callable[..., Person]]:
+    """Make a person with a separate browser context (own storage, own connection)."""
+    people: list[Person] = []
+
+    def make(viewport: ViewportSize | None = None) -> Person:
+        context = browser.new_context(viewport=viewport or DESKTOP)
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        someone = Person(page=page, context=context)
+
+        def on_console(message: ConsoleMessage) -> None:
+            # CSP violations and script errors show up as console errors.
+            if message.type == "error":
+                someone.errors.append(message.text)
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: someone.errors.append(f"uncaught: {exc}"))
+
+        def on_dialog(dialog: Dialog) -> None:
+            someone.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        people.append(someone)
+        return someone
+
+    yield make
+    problems = [(p.page.url, e) for p in people for e in p.unexpected_errors()]
+    # stackvote never opens dialogs; one means someone's text ran as script.
+    problems += [(p.page.url, f"dialog: {d}") for p in people for d in p.dialogs]
+    for someone in people:
+        someone.context.close()
+    assert not problems, f"the browser reported errors: {problems}"
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
