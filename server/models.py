@@ -100,6 +100,10 @@ class CaseState(Struct, frozen=True):
     # participant id -> score (None = abstain), for the current round only.
     ballots: dict[str, int | None] = {}
     history: tuple[Round, ...] = ()
+    # participant id -> (client id, sequence number) of the last vote applied on this case, in
+    # any round: a retried or late vote with an older number from the same client changes
+    # nothing, so each vote counts once and the newest one wins.
+    sequence: dict[str, tuple[str, int]] = {}
 
 
 class Session(Struct, frozen=True):

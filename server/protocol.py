@@ -45,9 +45,23 @@ class Auth(Struct, forbid_unknown_fields=True):
     role: Literal["voter", "spectator"] = "voter"
 
 
+ClientId = Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Sequence = Annotated[int, Meta(ge=1, le=2**53)]
+
+
 class Vote(Struct, forbid_unknown_fields=True):
     case: Token
     score: Score | None
+    # For exactly-once delivery: a client id (random per browser tab) and a number that grows
+    # with each vote it sends; a client retries a vote with the same pair until it is acked.
+    client: ClientId | None = None
+    seq: Sequence | None = None
+    # The round the voter saw; a vote meant for an earlier round is refused, not moved.
+    round: Annotated[int, Meta(ge=1)] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.client is None) != (self.seq is None):
+            raise ValueError("client and seq go together")
 
 
 class Control(Struct, forbid_unknown_fields=True):
@@ -65,6 +79,9 @@ _FIELD_HINTS = {
     "title": "title must be text of 1 to 120 characters",
     "role": 'role must be "voter" or "spectator"',
     "session": "session must be a session id",
+    "client": "client must be 8 to 64 letters, digits, - or _",
+    "seq": "seq must be a whole number from 1 up",
+    "round": "round must be a whole number from 1 up",
     "name": "name must be text of 1 to 40 characters",
     "token": "token must be the participant token this server gave you",
     "facilitator_token": "facilitator_token must be the token from the facilitator link",

@@ -231,7 +231,16 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         ballot = protocol.parse(protocol.Vote, data)
         session_id, participant_id = await self._whom(sid)
         session = await self._apply(
-            session_id, lambda s: rules.vote(s, participant_id, ballot.case, ballot.score)
+            session_id,
+            lambda s: rules.vote(
+                s,
+                participant_id,
+                ballot.case,
+                ballot.score,
+                client=ballot.client,
+                seq=ballot.seq,
+                round=ballot.round,
+            ),
         )
         return protocol.ok(session.version)
 

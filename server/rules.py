@@ -126,8 +126,21 @@ def _update_participant(
     )
 
 
-def vote(session: Session, participant_id: str, case_id: str, score: int | None) -> Session:
-    """Record (or change) a ballot on an open case; None is an abstention."""
+def vote(
+    session: Session,
+    participant_id: str,
+    case_id: str,
+    score: int | None,
+    *,
+    client: str | None = None,
+    seq: int | None = None,
+    round: int | None = None,
+) -> Session:
+    """Record (or change) a ballot on an open case; None is an abstention.
+
+    With a (client, seq) pair a vote is applied at most once: the same pair again, or an older
+    number from the same client, leaves the session as it is (the newest vote wins).
+    """
     participant = session.participant(participant_id)
     if participant is None:
         raise RuleError("You are not part of this session any more; please join again.")
@@ -136,12 +149,22 @@ def vote(session: Session, participant_id: str, case_id: str, score: int | None)
     if session.status == "finished":
         raise RuleError("This session has finished; votes are closed.")
     case = _case(session, case_id)
+    if client is not None and seq is not None:
+        last = case.sequence.get(participant_id)
+        if last is not None and last[0] == client and seq <= last[1]:
+            return session
     if case.status != "voting":
         raise RuleError(_not_open_message(case))
-    if participant_id in case.ballots and case.ballots[participant_id] == score:
+    if round is not None and round != case.round:
+        raise RuleError("This case was opened again for a new round; please vote again.")
+    sequence = case.sequence
+    if client is not None and seq is not None:
+        sequence = {**case.sequence, participant_id: (client, seq)}
+    unchanged = participant_id in case.ballots and case.ballots[participant_id] == score
+    if unchanged and sequence is case.sequence:
         return session
     ballots = {**case.ballots, participant_id: score}
-    return _replace_case(session, replace(case, ballots=ballots))
+    return _replace_case(session, replace(case, ballots=ballots, sequence=sequence))
 
 
 def _not_open_message(case: CaseState) -> str:

@@ -99,3 +99,9 @@ def scored(session: Session, case_id: str, scores: dict[str, int | None]) -> Ses
 def case_of(document: dict[str, Any], case_id: str) -> dict[str, Any]:
     found: dict[str, Any] = next(c for c in document["cases"] if c["id"] == case_id)
     return found
+
+
+def case_in(session: Session, case_id: str) -> CaseState:
+    case = session.case(case_id)
+    assert case is not None, case_id
+    return case

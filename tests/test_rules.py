@@ -7,7 +7,16 @@ import pytest
 from server import rules
 from server.models import CaseState, Participant, Session
 from server.rules import INVISIBLE_IN_NAME, RuleError
-from tests.factories import cast, control, new_session, person, scored, team, with_people
+from tests.factories import (
+    case_in,
+    cast,
+    control,
+    new_session,
+    person,
+    scored,
+    team,
+    with_people,
+)
 
 # --- names
 
@@ -511,3 +520,41 @@ def test_clean_name_refuses_invisible_lookalikes(raw: str) -> None:
     # Direction overrides and zero-width characters let one name pass for another.
     with pytest.raises(RuleError, match="invisible"):
         rules.clean_name(raw)
+
+
+def _open_team() -> Session:
+    return rules.control(team("Ann"), "fay", "open_all", None)
+
+
+def test_a_retried_vote_counts_once_and_the_newest_wins() -> None:
+    session = rules.vote(_open_team(), "ann", "realtime", 1, client="tab-aaaa", seq=1)
+    newer = rules.vote(session, "ann", "realtime", 3, client="tab-aaaa", seq=2)
+    # The first vote arrives again (its ack was lost): nothing changes, 3 stays.
+    assert rules.vote(newer, "ann", "realtime", 1, client="tab-aaaa", seq=1) is newer
+    assert rules.vote(newer, "ann", "realtime", 3, client="tab-aaaa", seq=2) is newer
+    assert case_in(newer, "realtime").ballots == {"ann": 3}
+
+
+def test_a_retry_after_the_case_closed_is_acknowledged_not_refused() -> None:
+    voted = rules.vote(_open_team(), "ann", "realtime", 2, client="tab-aaaa", seq=7)
+    revealed = rules.control(voted, "fay", "reveal", "realtime")
+    assert rules.vote(revealed, "ann", "realtime", 2, client="tab-aaaa", seq=7) is revealed
+
+
+def test_an_old_retry_never_lands_in_a_new_round() -> None:
+    voted = rules.vote(_open_team(), "ann", "realtime", 2, client="tab-aaaa", seq=3)
+    again = rules.control(
+        rules.control(voted, "fay", "reveal", "realtime"), "fay", "revote", "realtime"
+    )
+    assert rules.vote(again, "ann", "realtime", 2, client="tab-aaaa", seq=3) is again
+    assert case_in(again, "realtime").ballots == {}
+    with pytest.raises(RuleError, match="new round"):
+        rules.vote(again, "ann", "realtime", 1, client="tab-aaaa", seq=4, round=1)
+    fresh_vote = rules.vote(again, "ann", "realtime", 1, client="tab-aaaa", seq=4, round=2)
+    assert case_in(fresh_vote, "realtime").ballots == {"ann": 1}
+
+
+def test_another_tab_of_the_same_person_is_another_client() -> None:
+    session = rules.vote(_open_team(), "ann", "realtime", 4, client="tab-aaaa", seq=9)
+    other = rules.vote(session, "ann", "realtime", 0, client="tab-bbbb", seq=1)
+    assert case_in(other, "realtime").ballots == {"ann": 0}

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from server import rules
-from server.models import CaseState, Round, Session, dump_session, load_session
+from server.models import Round, Session, dump_session, load_session
 from server.rules import RuleError
 from server.store import MemoryStore, SessionNotFound, Store, StoreFull, Updated
 from server.store.redis import RedisStore
 from tests.factories import (
+    case_in,
     cast,
     control,
     custom_template,
@@ -92,12 +93,6 @@ def fresh(*voters: str) -> Session:
     return team(
         *voters, session_id=f"store-test-{time.time_ns()}-{next(_counter)}", now=time.time()
     )
-
-
-def case_in(session: Session, case_id: str) -> CaseState:
-    case = session.case(case_id)
-    assert case is not None, case_id
-    return case
 
 
 # --- create and get
