@@ -7,9 +7,11 @@ import { setHidden, setText } from "./room/dom.js";
 import { Identity } from "./room/identity.js";
 import { setUpCopyButtons } from "./room/invite.js";
 import { Messages, describeChanges } from "./room/messages.js";
+import { Outbox } from "./room/outbox.js";
 import { renderHeader, renderPresence, renderRecommendation } from "./room/panels.js";
 
 const ACK_TIMEOUT_MS = 8000;
+const RETRY_DELAY_MS = 1000;
 const FINISH_CONFIRM_MS = 5000;
 const NAME_MAX = 40;
 
@@ -62,6 +64,7 @@ const cards = new Map(
 const identity = new Identity(sessionId);
 const messages = new Messages($("toast"), $("announcer"));
 const mine = new MyBallots();
+const outbox = new Outbox(sessionId);
 
 // What this tab knows besides my ballots; the snapshot is the server's word.
 const room = {
@@ -202,6 +205,8 @@ function onWelcome(welcome) {
   mine.restore(welcome.ballots);
   showRoom();
   if (room.snapshot) render();
+  // Votes that were not answered before the connection dropped go out again, oldest first.
+  for (const ballot of outbox.unanswered()) deliver(ballot);
 }
 
 function onConnectError(err) {
@@ -338,7 +343,7 @@ function ensureOnline() {
 
 function vote(caseId, score) {
   const state = room.snapshot?.cases.find((c) => c.id === caseId);
-  if (!state || mine.pending.has(caseId)) return;
+  if (!state) return;
   if (state.status !== "voting") {
     const why =
       state.status === "pending"
@@ -347,19 +352,36 @@ function vote(caseId, score) {
     messages.toast(why, "info");
     return;
   }
-  if (mine.has(caseId) && mine.get(caseId) === score) return;
-  if (!ensureOnline()) return;
+  if (!mine.pending.has(caseId) && mine.has(caseId) && mine.get(caseId) === score) return;
 
+  const ballot = outbox.add(caseId, score, state.round);
   mine.pending.add(caseId);
+  mine.choosing.set(caseId, score);
   render();
-  socket.timeout(ACK_TIMEOUT_MS).emit("vote", { case: caseId, score }, (err, ack) => {
-    mine.pending.delete(caseId);
+  if (socket?.connected) {
+    deliver(ballot);
+  } else {
+    messages.toast("You're offline; your vote will be sent as soon as the connection is back.", "info");
+  }
+}
+
+/** Send a vote until the server answers it; a timeout or a dropped connection means "again". */
+function deliver(ballot) {
+  if (!socket?.connected || !outbox.isCurrent(ballot)) return;
+  socket.timeout(ACK_TIMEOUT_MS).emit("vote", ballot, (err, ack) => {
+    if (!outbox.isCurrent(ballot)) return; // a newer vote on this case replaced it
     if (err) {
-      messages.toast("The server didn't answer in time, so your vote may not count. Try again.");
-    } else if (!ack || !ack.ok) {
+      // No answer: the vote may or may not have counted. Sending it again is safe.
+      setTimeout(() => deliver(ballot), RETRY_DELAY_MS);
+      return;
+    }
+    outbox.settle(ballot);
+    mine.pending.delete(ballot.case);
+    mine.choosing.delete(ballot.case);
+    if (!ack || !ack.ok) {
       messages.toast(ack?.error || "Your vote didn't go through. Please try again.");
     } else {
-      mine.confirm(caseId, score, ack.version);
+      mine.confirm(ballot.case, ballot.score, ack.version);
     }
     render();
   });

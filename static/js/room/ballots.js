@@ -6,6 +6,7 @@ export class MyBallots {
     this.since = new Map(); // case id -> first snapshot version that holds the ballot
     this.rounds = new Map(); // case id -> round last seen
     this.pending = new Set(); // case ids with a vote on its way
+    this.choosing = new Map(); // case id -> the score on its way (shown pressed meanwhile)
   }
 
   has(caseId) {

@@ -97,9 +97,12 @@ export class CaseCard {
     const has = view.mine.has(state.id);
     const chosen = has ? view.mine.get(state.id) : undefined;
     const busy = view.mine.pending.has(state.id);
+    // While a vote is on its way, show the new choice; the server's answer confirms it.
+    const choosing = view.mine.choosing.has(state.id);
+    const shown = choosing ? view.mine.choosing.get(state.id) : chosen;
     for (const button of this.scoreButtons) {
       const value = button.dataset.score === "abstain" ? null : Number(button.dataset.score);
-      const pressed = has && chosen === value;
+      const pressed = (has || choosing) && shown === value;
       button.setAttribute("aria-pressed", String(pressed));
       button.disabled = !canVote || view.offline;
       if (busy) button.setAttribute("aria-busy", "true");
