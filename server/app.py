@@ -24,6 +24,7 @@ from server import routes
 from server.realtime import RoomNamespace
 from server.settings import Settings
 from server.store import Store, StoreUnavailable, open_store
+from server.throttle import Throttle
 from server.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
@@ -147,16 +148,20 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
-        cors_allowed_origins=settings.public_url or None,
+        # An explicit list: the library's default would also believe X-Forwarded-Host, which
+        # any client can send.
+        cors_allowed_origins=settings.allowed_origins,
         max_http_buffer_size=16 * 1024,
         # WebSocket only: a connection then lives on one instance from start to end, so
         # several instances behind a proxy need no sticky sessions.
         transports=["websocket"],
     )
+    throttle = Throttle(settings)
     namespace = RoomNamespace(
         store,
         max_participants=settings.max_participants,
         instance_ttl=settings.instance_ttl_seconds,
+        throttle=throttle,
     )
     sio.register_namespace(namespace)
     upkeep = Upkeep(namespace, store)
@@ -186,5 +191,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     site.state.store = store
     site.state.pages = pages
     site.state.sio = sio
+    site.state.throttle = throttle
     # Outermost, so that every response carries the headers, error pages included.
     return SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site))

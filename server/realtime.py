@@ -21,6 +21,7 @@ from server.security import (
     token_matches,
 )
 from server.store import SessionNotFound, Store, StoreUnavailable
+from server.throttle import SLOW_DOWN, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ def _refuse(message: str, code: str) -> Exception:
     return error
 
 
+def client_address(environ: dict[str, Any]) -> str:
+    # The ASGI scope has the real peer (after uvicorn applied trusted X-Forwarded-For).
+    client = environ.get("asgi.scope", {}).get("client")
+    return str(client[0]) if client else "unknown"
+
+
 Handler = Callable[["RoomNamespace", str, Any], Awaitable[dict[str, Any]]]
 
 
@@ -50,6 +57,8 @@ def acknowledged(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
 
     @functools.wraps(handler)
     async def wrapper(self: RoomNamespace, sid: str, data: Any = None) -> dict[str, Any]:
+        if not self.throttle.allow("event", sid):
+            return protocol.error(SLOW_DOWN)
         try:
             return await handler(self, sid, data)
         except (protocol.ProtocolError, rules.RuleError) as exc:
@@ -72,9 +81,11 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         *,
         max_participants: int,
         instance_ttl: float = 15.0,
+        throttle: Throttle,
         namespace: str = "/",
     ) -> None:
         super().__init__(namespace)
+        self.throttle = throttle
         self.store = store
         self.max_participants = max_participants
         self.instance_ttl = instance_ttl
@@ -125,6 +136,11 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return after
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.throttle.allow("connect", client_address(environ)):
+            raise _refuse(
+                "Too many connections from your address; wait a minute and try again.",
+                "rate_limited",
+            )
         try:
             request = protocol.parse(protocol.Auth, auth if auth is not None else {})
             session, participant, token = await self._admit(sid, request)
@@ -206,6 +222,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return session, newcomer, token
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.throttle.forget("event", sid)
         whom = await self.get_session(sid)
         if not whom:
             return

@@ -22,6 +22,7 @@ from server.models import CaseState, Session, Template
 from server.security import hash_token, new_session_id, new_token
 from server.settings import Settings
 from server.store import Store, StoreFull, StoreUnavailable
+from server.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def _pages(request: Request) -> Jinja2Templates:
 
 def base_url(request: Request) -> str:
     """Where people reach this server: the configured public URL, or what the request says."""
-    configured = _settings(request).public_url
-    return configured or str(request.base_url).rstrip("/")
+    configured = _settings(request).public_urls
+    return configured[0] if configured else str(request.base_url).rstrip("/")
 
 
 async def _session_or_404(request: Request) -> Session:
@@ -90,7 +91,22 @@ def _choose_template(requested: str | dict[str, Any]) -> Template:
         raise ApiError(400, str(exc)) from None
 
 
+def _check_origin(request: Request) -> None:
+    """A browser on another site may not act here (cross-site request forgery)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin not in _settings(request).allowed_origins:
+        raise ApiError(403, f"requests from {origin} are not accepted by this server")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 async def create_session(request: Request) -> Response:
+    _check_origin(request)
+    throttle: Throttle = request.app.state.throttle
+    if not throttle.allow("create", client_address(request)):
+        raise ApiError(429, "too many sessions created from your address; try again later")
     try:
         payload = protocol.parse(protocol.CreateSession, await _json_body(request))
     except protocol.ProtocolError as exc:

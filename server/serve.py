@@ -51,6 +51,8 @@ def run(settings: Settings) -> int:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
-        proxy_headers=False,
+        # Client addresses (for rate limits) come from X-Forwarded-For only via these proxies.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     return 0

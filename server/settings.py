@@ -7,6 +7,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
+
+from limits import parse_many
 
 PREFIX = "STACKVOTE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -33,6 +36,29 @@ class Settings:
     # With several instances: one that has not proved itself alive for this long is presumed
     # dead, and the people connected through it are shown offline.
     instance_ttl_seconds: float = 15.0
+    # Rate limits ("N/second", "N/minute", several joined with ";"): socket events per
+    # connection, new connections per client address, sessions created per client address.
+    limit_events: str = "20/second;300/minute"
+    limit_connects: str = "30/minute"
+    limit_creates: str = "10/minute;100/day"
+    # Addresses of reverse proxies whose X-Forwarded-For is believed ("*" trusts any: only
+    # when the app port is reachable through the proxy alone, as in docker-compose.yml).
+    trusted_proxies: str = "127.0.0.1"
+
+    @property
+    def public_urls(self) -> list[str]:
+        """The addresses people use, first one for links (STACKVOTE_PUBLIC_URL, comma-separated)."""
+        return [u.strip().rstrip("/") for u in self.public_url.split(",") if u.strip()]
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """Browser origins allowed to connect and to create sessions."""
+        if self.public_urls:
+            return [_origin(u) for u in self.public_urls]
+        hosts = ["127.0.0.1", "localhost", "[::1]"]
+        if self.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104
+            hosts.append(self.host)
+        return [f"http://{h}:{self.port}" for h in hosts]
 
     @property
     def uses_redis(self) -> bool:
@@ -67,14 +93,26 @@ class Settings:
             raise SettingsError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
-        if self.public_url and not self.public_url.startswith(("http://", "https://")):
-            raise SettingsError(f"public url {self.public_url!r} must start with http(s)://")
+        for url in self.public_urls:
+            if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+                raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
+        for name in ("limit_events", "limit_connects", "limit_creates"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError:
+                raise SettingsError(
+                    f"{name} {getattr(self, name)!r} must look like '20/second' "
+                    "or '10/minute;100/day'"
+                ) from None
         for name in ("session_ttl_days", "max_participants", "max_sessions"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
-        return replace(
-            self, public_url=self.public_url.rstrip("/"), log_level=self.log_level.lower()
-        )
+        return replace(self, log_level=self.log_level.lower())
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _coerce(name: str, annotation: Any, raw: str) -> Any:

@@ -74,7 +74,33 @@ def test_redis_urls_are_accepted(url: str) -> None:
 
 def test_the_public_url_loses_its_trailing_slash() -> None:
     settings = Settings.from_env({"STACKVOTE_PUBLIC_URL": "https://vote.example.com/"})
-    assert settings.public_url == "https://vote.example.com"
+    assert settings.public_urls == ["https://vote.example.com"]
+    assert settings.allowed_origins == ["https://vote.example.com"]
+
+
+def test_several_public_urls_all_become_allowed_origins() -> None:
+    settings = Settings.from_env(
+        {"STACKVOTE_PUBLIC_URL": "https://vote.example.com, http://10.0.0.5:8080/stackvote"}
+    )
+    assert settings.public_urls[0] == "https://vote.example.com"
+    assert settings.allowed_origins == ["https://vote.example.com", "http://10.0.0.5:8080"]
+
+
+def test_without_a_public_url_only_the_local_address_is_an_allowed_origin() -> None:
+    settings = Settings.from_env({}, port=8123)
+    assert settings.allowed_origins == [
+        "http://127.0.0.1:8123",
+        "http://localhost:8123",
+        "http://[::1]:8123",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["STACKVOTE_LIMIT_EVENTS", "STACKVOTE_LIMIT_CONNECTS", "STACKVOTE_LIMIT_CREATES"]
+)
+def test_a_rate_limit_that_cannot_be_read_is_refused(name: str) -> None:
+    with pytest.raises(SettingsError, match="must look like '20/second'"):
+        Settings.from_env({name: "lots"})
 
 
 def test_the_process_environment_is_read_when_none_is_given(
@@ -114,7 +140,7 @@ def test_overrides_left_unset_keep_the_environment() -> None:
 def test_overrides_are_validated_too() -> None:
     with pytest.raises(SettingsError, match="port must be between 1 and 65535, not 0"):
         Settings.from_env({}, port=0)
-    with pytest.raises(SettingsError, match="must start with http"):
+    with pytest.raises(SettingsError, match="must look like https"):
         Settings.from_env({}, public_url="vote.example.com")
 
 
@@ -150,7 +176,7 @@ def test_overrides_are_validated_too() -> None:
         ),
         (
             {"STACKVOTE_PUBLIC_URL": "ftp://vote.example.com"},
-            "public url 'ftp://vote.example.com' must start with http(s)://",
+            "public url 'ftp://vote.example.com' must look like https://vote.example.com",
         ),
     ],
 )
