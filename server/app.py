@@ -141,7 +141,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     # With Redis, every instance hears every broadcast through its pub/sub channel.
     manager = (
-        socketio.AsyncRedisManager(settings.redis_url, channel="stackvote")
+        socketio.AsyncRedisManager(
+            settings.redis_url,
+            channel="stackvote",
+            redis_options={"socket_connect_timeout": 2},
+        )
         if settings.uses_redis
         else None
     )

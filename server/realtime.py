@@ -25,6 +25,8 @@ from server.throttle import SLOW_DOWN, Throttle
 
 log = logging.getLogger(__name__)
 
+APPLY_DEADLINE = 5.0
+
 UNAVAILABLE = "The server cannot reach its storage right now; please try again in a moment."
 GONE = "This session no longer exists."
 
@@ -129,11 +131,16 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _apply(self, session_id: str, change: Callable[[Session], Session]) -> Session:
         """Update the session atomically and broadcast the new snapshot if anything changed."""
-        async with self._lock(session_id):
-            after, changed = await self.store.update(session_id, change)
-            if changed:
-                await self.emit(protocol.STATE, snapshot.state(after), room=session_id)
-            return after
+        try:
+            # A deadline for waiting in line and for storage: a stalled store gives a clear
+            # error instead of a request that hangs (the client retries; votes are idempotent).
+            async with asyncio.timeout(APPLY_DEADLINE), self._lock(session_id):
+                after, changed = await self.store.update(session_id, change)
+                if changed:
+                    await self.emit(protocol.STATE, snapshot.state(after), room=session_id)
+                return after
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer from storage within {APPLY_DEADLINE} s") from None
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.throttle.allow("connect", client_address(environ)):

@@ -76,8 +76,13 @@ class RedisStore(Store):
             timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            # Retry a dropped connection (e.g. Redis restarted), but not a timeout: a stalled
+            # Redis should give a quick, clear error rather than a request that hangs.
+            retry=Retry(
+                ExponentialBackoff(cap=1.0, base=0.05),
+                retries=3,
+                supported_errors=(RedisConnectionError,),
+            ),
             health_check_interval=15,
         )
         self._pool = pool
