@@ -32,11 +32,7 @@ def results(session: Session) -> dict[str, Any]:
         )
     return {
         "session": {
-            "id": session.id,
-            "title": session.title,
-            "mode": session.mode,
-            "anonymous": session.anonymous,
-            "status": session.status,
+            **snapshot.summary(session),
             "template": session.template.title,
             "version": session.version,
         },

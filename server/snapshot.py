@@ -51,18 +51,22 @@ def recommendation(session: Session) -> dict[str, Any] | None:
     return None if advice is None else advice.as_dict()
 
 
+def summary(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "title": session.title,
+        "mode": session.mode,
+        "anonymous": session.anonymous,
+        "status": session.status,
+    }
+
+
 def state(session: Session) -> dict[str, Any]:
     """The snapshot every participant of the session receives (the `state` event)."""
     titles = {c.id: c.title for c in session.template.cases}
     return {
         "version": session.version,
-        "session": {
-            "id": session.id,
-            "title": session.title,
-            "mode": session.mode,
-            "anonymous": session.anonymous,
-            "status": session.status,
-        },
+        "session": summary(session),
         "participants": [
             {
                 "id": p.id,

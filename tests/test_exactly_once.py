@@ -11,7 +11,7 @@ import pytest
 import socketio
 
 from tests.chaos import ChaosProxy
-from tests.live import LiveServer, Member, create_session, join
+from tests.live import LiveServer, Member, create_session, facilitate, join
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -69,14 +69,7 @@ async def test_no_acked_vote_is_lost_or_doubled_through_a_flaky_network(
     server: LiveServer,
 ) -> None:
     created = create_session(server.url)
-    fay = await join(
-        server.url,
-        {
-            "session": created["id"],
-            "name": "Fay",
-            "facilitator_token": created["facilitator_token"],
-        },
-    )
+    fay = await facilitate(server.url, created)
     await fay.control("open_all")
     cases = [c["id"] for c in fay.state["cases"]]
     proxy = ChaosProxy(int(server.url.rsplit(":", 1)[1]), seed=20261125)
@@ -119,14 +112,7 @@ async def test_no_acked_vote_is_lost_or_doubled_through_a_flaky_network(
 
 async def test_a_burst_from_one_client_ends_with_its_last_vote(server: LiveServer) -> None:
     created = create_session(server.url)
-    fay = await join(
-        server.url,
-        {
-            "session": created["id"],
-            "name": "Fay",
-            "facilitator_token": created["facilitator_token"],
-        },
-    )
+    fay = await facilitate(server.url, created)
     ann: Member = await join(server.url, {"session": created["id"], "name": "Ann"})
     await fay.control("open", "realtime")
     # 60 votes sent at once, without waiting for answers: handlers run concurrently, and the

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import Member, create_session, free_port, join, live_server
+from tests.live import Member, create_session, facilitate, free_port, join, live_server
 from tests.redis_server import RedisServer, redis_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -46,10 +46,7 @@ async def test_killing_an_instance_keeps_identity_and_votes(
     ):
         created = create_session(survivor.url)
         session = created["id"]
-        fay = await join(
-            survivor.url,
-            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
-        )
+        fay = await facilitate(survivor.url, created)
         ann = await join(doomed.url, {"session": session, "name": "Ann"})
         bob = await join(doomed.url, {"session": session, "name": "Bob"})
         await fay.control("open_all")
@@ -87,10 +84,7 @@ async def test_restarting_redis_loses_no_acknowledged_vote(
     ):
         created = create_session(one.url)
         session = created["id"]
-        fay = await join(
-            one.url,
-            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
-        )
+        fay = await facilitate(one.url, created)
         voters = [
             await join((one, two)[n % 2].url, {"session": session, "name": f"V{n}"})
             for n in range(6)
@@ -185,10 +179,7 @@ async def test_sigterm_drains_and_a_new_instance_serves_the_same_session(
         created = create_session(first.url)
         session = created["id"]
         ann = await join(first.url, {"session": session, "name": "Ann"})
-        fay = await join(
-            first.url,
-            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
-        )
+        fay = await facilitate(first.url, created)
         await fay.control("open_all")
         assert (await ann.vote("realtime", 3))["ok"]
         started = time.monotonic()
@@ -213,10 +204,7 @@ async def test_redis_killed_outright_keeps_votes_acked_a_second_before(
     with live_server(tmp_path, env(own_redis)) as app:
         created = create_session(app.url)
         session = created["id"]
-        fay = await join(
-            app.url,
-            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
-        )
+        fay = await facilitate(app.url, created)
         await fay.control("open_all")
         voters = [await join(app.url, {"session": session, "name": f"V{n}"}) for n in range(4)]
         acked = {}
@@ -247,10 +235,7 @@ async def test_a_stalled_redis_gives_quick_errors_and_everyone_converges_after(
     ):
         created = create_session(one.url)
         session = created["id"]
-        fay = await join(
-            one.url,
-            {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
-        )
+        fay = await facilitate(one.url, created)
         ann = await join(two.url, {"session": session, "name": "Ann"})
         await fay.control("open_all")
         assert own_redis.process is not None

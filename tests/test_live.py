@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from server import engine
-from tests.live import LiveServer, Member, create_session, join
+from tests.live import LiveServer, Member, create_session, facilitate, join
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -19,14 +19,7 @@ async def start(
     server: LiveServer, voters: int = 3, **options: Any
 ) -> tuple[dict[str, Any], Member, list[Member]]:
     created = create_session(server.url, **options)
-    facilitator = await join(
-        server.url,
-        {
-            "session": created["id"],
-            "name": "Fay",
-            "facilitator_token": created["facilitator_token"],
-        },
-    )
+    facilitator = await facilitate(server.url, created)
     members = [
         await join(server.url, {"session": created["id"], "name": f"Voter {i}"})
         for i in range(voters)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import LiveServer, Member, create_session, join, live_server
+from tests.live import LiveServer, Member, create_session, facilitate, join, live_server
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -39,14 +39,7 @@ async def test_a_vote_on_one_instance_reaches_clients_on_the_others(
 ) -> None:
     a, b, c = instances
     created = create_session(a.url, title="Across instances")
-    fay = await join(
-        b.url,
-        {
-            "session": created["id"],
-            "name": "Fay",
-            "facilitator_token": created["facilitator_token"],
-        },
-    )
+    fay = await facilitate(b.url, created)
     ann = await join(c.url, {"session": created["id"], "name": "Ann"})
     assert (await fay.control("open", "realtime"))["ok"]
     ack = await ann.vote("realtime", 4)
@@ -63,10 +56,7 @@ async def test_a_vote_on_one_instance_reaches_clients_on_the_others(
 async def test_interleaved_votes_across_instances_are_exact(instances: list[LiveServer]) -> None:
     created = create_session(instances[0].url, title="Busy room")
     session = created["id"]
-    fay = await join(
-        instances[0].url,
-        {"session": session, "name": "Fay", "facilitator_token": created["facilitator_token"]},
-    )
+    fay = await facilitate(instances[0].url, created)
     await fay.control("open_all")
     cases = [c["id"] for c in fay.state["cases"]]
     voters: list[Member] = []
