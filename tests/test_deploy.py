@@ -79,9 +79,11 @@ def nginx_binary() -> str:
 
 
 @contextmanager
-def nginx_in_front_of(backends: list[LiveServer], tmp: Path) -> Iterator[str]:
+def nginx_in_front_of(
+    backends: list[LiveServer], tmp: Path, port: int | None = None
+) -> Iterator[str]:
     """Run the repo's nginx.conf, pointed at local instances instead of the compose service."""
-    port = free_port()
+    port = port or free_port()
     servers = "\n".join(
         f"        server {b.url.removeprefix('http://')} max_fails=1 fail_timeout=5s;"
         for b in backends

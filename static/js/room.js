@@ -78,6 +78,7 @@ const room = {
   connection: "idle",
   everConnected: false,
   failedAttempts: 0,
+  retryTimer: 0,
 };
 
 let socket = null;
@@ -216,16 +217,25 @@ function onConnectError(err) {
     room.failedAttempts = (room.failedAttempts || 0) + 1;
     if (!room.everConnected && room.failedAttempts === BLOCKED_AFTER_ATTEMPTS) {
       messages.toast(
-        "We can't open a live connection. stackvote needs WebSocket connections; " +
-          "a proxy, firewall or browser extension may be blocking them.",
+        "We can't open a live connection. A proxy, firewall or browser extension may be " +
+          "blocking WebSocket connections, or the server isn't set up for this address.",
       );
     }
+    return;
+  }
+  const code = err?.data?.code;
+  if (code === "unavailable" || code === "rate_limited") {
+    // Turned away for now, not for good: the server's storage is down or we were too fast.
+    // Try again a little later, at a random moment so a whole room doesn't return at once.
+    setConnection(code === "unavailable" ? "storage" : "reconnecting");
+    clearTimeout(room.retryTimer);
+    room.retryTimer = setTimeout(() => socket.connect(), 1000 + Math.random() * 4000);
     return;
   }
   // The server turned us away; err.message says why, in words meant for people.
   setConnection("idle");
   const message = err && err.message ? err.message : "We couldn't join this session.";
-  if (err?.data?.code === "bad_facilitator_token") {
+  if (code === "bad_facilitator_token") {
     // The stored facilitator link is no good (e.g. an old session); join as a regular member.
     identity.facilitatorToken = null;
   }
