@@ -355,6 +355,7 @@ def test_a_storage_outage_shows_and_heals(tmp_path: Path, person: Callable[..., 
         assert httpx.get(a.url + "/readyz").status_code == 503
         # Ana's Wi-Fi drops during the outage: reconnecting is refused while storage is down,
         # and her page keeps trying instead of sending her back to the join form.
+        ana.expected.append("ERR_INTERNET_DISCONNECTED")
         ana.page.context.set_offline(True)
         ana.page.wait_for_timeout(1000)
         ana.page.context.set_offline(False)
