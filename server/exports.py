@@ -106,7 +106,9 @@ def to_csv(document: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+# User text always lands mid-line (after a label, in a table cell), so only inline markup needs
+# escaping: emphasis, code, links and images (via the brackets), HTML, table pipes.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
 
 
 def md_text(value: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_lib
 
 from tests.live import LiveServer, Member, create_session, facilitate, join, live_server
 from tests.redis_server import RedisServer
@@ -100,3 +101,22 @@ async def test_interleaved_votes_across_instances_are_exact(instances: list[Live
     assert sum(case["votes_in"] for case in final["cases"]) == len(expected)
     for member in [fay, *voters]:
         await member.client.disconnect()
+
+
+async def test_redis_holds_only_hashes_of_tokens(
+    instances: list[LiveServer], redis: RedisServer
+) -> None:
+    created = create_session(instances[0].url, title="Secrets")
+    fay = await facilitate(instances[1].url, created)
+    client = redis_lib.Redis(port=redis.port, decode_responses=True)
+    stored = " ".join(
+        str(value)
+        for key in client.keys("*")
+        if client.type(key) == "hash"
+        for value in client.hvals(key)
+    )
+    client.close()
+    assert created["id"] in stored  # we are looking at the right data
+    for secret in (created["facilitator_token"], fay.welcome["token"]):
+        assert secret not in stored
+    await fay.client.disconnect()
