@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from server import protocol
 from server.realtime import RoomNamespace
@@ -13,52 +14,54 @@ log = logging.getLogger(__name__)
 
 
 class Upkeep:
-    """Every `beat` seconds, tell local clients each session's version (a client that missed a
-    broadcast sees it is behind and asks for a fresh snapshot, so a lost pub/sub message heals
-    within one beat); every few beats, prove this instance alive and clean up after dead ones."""
+    """Two loops per instance. Every `beat` seconds, tell local clients each session's version:
+    a client that missed a broadcast sees it is behind and asks for a fresh snapshot, so a lost
+    pub/sub message heals within one beat. Three times per instance time-to-live, prove this
+    instance alive and release the sockets of instances that stopped proving it. The loops are
+    separate so that a slow beat under load can never make a live instance look dead."""
 
     def __init__(self, namespace: RoomNamespace, store: Store, *, beat: float = 1.0) -> None:
         self.namespace = namespace
         self.store = store
         self.beat = beat
-        # Prove we are alive three times per time-to-live, so one late beat is not fatal.
-        self.sweep_every = max(1, int(namespace.instance_ttl / 3 / beat))
+        self.presence_every = namespace.instance_ttl / 3
         self.storage_ok = True
 
     async def run(self) -> None:
-        tick = 0
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every(self.beat, self.beat_once))
+            group.create_task(self._every(self.presence_every, self.presence_once))
+
+    async def _every(self, seconds: float, step: Callable[[], Awaitable[None]]) -> None:
         while True:
             try:
-                await self.once(sweep=tick % self.sweep_every == 0)
+                await step()
             except StoreUnavailable as exc:
                 await self._storage(ok=False, reason=str(exc))
             except Exception:
-                log.exception("upkeep failed; trying again next beat")
-            tick += 1
-            await asyncio.sleep(self.beat)
+                log.exception("upkeep failed; trying again")
+            await asyncio.sleep(seconds)
 
-    async def once(self, *, sweep: bool) -> None:
+    async def beat_once(self) -> None:
         rooms = list(self.namespace.local)
-        if sweep or not self.storage_ok:
+        if not self.storage_ok:
             await self.store.ping()
-            forgotten = await self.store.heartbeat(
-                self.namespace.instance, rooms, ttl=self.namespace.instance_ttl
-            )
-            if forgotten and rooms:
-                log.warning("this instance was presumed dead; attaching its sockets again")
-                await self.namespace.reattach_all()
         await self._storage(ok=True)
-        for session_id in rooms:
-            version = await self.store.version(session_id)
-            if version is not None:
-                await self.namespace.emit_local(
-                    protocol.VERSION, {"version": version}, room=session_id
-                )
-        if sweep:
-            for instance, sessions in (await self.store.orphans()).items():
-                if instance != self.namespace.instance:
-                    log.info("instance %s stopped; releasing its sockets", instance)
-                    await self.namespace.release_instance(instance, sessions)
+        for session_id, version in (await self.store.versions(rooms)).items():
+            await self.namespace.emit_local(protocol.VERSION, {"version": version}, room=session_id)
+
+    async def presence_once(self) -> None:
+        rooms = list(self.namespace.local)
+        forgotten = await self.store.heartbeat(
+            self.namespace.instance, rooms, ttl=self.namespace.instance_ttl
+        )
+        if forgotten and rooms:
+            log.warning("this instance was presumed dead; attaching its sockets again")
+            await self.namespace.reattach_all()
+        for instance, sessions in (await self.store.orphans()).items():
+            if instance != self.namespace.instance:
+                log.info("instance %s stopped; releasing its sockets", instance)
+                await self.namespace.release_instance(instance, sessions)
 
     async def _storage(self, *, ok: bool, reason: str = "") -> None:
         if ok == self.storage_ok:

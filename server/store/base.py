@@ -50,8 +50,12 @@ class Store(abc.ABC):
         """Apply `change` atomically; return the session as it now is and whether it changed."""
 
     @abc.abstractmethod
+    async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
+        """Current versions of many sessions in one go (unknown ones are left out)."""
+
     async def version(self, session_id: str) -> int | None:
         """The session's current version, cheaply (None if unknown)."""
+        return (await self.versions([session_id])).get(session_id)
 
     # Presence across instances: each server instance says it is alive and in which sessions it
     # holds sockets, so the survivors can mark a crashed instance's people offline.

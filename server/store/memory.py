@@ -51,9 +51,9 @@ class MemoryStore(Store):
         self._sessions[session_id] = saved
         return Updated(saved, changed=True)
 
-    async def version(self, session_id: str) -> int | None:
-        session = await self.get(session_id)
-        return None if session is None else session.version
+    async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
+        found = {i: await self.get(i) for i in session_ids}
+        return {i: s.version for i, s in found.items() if s is not None}
 
     # One process owns an in-memory store, so no other instance can die holding its sockets.
     async def heartbeat(self, instance: str, session_ids: Collection[str], ttl: float) -> bool:

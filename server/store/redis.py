@@ -165,12 +165,17 @@ class RedisStore(Store):
             await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
         raise StoreUnavailable(f"session {session_id} is too busy; please try again")
 
-    async def version(self, session_id: str) -> int | None:
+    async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
+        ids = list(session_ids)
         try:
-            raw = await self._redis.hget(self._key(session_id), "version")
+            # One round trip for all of them: this runs every second for every active room.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in ids:
+                    pipe.hget(self._key(session_id), "version")
+                raw = await pipe.execute()
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return None if raw is None else int(raw)
+        return {i: int(v) for i, v in zip(ids, raw, strict=True) if v is not None}
 
     @property
     def _instances(self) -> str:
