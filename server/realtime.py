@@ -115,7 +115,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Store this instance's sockets again (after others released them by mistake)."""
         for session_id, sids in list(self.local.items()):
             for sid in list(sids):
-                whom = await self.get_session(sid)
+                try:
+                    whom = await self.get_session(sid)
+                except KeyError:
+                    continue  # disconnected meanwhile; nothing to attach
                 if whom:
                     attach = functools.partial(
                         rules.attach, participant_id=whom["participant"], sid=self.socket_key(sid)

@@ -51,6 +51,9 @@ def run(settings: Settings) -> int:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        # Snapshots go to every participant; compressing each copy separately cost more CPU
+        # than the bandwidth it saved (measured in bench/load.py).
+        ws_per_message_deflate=False,
         # Client addresses (for rate limits) come from X-Forwarded-For only via these proxies.
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
-
-from limits import parse_many
 
 PREFIX = "STACKVOTE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -98,7 +97,7 @@ class Settings:
                 raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
         for name in ("limit_events", "limit_connects", "limit_creates"):
             try:
-                parse_many(getattr(self, name))
+                parse_rates(getattr(self, name))
             except ValueError:
                 raise SettingsError(
                     f"{name} {getattr(self, name)!r} must look like '20/second' "
@@ -108,6 +107,29 @@ class Settings:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         return replace(self, log_level=self.log_level.lower())
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` per `seconds`."""
+
+    count: int
+    seconds: float
+
+
+_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+def parse_rates(text: str) -> list[Rate]:
+    """'20/second;300/minute' -> two rates; ValueError if it does not read like that."""
+    rates = []
+    for part in text.split(";"):
+        match = _RATE.match(part)
+        if match is None or int(match.group(1)) < 1:
+            raise ValueError(f"cannot read rate {part!r}")
+        rates.append(Rate(int(match.group(1)), _UNITS[match.group(2)]))
+    return rates
 
 
 def _origin(url: str) -> str:
