@@ -33,14 +33,17 @@ class Upkeep:
             group.create_task(self._every(self.presence_every, self.presence_once))
 
     async def _every(self, seconds: float, step: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await step()
             except StoreUnavailable as exc:
                 await self._storage(ok=False, reason=str(exc))
             except Exception:
                 log.exception("upkeep failed; trying again")
-            await asyncio.sleep(seconds)
+            # Keep the rhythm: the time the step took counts towards the wait.
+            await asyncio.sleep(max(0.0, seconds - (loop.time() - started)))
 
     async def beat_once(self) -> None:
         rooms = list(self.namespace.local)
