@@ -101,6 +101,15 @@ def case_of(document: dict[str, Any], case_id: str) -> dict[str, Any]:
     return found
 
 
+def ballots_of(state: dict[str, Any]) -> dict[tuple[str, str], int | None]:
+    """Every visible ballot in a snapshot, as (participant id, case id) -> score."""
+    return {
+        (b["participant"], c["id"]): b["score"]
+        for c in state["cases"]
+        for b in (c["results"] or {}).get("ballots", [])
+    }
+
+
 def case_in(session: Session, case_id: str) -> CaseState:
     case = session.case(case_id)
     assert case is not None, case_id

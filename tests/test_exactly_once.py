@@ -11,6 +11,7 @@ import pytest
 import socketio
 
 from tests.chaos import ChaosProxy
+from tests.factories import ballots_of
 from tests.live import LiveServer, Member, create_session, facilitate, join
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -93,12 +94,7 @@ async def test_no_acked_vote_is_lost_or_doubled_through_a_flaky_network(
 
     reveal = await fay.control("reveal_all")
     final = await fay.until_version(reveal["version"])
-    ballots = {
-        (b["participant"], c["id"]): b["score"]
-        for c in final["cases"]
-        for b in (c["results"] or {}).get("ballots", [])
-    }
-    assert ballots == expected
+    assert ballots_of(final) == expected
     for case in final["cases"]:
         voted = {p for (p, c) in expected if c == case["id"]}
         assert case["votes_in"] == len(voted)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.factories import ballots_of
 from tests.live import Member, create_session, facilitate, free_port, join, live_server
 from tests.redis_server import RedisServer, redis_server
 
@@ -119,13 +120,7 @@ async def test_restarting_redis_loses_no_acknowledged_vote(
         for member in voters:
             state = await member.until_version(reveal["version"], timeout=10)
             assert state["cases"] == final["cases"]
-        ballots = {
-            (b["participant"], c["id"]): b["score"]
-            for c in final["cases"]
-            if c["results"]
-            for b in c["results"]["ballots"]
-        }
-        assert ballots == acked
+        assert ballots_of(final) == acked
         assert httpx.get(two.url + "/readyz").status_code == 200
         print(
             f"\nredis down for {restarted - stopped:.1f}s; "

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from server import engine
+from tests.factories import case_of
 from tests.live import LiveServer, Member, create_session, facilitate, join
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -31,10 +32,6 @@ async def leave(*members: Member) -> None:
     for member in members:
         if member.client.connected:
             await member.client.disconnect()
-
-
-def case_of(state: dict[str, Any], case_id: str) -> dict[str, Any]:
-    return next(c for c in state["cases"] if c["id"] == case_id)
 
 
 async def test_a_whole_session_reaches_an_explained_recommendation(server: LiveServer) -> None:

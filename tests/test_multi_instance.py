@@ -7,12 +7,12 @@ import random
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis as redis_lib
 
+from tests.factories import ballots_of, case_of
 from tests.live import LiveServer, Member, create_session, facilitate, join, live_server
 from tests.redis_server import RedisServer
 
@@ -29,10 +29,6 @@ def instances(
             stack.enter_context(live_server(tmp, {"STACKVOTE_REDIS_URL": redis.url}))
             for _ in range(3)
         ]
-
-
-def case_of(state: dict[str, Any], case_id: str) -> dict[str, Any]:
-    return next(c for c in state["cases"] if c["id"] == case_id)
 
 
 async def test_a_vote_on_one_instance_reaches_clients_on_the_others(
@@ -91,13 +87,7 @@ async def test_interleaved_votes_across_instances_are_exact(instances: list[Live
         assert state["cases"] == final["cases"], "a client's tally differs from the server's"
     server_state = httpx.get(f"{instances[2].url}/api/sessions/{session}").json()
     assert server_state["cases"] == final["cases"]
-    ballots = {
-        (b["participant"], case["id"]): b["score"]
-        for case in final["cases"]
-        if case["results"]
-        for b in case["results"]["ballots"]
-    }
-    assert ballots == expected
+    assert ballots_of(final) == expected
     assert sum(case["votes_in"] for case in final["cases"]) == len(expected)
     for member in [fay, *voters]:
         await member.client.disconnect()
