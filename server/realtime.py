@@ -95,6 +95,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.instance = new_instance_id()
         # Sessions with sockets on this instance, and those sockets.
         self.local: dict[str, set[str]] = {}
+        # Sockets that closed while storage was down: (session, participant, socket).
+        self.pending_detach: set[tuple[str, str, str]] = set()
         # One lock per room on this instance, so snapshots leave in the order they were made.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -241,13 +243,22 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if not room:
             self.local.pop(whom["session"], None)
         socket = self.socket_key(sid)
+        await self.detach(whom["session"], whom["participant"], socket)
+
+    async def detach(self, session_id: str, participant_id: str, socket: str) -> None:
+        """Mark a socket gone; if storage is down, remember to do it when it is back."""
         try:
-            await self._apply(
-                whom["session"], lambda s: rules.detach(s, whom["participant"], socket)
-            )
-        except (SessionNotFound, StoreUnavailable):
-            # Presence is best effort: the session is gone or storage is down.
-            log.info("could not mark %s offline in %s", whom["participant"], whom["session"])
+            await self._apply(session_id, lambda s: rules.detach(s, participant_id, socket))
+        except SessionNotFound:
+            pass
+        except StoreUnavailable:
+            log.info("storage down: %s in %s goes offline later", participant_id, session_id)
+            self.pending_detach.add((session_id, participant_id, socket))
+
+    async def retry_detaches(self) -> None:
+        for pending in list(self.pending_detach):
+            self.pending_detach.discard(pending)
+            await self.detach(*pending)
 
     async def _whom(self, sid: str) -> tuple[str, str]:
         whom = await self.get_session(sid)

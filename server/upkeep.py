@@ -54,6 +54,7 @@ class Upkeep:
             await self.namespace.emit_local(protocol.VERSION, {"version": version}, room=session_id)
 
     async def presence_once(self) -> None:
+        await self.namespace.retry_detaches()
         rooms = list(self.namespace.local)
         forgotten = await self.store.heartbeat(
             self.namespace.instance, rooms, ttl=self.namespace.instance_ttl

@@ -261,3 +261,19 @@ async def test_a_stalled_redis_gives_quick_errors_and_everyone_converges_after(
         )
         for member in (fay, ann):
             await member.client.disconnect()
+
+
+async def test_leaving_during_an_outage_shows_offline_once_redis_is_back(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    with live_server(tmp_path, env(own_redis)) as app:
+        created = create_session(app.url)
+        fay = await facilitate(app.url, created)
+        ann = await join(app.url, {"session": created["id"], "name": "Ann"})
+        own_redis.stop()
+        await ann.client.disconnect()  # her goodbye cannot be stored right now
+        await asyncio.sleep(0.5)
+        own_redis.start()
+        state = await fay.until(lambda s: not participant(s, ann.id)["online"], timeout=15)
+        assert participant(state, fay.id)["online"]
+        await fay.client.disconnect()
