@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOAD_DIR = ROOT / "bench" / "load"
 sys.path.insert(0, str(ROOT))
 
-from tests.live import LiveServer, free_port, live_server  # noqa: E402
+from tests.live import LiveServer, free_port, live_server, stop_process  # noqa: E402
 from tests.redis_server import RedisServer, redis_binary  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -139,16 +139,6 @@ def ensure_node_modules() -> None:
         )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def raise_on_sigterm() -> None:
     """Treat SIGTERM like Ctrl-C, so the clean-up below runs either way."""
 
@@ -213,7 +203,7 @@ def run(config: Config) -> dict[str, Any]:
         ]
         print(f"redis {store.url}; apps {', '.join(app.url for app in apps)}", flush=True)
         node = subprocess.Popen(command, cwd=LOAD_DIR)  # its progress goes to our stderr
-        stack.callback(stop, node)
+        stack.callback(stop_process, node)
         pids = {f"app{n + 1}": app.process.pid for n, app in enumerate(apps)}
         pids |= {"redis": store.process.pid, "node": node.pid}
 

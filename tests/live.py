@@ -65,9 +65,15 @@ def live_server(
         wait_ready(server)
         yield server
     finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM, and SIGKILL if it has not stopped after `grace` seconds."""
+    if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

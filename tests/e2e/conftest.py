@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -15,6 +17,7 @@ from playwright.sync_api import (
     Dialog,
     Page,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
@@ -106,3 +109,21 @@ def person(browser: Browser) -> Iterator[Callable[..., Person]]:
 def output_dir() -> Path:
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+def join(page: Page, url: str, name: str, *, spectator: bool = False) -> None:
+    """Open a room link and join it under `name`, waiting until the page is live."""
+    page.goto(url)
+    page.get_by_test_id("join-name").fill(name)
+    if spectator:
+        page.get_by_test_id("join-spectator").check()
+    page.get_by_test_id("join-submit").click()
+    expect(page.locator("#room")).to_have_attribute("data-state", "joined")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+
+
+def api_state(base_url: str, session_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{base_url}/api/sessions/{session_id}")
+    response.raise_for_status()
+    state: dict[str, Any] = response.json()
+    return state

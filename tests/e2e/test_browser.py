@@ -6,35 +6,16 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.e2e.conftest import PHONE, Person
+from tests.e2e.conftest import PHONE, Person, api_state, join
 from tests.live import LiveServer, create_session
 
 pytestmark = pytest.mark.e2e
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-def join(page: Page, url: str, name: str, *, spectator: bool = False) -> None:
-    page.goto(url)
-    page.get_by_test_id("join-name").fill(name)
-    if spectator:
-        page.get_by_test_id("join-spectator").check()
-    page.get_by_test_id("join-submit").click()
-    expect(page.locator("#room")).to_have_attribute("data-state", "joined")
-    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
-
-
-def api_state(server: LiveServer, session_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/api/sessions/{session_id}")
-    response.raise_for_status()
-    state: dict[str, Any] = response.json()
-    return state
 
 
 def shown(value: float | None) -> str:
@@ -170,7 +151,7 @@ def test_a_team_scores_reveals_and_sees_the_servers_numbers(
         expect(page.get_by_test_id("results-realtime")).to_be_hidden()
         expect(page.get_by_test_id("case-realtime").locator(".ballots li")).to_have_count(0)
         expect(page.get_by_test_id("verdict")).to_be_hidden()
-    assert all(c["results"] is None for c in api_state(server, session_id)["cases"])
+    assert all(c["results"] is None for c in api_state(server.url, session_id)["cases"])
     expect(
         fran.page.locator('[data-testid="case-python_team"] [data-role="waiting"]')
     ).to_have_text("Waiting for you.")
@@ -184,14 +165,14 @@ def test_a_team_scores_reveals_and_sees_the_servers_numbers(
         presence = someone.page.get_by_test_id("presence")
         expect(presence.locator("li")).to_have_count(4)
         expect(presence.locator('li[data-online="true"]')).to_have_count(4)
-    assert len(api_state(server, session_id)["participants"]) == 4
+    assert len(api_state(server.url, session_id)["participants"]) == 4
 
     fran.page.get_by_test_id("control-reveal_all").click()
     for someone in everyone:
         expect(someone.page.get_by_test_id("results-realtime")).to_be_visible()
         expect(someone.page.get_by_test_id("verdict")).to_be_visible()
 
-    state = api_state(server, session_id)
+    state = api_state(server.url, session_id)
     assert state["recommendation"] is not None
     for someone in everyone:
         page = someone.page
@@ -233,7 +214,7 @@ def test_a_team_scores_reveals_and_sees_the_servers_numbers(
     for someone in everyone:
         expect(someone.page.locator("#finished-banner")).to_be_visible()
         expect(someone.page.get_by_test_id("control-open-realtime")).to_be_hidden()
-    assert api_state(server, session_id)["session"]["status"] == "finished"
+    assert api_state(server.url, session_id)["session"]["status"] == "finished"
 
 
 def test_names_are_shown_as_text_never_markup(

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Person
+from tests.e2e.conftest import Person, api_state, join
 from tests.live import LiveServer, create_session, free_port, live_server
 from tests.redis_server import RedisServer, redis_server
 from tests.test_deploy import nginx_binary, nginx_in_front_of
@@ -40,21 +40,6 @@ WATCH_CONNECTION = """() => {
   new MutationObserver(() => window.connectionStates.push(node.dataset.state)).observe(
     node, { attributes: true, attributeFilter: ["data-state"] });
 }"""
-
-
-def join(page: Page, url: str, name: str) -> None:
-    page.goto(url)
-    page.get_by_test_id("join-name").fill(name)
-    page.get_by_test_id("join-submit").click()
-    expect(page.locator("#room")).to_have_attribute("data-state", "joined")
-    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
-
-
-def api_state(base_url: str, session_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{base_url}/api/sessions/{session_id}")
-    response.raise_for_status()
-    state: dict[str, Any] = response.json()
-    return state
 
 
 def me(page: Page, session_id: str) -> dict[str, Any]:
