@@ -6,6 +6,8 @@ import abc
 from collections.abc import Callable, Collection
 from typing import NamedTuple
 
+from msgspec.structs import replace
+
 from server.models import Session
 
 Change = Callable[[Session], Session]
@@ -14,6 +16,15 @@ Change = Callable[[Session], Session]
 class Updated(NamedTuple):
     session: Session
     changed: bool
+
+
+def successor(current: Session, change: Change, now: float) -> Session | None:
+    """The session to save after `change` (version one higher, touched `now`), or None when the
+    change left it as it was; what `change` raises propagates."""
+    changed = change(current)
+    if changed is current:
+        return None
+    return replace(changed, version=current.version + 1, updated_at=now)
 
 
 class SessionNotFound(LookupError):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 
-from msgspec.structs import replace
-
 from server.models import Session
-from server.store.base import Change, SessionNotFound, Store, StoreFull, Updated
+from server.store.base import Change, SessionNotFound, Store, StoreFull, Updated, successor
 
 
 class MemoryStore(Store):
@@ -44,10 +42,9 @@ class MemoryStore(Store):
         current = await self.get(session_id)
         if current is None:
             raise SessionNotFound(session_id)
-        changed = change(current)
-        if changed is current:
+        saved = successor(current, change, self._clock())
+        if saved is None:
             return Updated(current, changed=False)
-        saved = replace(changed, version=current.version + 1, updated_at=self._clock())
         self._sessions[session_id] = saved
         return Updated(saved, changed=True)
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Collection
 
 import redis.asyncio as aioredis
-from msgspec.structs import replace
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -24,6 +23,7 @@ from server.store.base import (
     StoreFull,
     StoreUnavailable,
     Updated,
+    successor,
 )
 
 log = logging.getLogger(__name__)
@@ -136,11 +136,10 @@ class RedisStore(Store):
             current = await self.get(session_id)
             if current is None:
                 raise SessionNotFound(session_id)
-            changed = change(current)
-            if changed is current:
-                return Updated(current, changed=False)
             now = self._clock()
-            saved = replace(changed, version=current.version + 1, updated_at=now)
+            saved = successor(current, change, now)
+            if saved is None:
+                return Updated(current, changed=False)
             try:
                 outcome = await self._cas(
                     keys=[self._key(session_id), self._index],
