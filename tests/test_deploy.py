@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.live import ROOT, LiveServer, create_session, free_port, join, live_server
+from tests.live import ROOT, LiveServer, create_session, free_port, join, live_server, missing
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -71,10 +71,7 @@ def nginx_binary() -> str:
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if found is None:
-        message = "nginx is not installed (Debian package nginx)"
-        if os.environ.get("STACKVOTE_REQUIRE_PROXY") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("PROXY", "nginx is not installed (Debian package nginx)")
     return found
 
 
