@@ -20,11 +20,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import routes
+from server import protocol, routes
+from server.gate import GatedServer
 from server.realtime import RoomNamespace
 from server.settings import Settings
 from server.store import Store, StoreUnavailable, open_store
-from server.throttle import Throttle
+from server.throttle import SLOW_DOWN, Throttle
 from server.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         if settings.uses_redis
         else None
     )
-    sio = socketio.AsyncServer(
+    throttle = Throttle(settings)
+    sio = GatedServer(
+        events=protocol.CLIENT_EVENTS,
+        charge=lambda sid: None if throttle.allow("event", sid) else SLOW_DOWN,
         async_mode="asgi",
         client_manager=manager,
         # An explicit list: the library's default would also believe X-Forwarded-Host, which
@@ -160,7 +164,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         # several instances behind a proxy need no sticky sessions.
         transports=["websocket"],
     )
-    throttle = Throttle(settings)
     namespace = RoomNamespace(
         store,
         max_participants=settings.max_participants,

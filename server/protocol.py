@@ -22,6 +22,9 @@ STATUS = "status"
 VOTE = "vote"
 CONTROL = "control"
 SYNC = "sync"
+# The only events a client may emit; any other name (`connect` and `disconnect` included) is
+# refused before it reaches a handler (server.gate).
+CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC})
 
 Token = Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -111,6 +114,25 @@ def _explain(message: str) -> str:
     if field and field.group(1) in _FIELD_HINTS:
         return _FIELD_HINTS[field.group(1)]
     return message.replace("`$.", "`").replace("Object contains unknown field", "unknown field")
+
+
+# Strings (skipped whole, so brackets inside them do not count) or a bracket.
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+MAX_DEPTH = 32
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deeply JSON text nests arrays and objects, without decoding it (decoders recurse,
+    so a body of 30,000 brackets would exhaust the stack before any schema is checked)."""
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def ok(version: int) -> dict[str, Any]:

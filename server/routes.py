@@ -72,6 +72,8 @@ async def _json_body(request: Request) -> Any:
         body += chunk
         if len(body) > MAX_BODY:
             raise ApiError(413, f"the request body is larger than {MAX_BODY // 1024} KiB")
+    if protocol.nesting_depth(body) > protocol.MAX_DEPTH:
+        raise ApiError(400, f"the request body nests deeper than {protocol.MAX_DEPTH} levels")
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 import redis.asyncio
 import uvicorn
 from redis.exceptions import RedisError
 
+from server import logs
 from server.app import create_app
 from server.settings import Settings
 
@@ -35,9 +35,7 @@ def check_redis(url: str) -> str | None:
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     if settings.redis_url and settings.uses_redis:
         problem = check_redis(settings.redis_url)
         if problem:
@@ -50,6 +48,8 @@ def run(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Our own logging set-up (server.logs) covers uvicorn's loggers too.
+        log_config=None,
         timeout_graceful_shutdown=10,
         # Snapshots go to every participant; compressing each copy separately cost more CPU
         # than the bandwidth it saved (measured in bench/load.py).

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 import socketio
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,3 +211,49 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
         raise AssertionError(f"connection refused: {member.refused}") from None
     await asyncio.wait_for(greeted.wait(), 10)
     return member
+
+
+class RawSocket:
+    """A bare WebSocket speaking Engine.IO and Socket.IO by hand, as an attacker would: it can
+    send frames no well-behaved client library would produce."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def recv(self, timeout: float = 5.0) -> str:
+        """The next frame that is not an Engine.IO ping (pings are answered)."""
+        while True:
+            frame = await asyncio.wait_for(self.ws.recv(), timeout)
+            if frame == "2":
+                await self.ws.send("3")
+                continue
+            return str(frame)
+
+    async def join(self, auth: dict[str, Any]) -> str:
+        """Connect to the namespace; the server's answer (40{...} or 44{...})."""
+        await self.send("40" + json.dumps(auth))
+        return await self.recv()
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        """Whether the server ends the connection within `timeout` (frames are read and
+        dropped meanwhile)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.ws.recv()
+        except websockets.ConnectionClosed:
+            return True
+        except TimeoutError:
+            return False
+
+
+@asynccontextmanager
+async def raw_socket(base_url: str) -> AsyncIterator[RawSocket]:
+    url = base_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url, origin=websockets.Origin(base_url)) as ws:
+        opening = await ws.recv()
+        assert str(opening).startswith("0{"), opening
+        yield RawSocket(ws)

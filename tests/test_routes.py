@@ -229,6 +229,22 @@ def test_a_body_over_64_kib_is_refused(client: TestClient, store: RecordingStore
     assert store.created == []
 
 
+@pytest.mark.parametrize("depth", [33, 1_000, 10_000])
+@pytest.mark.parametrize(("opening", "closing"), [("[", "]"), ('{"a":', "}")])
+def test_a_deeply_nested_body_is_refused_before_decoding(
+    client: TestClient, store: RecordingStore, depth: int, opening: str, closing: str
+) -> None:
+    body = (opening * depth + "1" + closing * depth).encode()
+    message = error_of(post_raw(client, body), 400)
+    assert message == "the request body nests deeper than 32 levels"
+    assert store.created == []
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client: TestClient) -> None:
+    created = create(client, title="[[[[" * 10 + '"{{' * 10 + "\\")
+    assert created["id"]
+
+
 def test_a_body_just_under_the_limit_is_read(client: TestClient) -> None:
     # Big but well-formed: it gets past the size check to the payload check.
     body = json.dumps({"title": "T", "x": "y" * (60 * 1024)}).encode()
