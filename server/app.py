@@ -150,10 +150,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         if settings.uses_redis
         else None
     )
-    throttle = Throttle(settings)
+    throttle = Throttle(settings, shared=store.shared_limiter())
     sio = GatedServer(
         events=protocol.CLIENT_EVENTS,
-        charge=lambda sid: None if throttle.allow("event", sid) else SLOW_DOWN,
+        charge=lambda sid: None if throttle.allow_event(sid) else SLOW_DOWN,
         async_mode="asgi",
         client_manager=manager,
         # An explicit list: the library's default would also believe X-Forwarded-Host, which

@@ -104,6 +104,10 @@ class CaseState(Struct, frozen=True):
     # any round: a retried or late vote with an older number from the same client changes
     # nothing, so each vote counts once and the newest one wins.
     sequence: dict[str, tuple[str, int]] = {}
+    # Anonymous sessions in open mode show live results only in batches (see rules.vote): the
+    # ballots as last shown, and who changed theirs since, oldest change first.
+    shown: dict[str, int | None] = {}
+    unshown: tuple[str, ...] = ()
 
 
 class Session(Struct, frozen=True):

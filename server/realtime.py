@@ -59,7 +59,7 @@ def acknowledged(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
 
     @functools.wraps(handler)
     async def wrapper(self: RoomNamespace, sid: str, data: Any = None) -> dict[str, Any]:
-        if not self.throttle.allow("event", sid):
+        if not self.throttle.allow_event(sid):
             return protocol.error(SLOW_DOWN)
         try:
             return await handler(self, sid, data)
@@ -148,7 +148,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise StoreUnavailable(f"no answer from storage within {APPLY_DEADLINE} s") from None
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if not self.throttle.allow("connect", client_address(environ)):
+        if not await self.throttle.allow_address("connect", client_address(environ)):
             raise _refuse(
                 "Too many connections from your address; wait a minute and try again.",
                 "rate_limited",
@@ -234,7 +234,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return session, newcomer, token
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self.throttle.forget("event", sid)
+        self.throttle.forget_event(sid)
         whom = await self.get_session(sid)
         if not whom:
             return

@@ -107,7 +107,7 @@ def client_address(request: Request) -> str:
 async def create_session(request: Request) -> Response:
     _check_origin(request)
     throttle: Throttle = request.app.state.throttle
-    if not throttle.allow("create", client_address(request)):
+    if not await throttle.allow_address("create", client_address(request)):
         raise ApiError(429, "too many sessions created from your address; try again later")
     try:
         payload = protocol.parse(protocol.CreateSession, await _json_body(request))

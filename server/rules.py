@@ -164,7 +164,29 @@ def vote(
     if unchanged and sequence is case.sequence:
         return session
     ballots = {**case.ballots, participant_id: score}
-    return _replace_case(session, replace(case, ballots=ballots, sequence=sequence))
+    changed = replace(case, ballots=ballots, sequence=sequence)
+    if session.anonymous and session.mode == "open" and not unchanged:
+        changed = _show_in_batches(changed, participant_id)
+    return _replace_case(session, changed)
+
+
+# Live results of an anonymous session must not let anyone watching tell who voted what.
+# Who has voted is public (everyone sees "7 of 9 voted"), so if the histogram moved with every
+# ballot, a watcher would pair each new name with each new bar. Instead, a ballot joins the
+# shown results only together with at least one other, and the two most recent changes are
+# always held back, so even the reveal (which shows everything) adds at least two at once:
+# every voter stays behind at least one other possible score.
+BATCH = 2
+HELD_BACK = 2
+
+
+def _show_in_batches(case: CaseState, participant_id: str) -> CaseState:
+    unshown = (*(p for p in case.unshown if p != participant_id), participant_id)
+    if len(unshown) < BATCH + HELD_BACK:
+        return replace(case, unshown=unshown)
+    ready = unshown[:-HELD_BACK]
+    shown = {**case.shown, **{p: case.ballots[p] for p in ready}}
+    return replace(case, shown=shown, unshown=unshown[-HELD_BACK:])
 
 
 def _not_open_message(case: CaseState) -> str:
@@ -221,7 +243,13 @@ def _revote(case: CaseState) -> CaseState:
         raise RuleError("Only a revealed case can be voted on again.")
     past = Round(round=case.round, status=case.status, ballots=case.ballots)
     return replace(
-        case, status="voting", round=case.round + 1, ballots={}, history=(*case.history, past)
+        case,
+        status="voting",
+        round=case.round + 1,
+        ballots={},
+        history=(*case.history, past),
+        shown={},
+        unshown=(),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -28,20 +29,29 @@ class Settings:
     # join links and QR codes; when empty, links are built from the incoming request.
     public_url: str = ""
     log_level: str = "info"
-    # Sessions not touched for this long are forgotten.
-    session_ttl_days: int = 30
-    max_participants: int = 100
+    # Sessions not touched for this long are forgotten; one that nobody ever joined, sooner.
+    session_ttl_hours: float = 30 * 24
+    unjoined_ttl_hours: float = 24
+    max_participants: int = 1000
+    # When the server holds max_sessions, creating one more evicts the session idle longest
+    # (nobody connected, nothing changed for idle_minutes); active sessions are never evicted.
     max_sessions: int = 10_000
+    idle_minutes: float = 10
     # With several instances: one that has not proved itself alive for this long is presumed
     # dead, and the people connected through it are shown offline.
     instance_ttl_seconds: float = 15.0
     # Rate limits ("N/second", "N/minute", several joined with ";"): socket events per
     # connection, new connections per client address, sessions created per client address.
+    # A token bucket per rate: "60/second;600/minute" lets 60 in at once and 10 a second after
+    # that, so an office of 300 behind one address gets in within seconds (and back in after
+    # a network blip), while one address cannot open more than 10 connections a second.
     limit_events: str = "20/second;300/minute"
-    limit_connects: str = "30/minute"
+    limit_connects: str = "60/second;600/minute"
     limit_creates: str = "10/minute;100/day"
-    # Addresses of reverse proxies whose X-Forwarded-For is believed ("*" trusts any: only
-    # when the app port is reachable through the proxy alone, as in docker-compose.yml).
+    # Addresses or networks (comma-separated, e.g. "10.0.0.5,172.20.0.0/24") of the reverse
+    # proxies whose X-Forwarded-For is believed. The client is the right-most address in that
+    # header that is not one of them; "*" is refused, because it would believe the left-most,
+    # which any client can write.
     trusted_proxies: str = "127.0.0.1"
 
     @property
@@ -60,6 +70,15 @@ class Settings:
         return [f"http://{h}:{self.port}" for h in hosts]
 
     @property
+    def session_ttl_seconds(self) -> float:
+        return self.session_ttl_hours * 3600
+
+    @property
+    def unjoined_ttl_seconds(self) -> float:
+        """A session nobody joined goes sooner (never later than any other)."""
+        return min(self.unjoined_ttl_hours, self.session_ttl_hours) * 3600
+
+    @property
     def uses_redis(self) -> bool:
         return self.redis_url is not None and self.redis_url != "memory://"
 
@@ -73,6 +92,10 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[field.name] = _coerce(field.name, field.type, raw)
+        legacy_days = env.get(PREFIX + "SESSION_TTL_DAYS")
+        if legacy_days and "session_ttl_hours" not in values:
+            # The TTL used to be given in whole days.
+            values["session_ttl_hours"] = _coerce("session_ttl_days", "float", legacy_days) * 24
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -103,9 +126,21 @@ class Settings:
                     f"{name} {getattr(self, name)!r} must look like '20/second' "
                     "or '10/minute;100/day'"
                 ) from None
-        for name in ("session_ttl_days", "max_participants", "max_sessions"):
+        for proxy in (p.strip() for p in self.trusted_proxies.split(",") if p.strip()):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"trusted proxy {proxy!r} must be an IP address or network such as "
+                    "10.0.0.5 or 172.20.0.0/24 (never *: any client could then pick its address)"
+                ) from None
+        for name in ("max_participants", "max_sessions"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        for name in ("session_ttl_hours", "unjoined_ttl_hours", "idle_minutes"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"{name} must be a positive number")
         return replace(self, log_level=self.log_level.lower())
 
 

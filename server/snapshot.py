@@ -16,7 +16,11 @@ from server.models import CaseState, Session
 def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
     if not session.results_visible(case):
         return None
-    results = engine.case_results(case.ballots.values()).as_dict()
+    ballots = case.ballots
+    if session.anonymous and case.status == "voting":
+        # Live results of an anonymous session move in batches (rules.vote says why).
+        ballots = case.shown
+    results = engine.case_results(ballots.values()).as_dict()
     if not session.anonymous:
         results["ballots"] = [
             {"participant": participant, "score": score}

@@ -1,62 +1,153 @@
-"""Rate limits per connection and per client address, so one client cannot crowd out others."""
+"""Rate limits per connection and per client address, so one client cannot crowd out others.
+
+Every limit is a token bucket per key: "20/second" holds 20 tokens and gets 20 back a second,
+so a burst of 20 passes at once and then one every 50 ms; several rates joined with ";" must
+all allow. Socket events are counted per connection, in this process (a connection lives on one
+instance). Connections and session creations are counted per client address, with IPv6
+addresses grouped by /64 (one home or office line), and, when Redis is configured, in Redis, so
+that N instances do not allow N times the limit.
+
+A check costs the same with ten known keys or a million: buckets sit in insertion order of
+their last use, so the least recently used one is always first, and every check drops a few of
+those once they have filled up again (a full bucket knows nothing worth keeping). A hard cap
+drops the least recently used bucket even before it is full: only someone holding more
+addresses than the cap can gain by that, and per-address limits cannot stop them anyway.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Literal, Protocol
 
-from server.settings import Settings, parse_rates
+from server.settings import Rate, Settings, parse_rates
+
+log = logging.getLogger(__name__)
 
 SLOW_DOWN = "You are sending too much too fast; wait a moment and try again."
 
+AddressKind = Literal["connect", "create"]
 
-class Throttle:
-    """Token buckets per (kind, key): `allow` says whether one more action is within every rate
-    of its kind. Counted per instance and in memory: no round trip per event, and behind N
-    instances a client gets at most N times the limit, which still stops floods.
+# Full buckets dropped per check: more than one, so the table shrinks faster than it grows.
+_SWEEP = 2
 
-    (A library's in-memory store ran a cleanup thread every 10 ms, several percent of an
-    instance's CPU at 1,000 connections; buckets that refill lazily need no cleanup thread.)
-    """
 
-    MAX_KEYS = 100_000
+# Tokens left per rate, and the time of the last refill.
+_Bucket = tuple[tuple[float, ...], float]
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rates = {
-            "event": parse_rates(settings.limit_events),
-            "connect": parse_rates(settings.limit_connects),
-            "create": parse_rates(settings.limit_creates),
-        }
-        self._clock = clock
-        # (kind, key) -> (tokens left per rate, time of last refill)
-        self._buckets: dict[tuple[str, str], tuple[list[float], float]] = {}
 
-    def allow(self, kind: str, key: str) -> bool:
-        rates = self._rates[kind]
-        now = self._clock()
-        tokens, last = self._buckets.get((kind, key), ([float(r.count) for r in rates], now))
-        elapsed = now - last
-        tokens = [
-            min(float(r.count), t + elapsed * r.count / r.seconds)
-            for r, t in zip(rates, tokens, strict=True)
-        ]
+class Buckets:
+    """Token buckets for one kind of action, keyed by who acts."""
+
+    def __init__(
+        self,
+        rates: list[Rate],
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rates = rates
+        self.max_keys = max_keys
+        self.clock = clock
+        # Least recently used first.
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        found = self._buckets.pop(key, None)
+        tokens = self._refilled(found, now)
         allowed = all(t >= 1.0 for t in tokens)
         if allowed:
-            tokens = [t - 1.0 for t in tokens]
-        if len(self._buckets) >= self.MAX_KEYS:
-            self._forget_full_buckets(now)
-        self._buckets[(kind, key)] = (tokens, now)
+            tokens = tuple(t - 1.0 for t in tokens)
+        self._sweep(now)
+        self._buckets[key] = (tokens, now)
         return allowed
 
-    def forget(self, kind: str, key: str) -> None:
-        self._buckets.pop((kind, key), None)
+    def forget(self, key: str) -> None:
+        self._buckets.pop(key, None)
 
-    def _forget_full_buckets(self, now: float) -> None:
-        # A bucket that has refilled completely holds no information: drop it.
-        for bucket_key, (tokens, last) in list(self._buckets.items()):
-            rates = self._rates[bucket_key[0]]
-            if all(
-                t + (now - last) * r.count / r.seconds >= r.count
-                for r, t in zip(rates, tokens, strict=True)
-            ):
-                del self._buckets[bucket_key]
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _refilled(
+        self, found: tuple[tuple[float, ...], float] | None, now: float
+    ) -> tuple[float, ...]:
+        if found is None:
+            return tuple(float(r.count) for r in self.rates)
+        tokens, last = found
+        elapsed = now - last
+        return tuple(
+            min(float(r.count), t + elapsed * r.count / r.seconds)
+            for r, t in zip(self.rates, tokens, strict=True)
+        )
+
+    def _sweep(self, now: float) -> None:
+        for _ in range(_SWEEP):
+            if not self._buckets:
+                return
+            oldest = next(iter(self._buckets))
+            tokens = self._refilled(self._buckets[oldest], now)
+            if any(t < r.count for r, t in zip(self.rates, tokens, strict=True)):
+                break
+            del self._buckets[oldest]
+        while len(self._buckets) >= self.max_keys:
+            self._buckets.popitem(last=False)
+
+
+class SharedLimiter(Protocol):
+    """Per-address buckets kept where every instance sees them (Redis)."""
+
+    async def allow(self, kind: str, key: str, rates: list[Rate]) -> bool:
+        """Take a token; raises if the shared store cannot be reached."""
+        ...
+
+
+class Throttle:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        shared: SharedLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.events = Buckets(parse_rates(settings.limit_events), max_keys=max_keys, clock=clock)
+        self.addresses: dict[AddressKind, Buckets] = {
+            "connect": Buckets(
+                parse_rates(settings.limit_connects), max_keys=max_keys, clock=clock
+            ),
+            "create": Buckets(parse_rates(settings.limit_creates), max_keys=max_keys, clock=clock),
+        }
+        self.shared = shared
+
+    def allow_event(self, sid: str) -> bool:
+        return self.events.allow(sid)
+
+    def forget_event(self, sid: str) -> None:
+        self.events.forget(sid)
+
+    async def allow_address(self, kind: AddressKind, address: str) -> bool:
+        key = address_key(address)
+        buckets = self.addresses[kind]
+        if self.shared is not None:
+            try:
+                return await self.shared.allow(kind, key, buckets.rates)
+            except Exception as exc:  # a limiter outage must not stop people from joining
+                log.warning("shared rate limits unavailable, counting locally: %s", exc)
+        return buckets.allow(key)
+
+
+def address_key(address: str) -> str:
+    """Who a limit counts: an IPv4 address, or the /64 network of an IPv6 address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

@@ -1,14 +1,22 @@
-"""Fixtures shared by every test module."""
+"""Fixtures shared by every test module, and how random tests run."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.live import LiveServer, live_server
 from tests.redis_server import RedisServer, redis_server
+
+# In CI every random test runs the same examples every time, so a red build can be reproduced
+# and a green one means the same thing twice; on a laptop they keep exploring new inputs.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

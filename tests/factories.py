@@ -8,9 +8,15 @@ from server import rules
 from server.decks import builtin_templates, parse_template
 from server.models import CaseState, Mode, Participant, Role, Session, Template
 from server.security import hash_token
+from server.store import Lifetimes
 
 FACILITATOR = "fay"
 LIMIT = 100
+
+
+def lasting(seconds: float) -> Lifetimes:
+    """Store lifetimes where every session, joined or not, lives `seconds` unchanged."""
+    return Lifetimes(ttl_seconds=seconds, unjoined_ttl_seconds=seconds)
 
 
 def default_template() -> Template:

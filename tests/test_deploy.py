@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -144,3 +145,45 @@ async def test_the_proxy_config_carries_websockets_and_the_host(
         for member in [fay, again, *members]:
             if member.client.connected:
                 await member.client.disconnect()
+
+
+# --- client addresses behind the proxy
+
+
+def test_the_app_trusts_only_its_own_proxy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    trusted = services["app"]["environment"]["STACKVOTE_TRUSTED_PROXIES"]
+    proxy_address = services["proxy"]["networks"]["backend"]["ipv4_address"]
+    subnet = compose["networks"]["backend"]["ipam"]["config"][0]["subnet"]
+    assert trusted == proxy_address
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    assert services["app"]["networks"] == ["backend"]
+    assert "X-Forwarded-For $remote_addr;" in NGINX_CONF.read_text()
+
+
+def create_from(url: str, forwarded_for: str) -> int:
+    response = httpx.post(
+        url + "/api/sessions", json={"title": "t"}, headers={"X-Forwarded-For": forwarded_for}
+    )
+    return response.status_code
+
+
+def test_through_the_proxy_a_client_written_forwarded_for_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    nginx_binary()
+    limited = {"STACKVOTE_LIMIT_CREATES": "10/minute"}
+    with live_server(tmp_path, limited) as app, nginx_in_front_of([app], tmp_path) as proxy:
+        statuses = [create_from(proxy, f"198.51.100.{n}") for n in range(20)]
+    assert statuses == [201] * 10 + [429] * 10
+
+
+def test_the_client_is_the_right_most_address_no_trusted_proxy_added(tmp_path: Path) -> None:
+    # A proxy that appends (as nginx's $proxy_add_x_forwarded_for does) leaves the client's own
+    # text on the left: only the right-most untrusted hop counts.
+    limited = {"STACKVOTE_LIMIT_CREATES": "10/minute"}
+    with live_server(tmp_path, limited) as app:
+        statuses = [create_from(app.url, f"10.9.8.{n}, 203.0.113.5") for n in range(20)]
+        other = create_from(app.url, "203.0.113.6")
+    assert statuses == [201] * 10 + [429] * 10
+    assert other == 201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -147,3 +148,10 @@ async def test_any_connect_auth_is_admitted_or_refused_with_a_message(
         await client.disconnect()
     await asyncio.sleep(0)
     assert "Traceback" not in server.log()
+
+
+def test_random_tests_repeat_themselves_in_ci() -> None:
+    # tests/conftest.py loads this profile when CI is set: same examples on every run.
+    assert settings.get_profile("ci").derandomize is True
+    if os.environ.get("CI"):
+        assert settings().derandomize is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -206,6 +207,50 @@ async def test_anonymous_sessions_never_say_who_scored_what(server: LiveServer) 
         document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
     assert "ballots" not in case_of(document, "realtime")
     await leave(fay, *voters)
+
+
+def possible_scores(observed: list[dict[str, Any]], case: str) -> dict[str, set[int]]:
+    """What a watcher of the live stream can infer: for each voter, every score that some
+    assignment of scores to voters explains all of `observed` with. The watcher knows who has
+    voted, in what order, and assumes the shown results are those of the earliest voters."""
+    order: list[str] = []
+    shown: list[tuple[int, list[int]]] = []  # (ballots shown, histogram)
+    for state in observed:
+        for person in state["participants"]:
+            if case in person["voted"] and person["id"] not in order:
+                order.append(person["id"])
+        results = case_of(state, case)["results"]
+        if results is not None:
+            shown.append((results["n"], results["histogram"]))
+    possible: dict[str, set[int]] = {voter: set() for voter in order}
+    for scores in itertools.product(range(5), repeat=len(order)):
+        explains = all(
+            [scores[:n].count(v) for v in range(5)] == histogram for n, histogram in shown
+        )
+        if explains:
+            for voter, score in zip(order, scores, strict=True):
+                possible[voter].add(score)
+    return possible
+
+
+async def test_watching_an_anonymous_open_session_does_not_tell_who_voted_what(
+    server: LiveServer,
+) -> None:
+    created, fay, voters = await start(server, voters=4, anonymous=True, mode="open")
+    watcher = await join(
+        server.url, {"session": created["id"], "name": "Watcher", "role": "spectator"}
+    )
+    await fay.control("open", "realtime")
+    # One at a time, each vote seen by the watcher before the next: the easiest case to attack.
+    for score, member in enumerate([fay, *voters]):
+        ack = await member.vote("realtime", score)
+        await watcher.until_version(ack["version"])
+    ack = await fay.control("reveal", "realtime")
+    await watcher.until_version(ack["version"])
+    possible = possible_scores(watcher.states, "realtime")
+    assert len(possible) == 5
+    assert all(len(scores) >= 2 for scores in possible.values()), possible
+    await leave(fay, watcher, *voters)
 
 
 async def test_open_mode_shows_scores_as_they_come(server: LiveServer) -> None:

@@ -110,3 +110,15 @@ async def test_redis_holds_only_hashes_of_tokens(
     for secret in (created["facilitator_token"], fay.welcome["token"]):
         assert secret not in stored
     await fay.client.disconnect()
+
+
+def test_per_address_limits_hold_across_instances(redis: RedisServer, tmp_path: Path) -> None:
+    # One address, two instances, 3 creations a minute: the fourth is refused wherever it goes.
+    env = {"STACKVOTE_REDIS_URL": redis.url, "STACKVOTE_LIMIT_CREATES": "3/minute"}
+    redis.flush()
+    with live_server(tmp_path, env) as a, live_server(tmp_path, env) as b:
+        statuses = [
+            httpx.post(server.url + "/api/sessions", json={"title": "t"}).status_code
+            for server in (a, b, a, b, a, b)
+        ]
+    assert statuses == [201, 201, 201, 429, 429, 429]

@@ -17,7 +17,7 @@ from server.app import create_app
 from server.models import Session
 from server.settings import Settings
 from server.store import MemoryStore, StoreUnavailable
-from tests.factories import cast, control, person, scored, team, template_data, with_people
+from tests.factories import cast, control, lasting, person, scored, team, template_data, with_people
 
 with warnings.catch_warnings():
     # Starlette's TestClient warns about its httpx backend on import; not our concern here.
@@ -364,7 +364,7 @@ def test_an_unknown_api_address_is_a_json_404(client: TestClient) -> None:
 
 def test_an_expired_session_is_gone() -> None:
     clock = [1_000.0]
-    store = MemoryStore(ttl_seconds=60, clock=lambda: clock[0])
+    store = MemoryStore(lifetimes=lasting(60), clock=lambda: clock[0])
     client = TestClient(create_app(Settings(), store=store))
     session = put(store, team(session_id="short-lived", now=clock[0]))
     assert client.get(f"/api/sessions/{session.id}").status_code == 200

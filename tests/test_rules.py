@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server import rules
 from server.models import CaseState, Participant, Session
@@ -558,3 +562,62 @@ def test_another_tab_of_the_same_person_is_another_client() -> None:
     session = rules.vote(_open_team(), "ann", "realtime", 4, client="tab-aaaa", seq=9)
     other = rules.vote(session, "ann", "realtime", 0, client="tab-bbbb", seq=1)
     assert case_in(other, "realtime").ballots == {"ann": 0}
+
+
+# --- anonymous sessions in open mode: live results in batches
+
+
+def anonymous_open(voters: int) -> Session:
+    names = [f"V{n}" for n in range(voters)]
+    session = team(*names, mode="open", anonymous=True)
+    return control(session, "open", "realtime")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scores=st.lists(st.integers(0, 4) | st.none(), min_size=2, max_size=12),
+    order=st.randoms(use_true_random=False),
+)
+def test_anonymous_ballots_are_shown_two_or_more_at_a_time(
+    scores: list[int | None], order: random.Random
+) -> None:
+    voters = [f"v{n}" for n in range(len(scores))]
+    order.shuffle(voters)
+    session = anonymous_open(len(scores))
+    shown_before: dict[str, int | None] = {}
+    for voter, score in zip(voters, scores, strict=True):
+        session = rules.vote(session, voter, "realtime", score)
+        shown = case_in(session, "realtime").shown
+        newly = {p for p in shown if shown_before.get(p, "none") != shown[p]}
+        assert len(newly) in (0, *range(rules.BATCH, len(voters) + 1))
+        shown_before = dict(shown)
+    # The reveal shows what was held back: never a single ballot on its own.
+    held_back = case_in(session, "realtime").ballots.keys() - shown_before.keys()
+    assert len(held_back) >= 2
+
+
+def test_a_changed_ballot_waits_to_be_shown_with_another() -> None:
+    session = anonymous_open(4)
+    for voter, score in [("v0", 0), ("v1", 1), ("v2", 2), ("v3", 3)]:
+        session = rules.vote(session, voter, "realtime", score)
+    case = case_in(session, "realtime")
+    assert case.shown == {"v0": 0, "v1": 1} and case.unshown == ("v2", "v3")
+    session = rules.vote(session, "v0", "realtime", 4)
+    case = case_in(session, "realtime")
+    assert case.shown == {"v0": 0, "v1": 1} and case.unshown == ("v2", "v3", "v0")
+
+
+def test_a_new_round_starts_with_nothing_shown() -> None:
+    session = anonymous_open(4)
+    for n in range(4):
+        session = rules.vote(session, f"v{n}", "realtime", n)
+    session = control(control(session, "reveal", "realtime"), "revote", "realtime")
+    case = case_in(session, "realtime")
+    assert (case.shown, case.unshown, case.ballots) == ({}, (), {})
+
+
+def test_sessions_that_are_not_anonymous_and_open_keep_no_batches() -> None:
+    for options in ({"mode": "open"}, {"anonymous": True}):
+        session = control(team("Ann", "Ben", **options), "open", "realtime")
+        session = rules.vote(rules.vote(session, "ann", "realtime", 1), "ben", "realtime", 2)
+        assert case_in(session, "realtime").unshown == ()

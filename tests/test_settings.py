@@ -16,8 +16,9 @@ def test_the_defaults_work_on_a_laptop() -> None:
     assert settings.redis_url is None
     assert settings.public_url == ""
     assert settings.log_level == "info"
-    assert settings.session_ttl_days == 30
-    assert settings.max_participants == 100
+    assert settings.session_ttl_hours == 720
+    assert settings.unjoined_ttl_hours == 24
+    assert settings.max_participants == 1000
     assert settings.max_sessions == 10_000
 
 
@@ -29,7 +30,7 @@ def test_every_knob_has_a_variable_with_the_prefix() -> None:
         "STACKVOTE_REDIS_URL": "redis://cache:6379/2",
         "STACKVOTE_PUBLIC_URL": "https://vote.example.com",
         "STACKVOTE_LOG_LEVEL": "debug",
-        "STACKVOTE_SESSION_TTL_DAYS": "7",
+        "STACKVOTE_SESSION_TTL_HOURS": "7.5",
         "STACKVOTE_MAX_PARTICIPANTS": "12",
         "STACKVOTE_MAX_SESSIONS": "50",
     }
@@ -39,9 +40,31 @@ def test_every_knob_has_a_variable_with_the_prefix() -> None:
     assert settings.redis_url == "redis://cache:6379/2"
     assert settings.public_url == "https://vote.example.com"
     assert settings.log_level == "debug"
-    assert settings.session_ttl_days == 7
+    assert settings.session_ttl_hours == 7.5
     assert settings.max_participants == 12
     assert settings.max_sessions == 50
+
+
+def test_the_old_ttl_in_days_still_counts() -> None:
+    assert Settings.from_env({"STACKVOTE_SESSION_TTL_DAYS": "2"}).session_ttl_hours == 48
+    both = {"STACKVOTE_SESSION_TTL_DAYS": "2", "STACKVOTE_SESSION_TTL_HOURS": "5"}
+    assert Settings.from_env(both).session_ttl_hours == 5
+
+
+def test_a_session_nobody_joined_never_outlives_the_others() -> None:
+    assert Settings(session_ttl_hours=2).unjoined_ttl_seconds == 7200
+    assert Settings(session_ttl_hours=48).unjoined_ttl_seconds == 86400
+
+
+@pytest.mark.parametrize("proxies", ["*", "nginx", "10.0.0.0/99", "127.0.0.1,*"])
+def test_trusting_any_proxy_or_a_name_is_refused(proxies: str) -> None:
+    with pytest.raises(SettingsError, match="never \\*"):
+        Settings(trusted_proxies=proxies).validated()
+
+
+@pytest.mark.parametrize("proxies", ["127.0.0.1", "172.31.250.10", "10.0.0.0/8,::1", ""])
+def test_proxies_are_addresses_or_networks(proxies: str) -> None:
+    assert Settings(trusted_proxies=proxies).validated().trusted_proxies == proxies
 
 
 def test_numbers_are_parsed_as_numbers() -> None:
@@ -160,10 +183,13 @@ def test_overrides_are_validated_too() -> None:
             "STACKVOTE_MAX_SESSIONS must be a number, not 'lots'",
         ),
         (
-            {"STACKVOTE_SESSION_TTL_DAYS": "1e3"},
-            "STACKVOTE_SESSION_TTL_DAYS must be a number, not '1e3'",
+            {"STACKVOTE_SESSION_TTL_HOURS": "a week"},
+            "STACKVOTE_SESSION_TTL_HOURS must be a number, not 'a week'",
         ),
-        ({"STACKVOTE_SESSION_TTL_DAYS": "0"}, "session_ttl_days must be at least 1"),
+        ({"STACKVOTE_SESSION_TTL_HOURS": "0"}, "session_ttl_hours must be a positive number"),
+        ({"STACKVOTE_SESSION_TTL_DAYS": "-1"}, "session_ttl_hours must be a positive number"),
+        ({"STACKVOTE_UNJOINED_TTL_HOURS": "nan"}, "unjoined_ttl_hours must be a positive number"),
+        ({"STACKVOTE_IDLE_MINUTES": "-3"}, "idle_minutes must be a positive number"),
         ({"STACKVOTE_MAX_PARTICIPANTS": "0"}, "max_participants must be at least 1"),
         ({"STACKVOTE_MAX_SESSIONS": "-5"}, "max_sessions must be at least 1"),
         (

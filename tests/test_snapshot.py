@@ -170,9 +170,36 @@ def test_anonymous_sessions_never_show_ballots_in_the_snapshot() -> None:
 
 
 def test_anonymous_open_mode_shows_live_counts_but_no_ballots() -> None:
-    state = snapshot.state(voting(mode="open", anonymous=True))
-    assert case_of(state, "realtime")["results"]["n"] == 2
+    session = with_people(voting(mode="open", anonymous=True), person("Carol"))
+    state = snapshot.state(cast(session, "realtime", {"carol": 0}))
+    realtime = case_of(state, "realtime")
+    # Four ballots in: the first two are shown together, the last two are held back.
+    assert realtime["votes_in"] == 4
+    assert (realtime["results"]["n"], realtime["results"]["abstain"]) == (2, 0)
+    assert realtime["results"]["histogram"] == [0, 0, 0, 1, 1]
     assert '"ballots"' not in dumped(state)
+
+
+def test_anonymous_live_results_move_only_in_batches_of_two_or_more() -> None:
+    people = ["Ann", "Ben", "Cat", "Dan", "Eve", "Flo", "Gus"]
+    session = control(
+        with_people(team(mode="open", anonymous=True), *(person(n) for n in people)),
+        "open",
+        "realtime",
+    )
+    shown_sizes = []
+    for n, name in enumerate(people):
+        session = rules.vote(session, name.lower(), "realtime", n % 5)
+        shown_sizes.append(case_of(snapshot.state(session), "realtime")["results"]["n"])
+    assert shown_sizes == [0, 0, 0, 2, 2, 4, 4]
+    revealed = case_of(snapshot.state(control(session, "reveal", "realtime")), "realtime")
+    assert revealed["results"]["n"] == 7
+
+
+def test_open_mode_that_is_not_anonymous_shows_every_ballot_at_once() -> None:
+    session = control(team("Ann", mode="open"), "open", "realtime")
+    session = rules.vote(session, "ann", "realtime", 3)
+    assert case_of(snapshot.state(session), "realtime")["results"]["n"] == 1
 
 
 def test_anonymous_sessions_never_show_ballots_in_the_results_document() -> None:

@@ -19,13 +19,14 @@ from msgspec.structs import replace
 from server import rules
 from server.models import Round, Session, dump_session, load_session
 from server.rules import RuleError
-from server.store import MemoryStore, SessionNotFound, Store, StoreFull, Updated
+from server.store import Lifetimes, MemoryStore, SessionNotFound, Store, StoreFull, Updated
 from server.store.redis import RedisStore
 from tests.factories import (
     case_in,
     cast,
     control,
     custom_template,
+    lasting,
     new_session,
     person,
     scored,
@@ -48,13 +49,13 @@ def open_backend(
 ) -> Store:
     """A fresh, empty store of the given kind."""
     if kind == "memory":
-        return MemoryStore(max_sessions=max_sessions, ttl_seconds=ttl_seconds)
+        return MemoryStore(max_sessions=max_sessions, lifetimes=lasting(ttl_seconds))
     if kind == "redis" and redis_url is not None:
         # A prefix of its own makes the store empty without flushing the shared server.
         return RedisStore(
             redis_url,
             max_sessions=max_sessions,
-            ttl_seconds=ttl_seconds,
+            lifetimes=lasting(ttl_seconds),
             prefix=f"test{next(_prefixes)}",
         )
     raise LookupError(f"no test backend called {kind!r}")
@@ -277,6 +278,103 @@ async def test_a_full_store_refuses_new_sessions_and_keeps_the_old(
     assert (await store.update(first.id, lambda s: control(s, "open_all"))).changed
 
 
+# --- making room: at capacity the session idle longest goes, active ones never
+
+
+@pytest.fixture(params=BACKENDS)
+async def clocked(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Clock]]:
+    """A store of each kind holding two sessions at most, on a clock the test moves."""
+    clock = Clock(time.time())
+    lifetimes = Lifetimes(ttl_seconds=86400, unjoined_ttl_seconds=86400, idle_seconds=600)
+    store: Store
+    if request.param == "memory":
+        store = MemoryStore(lifetimes=lifetimes, max_sessions=2, clock=clock)
+    else:
+        url = request.getfixturevalue("redis").url
+        prefix = f"test{next(_prefixes)}"
+        store = RedisStore(url, lifetimes=lifetimes, max_sessions=2, prefix=prefix, clock=clock)
+    yield store, clock
+    await store.close()
+
+
+def at(clock: Clock, *voters: str) -> Session:
+    return team(*voters, session_id=f"evict-{time.time_ns()}-{next(_counter)}", now=clock.now)
+
+
+async def test_a_full_store_evicts_the_session_idle_longest(
+    clocked: tuple[Store, Clock],
+) -> None:
+    store, clock = clocked
+    older, newer = at(clock), at(clock)
+    await store.create(older)
+    clock.now += 60
+    await store.create(newer)
+    clock.now += 3600  # both idle now; the older one longer
+    third = at(clock)
+    await store.create(third)
+    assert await store.get(older.id) is None
+    assert await store.get(newer.id) is not None and await store.get(third.id) is not None
+
+
+async def test_a_session_with_someone_connected_is_never_evicted(
+    clocked: tuple[Store, Clock],
+) -> None:
+    store, clock = clocked
+    meeting, quiet = at(clock, "ann"), at(clock)
+    await store.create(meeting)
+    await store.update(meeting.id, lambda s: rules.attach(s, "ann", "i:1"))
+    clock.now += 60
+    await store.create(quiet)
+    clock.now += 7200  # the meeting has been quiet for two hours, but Ann is still there
+    await store.create(at(clock))
+    assert await store.get(meeting.id) is not None
+    assert await store.get(quiet.id) is None
+
+
+async def test_a_recently_changed_session_is_never_evicted(
+    clocked: tuple[Store, Clock],
+) -> None:
+    store, clock = clocked
+    first, second = at(clock), at(clock)
+    await store.create(first)
+    await store.create(second)
+    clock.now += 120  # nobody connected, but both changed two minutes ago: still in use
+    with pytest.raises(StoreFull):
+        await store.create(at(clock))
+    assert await store.get(first.id) is not None and await store.get(second.id) is not None
+
+
+async def test_a_session_nobody_joined_expires_sooner() -> None:
+    clock = Clock()
+    store = MemoryStore(lifetimes=Lifetimes(ttl_seconds=3600, unjoined_ttl_seconds=60), clock=clock)
+    empty = new_session(session_id="empty", now=clock.now)
+    joined = team("Ann", session_id="joined", now=clock.now)
+    await store.create(empty)
+    await store.create(joined)
+    clock.now += 61
+    assert await store.get("empty") is None
+    assert await store.get("joined") is not None
+
+
+async def test_redis_forgets_a_session_nobody_joined_sooner(redis: RedisServer) -> None:
+    lifetimes = Lifetimes(ttl_seconds=60, unjoined_ttl_seconds=0.5)
+    store = RedisStore(redis.url, lifetimes=lifetimes, prefix=f"test{next(_prefixes)}")
+    empty = new_session(session_id=f"empty-{time.time_ns()}", now=time.time())
+    joined = fresh("ann")
+    await store.create(empty)
+    await store.create(joined)
+    await asyncio.sleep(0.8)
+    assert await store.get(empty.id) is None
+    assert await store.get(joined.id) is not None
+    # Once someone joins, the session gets the full lifetime.
+    later = new_session(session_id=f"later-{time.time_ns()}", now=time.time())
+    await store.create(later)
+    await store.update(later.id, lambda s: with_people(s, person("Ann")))
+    await asyncio.sleep(0.8)
+    assert await store.get(later.id) is not None
+    await store.close()
+
+
 # --- expiry (needs an injected clock: memory only)
 
 
@@ -290,7 +388,7 @@ class Clock:
 
 async def test_an_untouched_session_expires_after_the_ttl() -> None:
     clock = Clock()
-    store = MemoryStore(ttl_seconds=60, clock=clock)
+    store = MemoryStore(lifetimes=lasting(60), clock=clock)
     session = team("Alice", now=clock.now)
     await store.create(session)
     clock.now += 60
@@ -304,7 +402,7 @@ async def test_an_untouched_session_expires_after_the_ttl() -> None:
 
 async def test_a_change_keeps_a_session_alive() -> None:
     clock = Clock()
-    store = MemoryStore(ttl_seconds=60, clock=clock)
+    store = MemoryStore(lifetimes=lasting(60), clock=clock)
     session = team("Alice", now=clock.now)
     await store.create(session)
     clock.now += 50
@@ -318,7 +416,7 @@ async def test_a_change_keeps_a_session_alive() -> None:
 
 async def test_a_no_op_change_does_not_keep_a_session_alive() -> None:
     clock = Clock()
-    store = MemoryStore(ttl_seconds=60, clock=clock)
+    store = MemoryStore(lifetimes=lasting(60), clock=clock)
     session = team("Alice", now=clock.now)
     await store.create(session)
     clock.now += 50
@@ -329,7 +427,7 @@ async def test_a_no_op_change_does_not_keep_a_session_alive() -> None:
 
 async def test_expired_sessions_make_room_for_new_ones() -> None:
     clock = Clock()
-    store = MemoryStore(ttl_seconds=60, max_sessions=1, clock=clock)
+    store = MemoryStore(lifetimes=lasting(60), max_sessions=1, clock=clock)
     old = team(session_id="old", now=clock.now)
     await store.create(old)
     with pytest.raises(StoreFull):
@@ -407,7 +505,7 @@ async def test_the_version_is_readable_on_its_own(store: Store) -> None:
 # Redis only: the in-memory store lives and dies with its single process.
 @pytest.fixture
 def redis_store(redis: RedisServer) -> Iterator[RedisStore]:
-    yield RedisStore(redis.url, prefix=f"test{next(_prefixes)}", ttl_seconds=1.0)
+    yield RedisStore(redis.url, prefix=f"test{next(_prefixes)}", lifetimes=lasting(1.0))
 
 
 async def test_redis_sessions_expire_when_idle_and_not_before(redis_store: RedisStore) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from server.settings import Settings, SettingsError
-from server.store.base import SessionNotFound, Store, StoreFull, StoreUnavailable, Updated
+from server.store.base import (
+    Lifetimes,
+    SessionNotFound,
+    Store,
+    StoreFull,
+    StoreUnavailable,
+    Updated,
+)
 from server.store.memory import MemoryStore
 
 __all__ = [
+    "Lifetimes",
     "MemoryStore",
     "SessionNotFound",
     "Store",
@@ -18,13 +26,17 @@ __all__ = [
 
 
 def open_store(settings: Settings) -> Store:
-    ttl = settings.session_ttl_days * 86400
+    lifetimes = Lifetimes(
+        ttl_seconds=settings.session_ttl_seconds,
+        unjoined_ttl_seconds=settings.unjoined_ttl_seconds,
+        idle_seconds=settings.idle_minutes * 60,
+    )
     url = settings.redis_url
     if url is None or not settings.uses_redis:
-        return MemoryStore(ttl_seconds=ttl, max_sessions=settings.max_sessions)
+        return MemoryStore(lifetimes=lifetimes, max_sessions=settings.max_sessions)
     from server.store.redis import RedisStore  # imported only when Redis is asked for
 
     try:
-        return RedisStore(url, ttl_seconds=ttl, max_sessions=settings.max_sessions)
+        return RedisStore(url, lifetimes=lifetimes, max_sessions=settings.max_sessions)
     except ValueError as exc:
         raise SettingsError(f"cannot use redis url {url!r}: {exc}") from None

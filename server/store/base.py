@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from msgspec.structs import replace
 
 from server.models import Session
+from server.throttle import SharedLimiter
 
 Change = Callable[[Session], Session]
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """How long sessions live, and when one counts as idle (and may be evicted to make room)."""
+
+    ttl_seconds: float = 30 * 86400
+    # A session nobody ever joined is forgotten sooner: a flood of empty sessions drains away.
+    unjoined_ttl_seconds: float = 86400
+    idle_seconds: float = 600
+
+    def ttl(self, session: Session) -> float:
+        return self.ttl_seconds if session.participants else self.unjoined_ttl_seconds
+
+    def expired(self, session: Session, now: float) -> bool:
+        return now - session.updated_at > self.ttl(session)
+
+    def idle(self, session: Session, now: float) -> bool:
+        """Nobody connected and nothing changed for a while: safe to evict when full."""
+        online = any(p.online for p in session.participants)
+        return not online and now - session.updated_at > self.idle_seconds
 
 
 class Updated(NamedTuple):
@@ -85,6 +108,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def forget_instance(self, instance: str) -> None:
         """Drop what is known of a dead instance once its sockets are cleaned up."""
+
+    def shared_limiter(self) -> SharedLimiter | None:
+        """Rate limits every instance shares, where the store can keep them."""
+        return None
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 
 from server.models import Session
-from server.store.base import Change, SessionNotFound, Store, StoreFull, Updated, successor
+from server.store.base import (
+    Change,
+    Lifetimes,
+    SessionNotFound,
+    Store,
+    StoreFull,
+    Updated,
+    successor,
+)
 
 
 class MemoryStore(Store):
     def __init__(
         self,
         *,
-        ttl_seconds: float = 30 * 86400,
+        lifetimes: Lifetimes | None = None,
         max_sessions: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._sessions: dict[str, Session] = {}
-        self._ttl = ttl_seconds
+        # Least recently changed first.
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lifetimes = lifetimes or Lifetimes()
         self._max = max_sessions
         self._clock = clock
 
     async def create(self, session: Session) -> None:
-        self._forget_expired()
-        if len(self._sessions) >= self._max:
-            raise StoreFull("this server holds as many sessions as it is allowed to")
         if session.id in self._sessions:
             raise ValueError(f"session {session.id} exists already")
+        if len(self._sessions) >= self._max:
+            self._forget_expired()
+        if len(self._sessions) >= self._max and not self._evict_one():
+            raise StoreFull("this server holds as many sessions as it is allowed to")
         self._sessions[session.id] = session
 
     async def get(self, session_id: str) -> Session | None:
@@ -46,6 +57,7 @@ class MemoryStore(Store):
         if saved is None:
             return Updated(current, changed=False)
         self._sessions[session_id] = saved
+        self._sessions.move_to_end(session_id)
         return Updated(saved, changed=True)
 
     async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
@@ -66,8 +78,17 @@ class MemoryStore(Store):
         return None
 
     def _expired(self, session: Session) -> bool:
-        return self._clock() - session.updated_at > self._ttl
+        return self._lifetimes.expired(session, self._clock())
 
     def _forget_expired(self) -> None:
         for session_id in [k for k, s in self._sessions.items() if self._expired(s)]:
             del self._sessions[session_id]
+
+    def _evict_one(self) -> bool:
+        """Forget the session idle longest, if any is idle."""
+        now = self._clock()
+        for session_id, session in self._sessions.items():
+            if self._lifetimes.idle(session, now):
+                del self._sessions[session_id]
+                return True
+        return False

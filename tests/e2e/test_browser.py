@@ -271,18 +271,29 @@ def test_open_anonymous_session_shows_the_spread_live_without_names(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
     created = create_session(server.url, mode="open", anonymous=True)
-    fran, ana = person(), person()
+    fran, ana, bo, cy = person(), person(), person(), person()
     join(fran.page, created["facilitator_url"], "Fran")
-    join(ana.page, created["join_url"], "Ana")
+    for someone, name in ((ana, "Ana"), (bo, "Bo"), (cy, "Cy")):
+        join(someone.page, created["join_url"], name)
 
     fran.page.get_by_test_id("control-open-realtime").click()
     ana.page.get_by_test_id("score-realtime-3").click()
     fran.page.get_by_test_id("score-realtime-1").click()
+    # Two votes in, none shown yet: the chart waits for a batch, and says so.
+    batching = ana.page.get_by_test_id("batching-realtime")
+    expect(batching).to_contain_text("2 votes aren't in the chart yet")
+    expect(ana.page.get_by_test_id("results-realtime")).to_contain_text("No scores yet")
+    bo.page.get_by_test_id("score-realtime-4").click()
+    cy.page.get_by_test_id("score-realtime-0").click()
     for someone in (fran, ana):
         results = someone.page.get_by_test_id("results-realtime")
-        # Open mode: the spread shows while voting; anonymous: never who gave what.
+        # Open mode: the spread shows while voting (the first two votes now); anonymous: never
+        # who gave what.
         expect(results).to_be_visible()
         expect(results.locator(".histogram__count")).to_have_text(["0", "1", "0", "1", "0"])
+        expect(someone.page.get_by_test_id("batching-realtime")).to_contain_text(
+            "2 votes aren't in the chart yet"
+        )
         expect(results.locator(".ballots")).to_be_hidden()
         expect(results).not_to_contain_text("Ana")
         expect(someone.page.get_by_test_id("median-realtime")).to_have_text("2")
@@ -298,14 +309,14 @@ def test_open_anonymous_session_shows_the_spread_live_without_names(
     expect(ana.page.locator('[data-testid="case-realtime"] [data-role="round"]')).to_have_text(
         "Round 2"
     )
-    expect(ana.page.get_by_test_id("votes-realtime")).to_have_text("0 of 2 voted")
+    expect(ana.page.get_by_test_id("votes-realtime")).to_have_text("0 of 4 voted")
     expect(ana.page.get_by_test_id("score-realtime-3")).to_have_attribute("aria-pressed", "false")
     ana.page.get_by_test_id("case-realtime").focus()
     ana.page.keyboard.press("a")
     expect(ana.page.get_by_test_id("score-realtime-abstain")).to_have_attribute(
         "aria-pressed", "true"
     )
-    expect(fran.page.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+    expect(fran.page.get_by_test_id("votes-realtime")).to_have_text("1 of 4 voted")
 
     # Voting on a question that isn't open is refused politely, not silently.
     ana.page.get_by_test_id("case-prototype").focus()

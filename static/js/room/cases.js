@@ -35,6 +35,7 @@ export class CaseCard {
     this.mine = part("mine");
     this.results = part("results");
     this.empty = part("empty");
+    this.batching = part("batching");
     this.histogram = part("histogram");
     this.stats = part("stats");
     this.median = part("median");
@@ -126,6 +127,18 @@ export class CaseCard {
     if (!results) return;
 
     const n = results.n || 0;
+    // Anonymous live results move a few ballots at a time (the server holds the latest back),
+    // so that nobody can pair a new bar with the name that just turned "voted".
+    const held = state.votes_in - n - (results.abstain || 0);
+    const batching = view.anonymous && state.status === "voting" && held > 0;
+    setHidden(this.batching, !batching);
+    if (batching) {
+      setText(
+        this.batching,
+        `${held === 1 ? "1 vote isn't" : `${held} votes aren't`} in the chart yet. Live results ` +
+          "move a few votes at a time, so nobody can tell who voted what.",
+      );
+    }
     // No scores (everyone skipped, or nobody voted): say so instead of showing empty bars.
     let empty = "Nobody scored this one.";
     if (results.abstain) empty = "Everyone who voted skipped this one.";
