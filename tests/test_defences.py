@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.live import LiveServer, create_session, join, live_server
+from tests.live import GENEROUS_LIMITS, LiveServer, Member, create_session, join, live_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -188,3 +190,75 @@ def test_json_embedded_in_pages_cannot_end_the_script(server: LiveServer) -> Non
     )
     assert data is not None
     assert json.loads(data.group(1))["title"] == template["title"]
+
+
+# --- limits that fit people
+
+
+@pytest.fixture
+def defaults(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server with the shipped limits (the other tests' servers raise them)."""
+    env = {name: "" for name in GENEROUS_LIMITS}
+    with live_server(tmp_path, env) as running:
+        yield running
+
+
+async def arrive(url: str, auth: dict[str, Any], started: float) -> tuple[Member, float]:
+    """Join like the browser does: turned away for being too many, try again 1-5 s later."""
+    while True:
+        member = await join(url, auth, refuse_ok=True)
+        if member.client.connected:
+            return member, time.monotonic() - started
+        assert member.refused is not None and "Too many connections" in member.refused, member
+        await asyncio.sleep(random.uniform(1, 5))
+
+
+async def test_an_office_of_300_behind_one_address_gets_in_and_back_in(
+    defaults: LiveServer,
+) -> None:
+    rooms = [create_session(defaults.url, title=f"Team {n}")["id"] for n in range(6)]
+    started = time.monotonic()
+    arrivals = await asyncio.gather(
+        *(
+            arrive(defaults.url, {"session": rooms[n % 6], "name": f"P{n}"}, started)
+            for n in range(300)
+        )
+    )
+    assert max(seconds for _, seconds in arrivals) < 60
+    # The Wi-Fi drops for everyone at once; everyone comes back at once, as the same person.
+    for member, _ in arrivals:
+        await member.client.disconnect()
+    started = time.monotonic()
+    returns = await asyncio.gather(
+        *(
+            arrive(
+                defaults.url,
+                {"session": rooms[n % 6], "token": member.welcome["token"]},
+                started,
+            )
+            for n, (member, _) in enumerate(arrivals)
+        )
+    )
+    assert max(seconds for _, seconds in returns) < 30
+    assert [m.id for m, _ in returns] == [m.id for m, _ in arrivals]
+    for member, _ in returns:
+        await member.client.disconnect()
+
+
+async def test_one_address_cannot_flood_the_server_with_connections(
+    defaults: LiveServer,
+) -> None:
+    room = create_session(defaults.url)["id"]
+    attempts = await asyncio.gather(
+        *(
+            join(defaults.url, {"session": room, "name": f"F{n}"}, refuse_ok=True)
+            for n in range(300)
+        )
+    )
+    admitted = [m for m in attempts if m.client.connected]
+    refused = [m for m in attempts if m.refused]
+    # The burst allowance, and what refilled meanwhile; everything else is turned away.
+    assert len(admitted) <= 90 and len(refused) >= 210
+    assert all("Too many connections" in (m.refused or "") for m in refused)
+    for member in admitted:
+        await member.client.disconnect()
