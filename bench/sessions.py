@@ -81,7 +81,11 @@ def scored(people: int) -> Callable[[Session], Session]:
 
 SHAPES: dict[str, tuple[Callable[[], Template], Callable[[Session], Session] | None, int]] = {
     "default template, nobody yet": (lambda: builtin_templates()["django"], None, 200),
-    "default template, 10 people scored all": (lambda: builtin_templates()["django"], scored(10), 100),
+    "default template, 10 people scored all": (
+        lambda: builtin_templates()["django"],
+        scored(10),
+        100,
+    ),
     "default template, 1,000 people scored all": (
         lambda: builtin_templates()["django"],
         scored(1000),

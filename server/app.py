@@ -21,8 +21,11 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import protocol, routes
+from server.fanout import Fanout
 from server.gate import GatedServer
+from server.load import Load
 from server.realtime import RoomNamespace
+from server.rooms import Rooms
 from server.settings import Settings
 from server.store import Store, StoreUnavailable, open_store
 from server.throttle import SLOW_DOWN, Throttle
@@ -140,22 +143,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     pages = Jinja2Templates(directory=resource_dir("templates"))
     pages.env.globals["static"] = _static_versioner(static_dir)
 
-    # With Redis, every instance hears every broadcast through its pub/sub channel.
-    manager = (
-        socketio.AsyncRedisManager(
-            settings.redis_url,
-            channel="stackvote",
-            redis_options={"socket_connect_timeout": 2},
-        )
-        if settings.uses_redis
-        else None
-    )
     throttle = Throttle(settings, shared=store.shared_limiter())
+    load = Load(busy_after=settings.busy_lag_ms / 1000)
     sio = GatedServer(
         events=protocol.CLIENT_EVENTS,
         charge=lambda sid: None if throttle.allow_event(sid) else SLOW_DOWN,
         async_mode="asgi",
-        client_manager=manager,
+        # A socket's events are handled one after the other, in its own reader: no task per
+        # event, and a client's votes are applied in the order it sent them.
+        async_handlers=False,
         # An explicit list: the library's default would also believe X-Forwarded-Host, which
         # any client can send.
         cors_allowed_origins=settings.allowed_origins,
@@ -164,24 +160,39 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         # several instances behind a proxy need no sticky sessions.
         transports=["websocket"],
     )
+    # Rooms keep this instance's copies of its sessions and store changes; the fan-out sends
+    # each room what changed. (Instances hear each other's changes through the store's feed,
+    # not through a Socket.IO manager: see server/rooms.py.)
+    fanout = Fanout(
+        lambda session_id: rooms.current(session_id), window=settings.coalesce_ms / 1000
+    )
+    rooms = Rooms(store, fanout.changed)
     namespace = RoomNamespace(
         store,
+        rooms,
+        fanout,
         max_participants=settings.max_participants,
         instance_ttl=settings.instance_ttl_seconds,
         throttle=throttle,
+        load=load,
     )
     sio.register_namespace(namespace)
-    upkeep = Upkeep(namespace, store)
+    upkeep = Upkeep(namespace, store, rooms)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(upkeep.run(), name="upkeep")
+        tasks = [
+            asyncio.create_task(upkeep.run(), name="upkeep"),
+            asyncio.create_task(load.run(), name="load"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await store.close()
 
     site = Starlette(
@@ -199,5 +210,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     site.state.pages = pages
     site.state.sio = sio
     site.state.throttle = throttle
+    site.state.fanout = fanout
+    site.state.rooms = rooms
     # Outermost, so that every response carries the headers, error pages included.
     return SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site))

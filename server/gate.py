@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # more close the connection.
 BAD_PACKETS_ALLOWED = 3
 
+UNREADABLE_CONNECT = "The connection request could not be read."
 UNKNOWN_EVENT = "This server does not know that event; it takes vote, control and sync."
 
 
@@ -60,6 +61,12 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             pkt = self.packet_class(encoded_packet=data)
         except Exception as exc:  # any decoding failure is the sender's fault
+            if data.startswith("0"):
+                # A connection request we cannot read still deserves an answer.
+                refusal = {"message": UNREADABLE_CONNECT, "data": {"code": "refused"}}
+                await self._send_packet(
+                    eio_sid, self.packet_class(packet.CONNECT_ERROR, data=refusal, namespace="/")
+                )
             await self.malformed(eio_sid, f"undecodable packet ({type(exc).__name__})")
             return
         if pkt.attachment_count:

@@ -14,8 +14,8 @@ from server.rules import Action
 # Server -> client events.
 WELCOME = "welcome"
 STATE = "state"
-# A tiny beat with the session's version: a client that is behind asks for a fresh snapshot.
-VERSION = "version"
+# What changed since the client's version (SPEC §5); `state` goes to joiners and on `sync`.
+DELTA = "delta"
 # Whether this server can reach its storage: {"storage": "ok" | "unavailable"}.
 STATUS = "status"
 # Client -> server events.
@@ -139,5 +139,10 @@ def ok(version: int) -> dict[str, Any]:
     return {"ok": True, "version": version}
 
 
-def error(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message}
+def error(message: str, *, retry: bool = False) -> dict[str, Any]:
+    """Not done (and, for a vote, not counted). `retry`: the refusal is for now only (busy,
+    storage down, too fast), so a client may send the same thing again later."""
+    answer: dict[str, Any] = {"ok": False, "error": message}
+    if retry:
+        answer["retry"] = True
+    return answer

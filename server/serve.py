@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from server import logs
 from server.app import create_app
 from server.settings import Settings
+from server.transport import FramingProtocol
 
 
 def check_redis(url: str) -> str | None:
@@ -51,8 +52,15 @@ def run(settings: Settings) -> int:
         # Our own logging set-up (server.logs) covers uvicorn's loggers too.
         log_config=None,
         timeout_graceful_shutdown=10,
-        # Snapshots go to every participant; compressing each copy separately cost more CPU
-        # than the bandwidth it saved (measured in bench/load.py).
+        # uvicorn's sans-I/O WebSocket protocol (no task per connection), with a door for
+        # frames built once for a whole room (server.transport).
+        ws=FramingProtocol,
+        # Engine.IO pings every client itself; a second keep-alive would double the timers.
+        ws_ping_interval=None,
+        # Clients send small messages (Socket.IO refuses more than 16 KiB anyway).
+        ws_max_size=64 * 1024,
+        # A room's message is framed once for all; compressing it per connection would undo
+        # that (and cost more CPU than the bandwidth it saves, measured in bench/).
         ws_per_message_deflate=False,
         # Client addresses (for rate limits) come from X-Forwarded-For only via these proxies.
         proxy_headers=True,

@@ -48,6 +48,11 @@ class Settings:
     limit_events: str = "20/second;300/minute"
     limit_connects: str = "60/second;600/minute"
     limit_creates: str = "10/minute;100/day"
+    # Changes to a room within this window go out as one delta.
+    coalesce_ms: float = 100
+    # When the event loop runs this late, new votes, commands and connections are refused as
+    # "busy" (not counted; the browser tries again) until it catches up.
+    busy_lag_ms: float = 500
     # Addresses or networks (comma-separated, e.g. "10.0.0.5,172.20.0.0/24") of the reverse
     # proxies whose X-Forwarded-For is believed. The client is the right-most address in that
     # header that is not one of them; "*" is refused, because it would believe the left-most,
@@ -137,7 +142,9 @@ class Settings:
         for name in ("max_participants", "max_sessions"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
-        for name in ("session_ttl_hours", "unjoined_ttl_hours", "idle_minutes"):
+        if not math.isfinite(self.coalesce_ms) or not 0 <= self.coalesce_ms <= 1000:
+            raise SettingsError("coalesce_ms must be between 0 and 1000")
+        for name in ("session_ttl_hours", "unjoined_ttl_hours", "idle_minutes", "busy_lag_ms"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name} must be a positive number")

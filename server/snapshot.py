@@ -1,16 +1,20 @@
-"""What others may see of a session: the `state` snapshot, results and the recommendation.
+"""What others may see of a session: the `state` snapshot, its `delta`s, results and the
+recommendation.
 
 This is the one place that decides what leaves the server. Scores of a case are included only
 when the case's results are visible (revealed, or open mode); who scored what is never included
-in an anonymous session.
+in an anonymous session. A delta is built from the very same views as the snapshot and lists a
+part only when its view differs from the one last sent, so it can never tell more than two
+snapshots side by side would.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from server import engine
-from server.models import CaseState, Session
+from server.models import CaseState, Participant, Session
 
 
 def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
@@ -65,35 +69,142 @@ def summary(session: Session) -> dict[str, Any]:
     }
 
 
+def participant_view(session: Session, p: Participant) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "role": p.role,
+        "online": p.online,
+        "voted": [c.id for c in session.cases if p.id in c.ballots],
+    }
+
+
+def case_view(session: Session, c: CaseState) -> dict[str, Any]:
+    spec = session.template.case(c.id)
+    return {
+        "id": c.id,
+        "title": spec.title if spec else c.id,
+        "status": c.status,
+        "round": c.round,
+        "votes_in": len(c.ballots),
+        "results": case_results(session, c),
+    }
+
+
 def state(session: Session) -> dict[str, Any]:
     """The snapshot every participant of the session receives (the `state` event)."""
-    titles = {c.id: c.title for c in session.template.cases}
     return {
         "version": session.version,
         "session": summary(session),
-        "participants": [
-            {
-                "id": p.id,
-                "name": p.name,
-                "role": p.role,
-                "online": p.online,
-                "voted": [c.id for c in session.cases if p.id in c.ballots],
-            }
-            for p in session.participants
-        ],
-        "cases": [
-            {
-                "id": c.id,
-                "title": titles.get(c.id, c.id),
-                "status": c.status,
-                "round": c.round,
-                "votes_in": len(c.ballots),
-                "results": case_results(session, c),
-            }
-            for c in session.cases
-        ],
+        "participants": [participant_view(session, p) for p in session.participants],
+        "cases": [case_view(session, c) for c in session.cases],
         "recommendation": recommendation(session),
     }
+
+
+@dataclass
+class Marks:
+    """The parts of a session that may have changed (a superset: the views decide)."""
+
+    session: bool = False
+    participants: set[str] = field(default_factory=set)
+    cases: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return self.session or bool(self.participants) or bool(self.cases)
+
+    def add(self, other: Marks) -> None:
+        self.session |= other.session
+        self.participants |= other.participants
+        self.cases |= other.cases
+
+
+def marks(before: Session, after: Session) -> Marks:
+    """What changed between two versions of a session, found by identity: the rules replace
+    only what they change, so an unchanged participant or case is the very same object."""
+    found = Marks(session=summary(before) != summary(after))
+    if before.participants is not after.participants:
+        old = {p.id: p for p in before.participants}
+        for p in after.participants:
+            if old.pop(p.id, None) is not p:
+                found.participants.add(p.id)
+        found.participants |= old.keys()  # gone
+    if before.cases is not after.cases:
+        old_cases = {c.id: c for c in before.cases}
+        for c in after.cases:
+            was = old_cases.get(c.id)
+            if was is c:
+                continue
+            found.cases.add(c.id)
+            # Whose `voted` list changed: a first ballot, or a round that started empty.
+            if was is None:
+                found.participants |= c.ballots.keys()
+            elif was.ballots is not c.ballots:
+                found.participants |= was.ballots.keys() ^ c.ballots.keys()
+    return found
+
+
+class View:
+    """What the clients of one room were last sent, part by part, so that the next delta
+    lists exactly the parts whose view changed since (SPEC §5 `delta`)."""
+
+    def __init__(self, session: Session) -> None:
+        snapshot = state(session)
+        self.version: int = snapshot["version"]
+        self.session: dict[str, Any] = snapshot["session"]
+        self.participants = {p["id"]: p for p in snapshot["participants"]}
+        self.cases = {c["id"]: c for c in snapshot["cases"]}
+        self.recommendation: dict[str, Any] | None = snapshot["recommendation"]
+
+    def delta(self, session: Session, changed: Marks) -> dict[str, Any]:
+        """The delta from the last view to `session` (which `changed` describes), and take it
+        as the view from now on."""
+        delta: dict[str, Any] = {"base": self.version, "version": session.version}
+        self.version = session.version
+        if changed.session:
+            view = summary(session)
+            if view != self.session:
+                self.session = delta["session"] = view
+        people, gone = [], []
+        present = {p.id: p for p in session.participants} if changed.participants else {}
+        for pid in changed.participants:
+            p = present.get(pid)
+            if p is None:
+                if self.participants.pop(pid, None) is not None:
+                    gone.append(pid)
+                continue
+            view = participant_view(session, p)
+            if view != self.participants.get(pid):
+                self.participants[pid] = view
+                people.append(view)
+        if people:
+            # In the session's order, so a client appending newcomers keeps the same order.
+            order = {pid: n for n, pid in enumerate(present)}
+            delta["participants"] = sorted(people, key=lambda v: order[v["id"]])
+        if gone:
+            delta["gone"] = sorted(gone)
+        cases, decided = [], False
+        for case in session.cases:
+            if case.id not in changed.cases:
+                continue
+            before = self.cases.get(case.id)
+            view = case_view(session, case)
+            decided |= _counts(before) or _counts(view)
+            if view != before:
+                self.cases[case.id] = view
+                cases.append(view)
+        if cases:
+            delta["cases"] = cases
+        if decided:
+            advice = recommendation(session)
+            if advice != self.recommendation:
+                self.recommendation = delta["recommendation"] = advice
+        return delta
+
+
+def _counts(view: dict[str, Any] | None) -> bool:
+    """Whether a case's view takes part in the recommendation (revealed or locked)."""
+    return view is not None and view["status"] in ("revealed", "locked")
 
 
 def own_ballots(session: Session, participant_id: str) -> dict[str, int | None]:

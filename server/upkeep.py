@@ -8,21 +8,27 @@ from collections.abc import Awaitable, Callable
 
 from server import protocol
 from server.realtime import RoomNamespace
+from server.rooms import Rooms
 from server.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class Upkeep:
-    """Two loops per instance. Every `beat` seconds, tell local clients each session's version:
-    a client that missed a broadcast sees it is behind and asks for a fresh snapshot, so a lost
-    pub/sub message heals within one beat. Three times per instance time-to-live, prove this
-    instance alive and release the sockets of instances that stopped proving it. The loops are
-    separate so that a slow beat under load can never make a live instance look dead."""
+    """Two loops per instance, none of whose work grows with idle connections. Every `beat`
+    seconds, check that storage answers (telling clients when it stops and starts again) and
+    that every copy this instance holds is as new as the stored session, so a change lost
+    between instances (a dropped pub/sub connection in a room that has been quiet since) heals
+    within a beat. Three times per instance time-to-live, prove this instance alive and release
+    the sockets of instances that stopped proving it. The loops are separate so that a slow
+    beat under load can never make a live instance look dead."""
 
-    def __init__(self, namespace: RoomNamespace, store: Store, *, beat: float = 1.0) -> None:
+    def __init__(
+        self, namespace: RoomNamespace, store: Store, rooms: Rooms, *, beat: float = 1.0
+    ) -> None:
         self.namespace = namespace
         self.store = store
+        self.rooms = rooms
         self.beat = beat
         self.presence_every = namespace.instance_ttl / 3
         self.storage_ok = True
@@ -46,12 +52,9 @@ class Upkeep:
             await asyncio.sleep(max(0.0, seconds - (loop.time() - started)))
 
     async def beat_once(self) -> None:
-        rooms = list(self.namespace.local)
-        if not self.storage_ok:
-            await self.store.ping()
+        await self.store.ping()
         await self._storage(ok=True)
-        for session_id, version in (await self.store.versions(rooms)).items():
-            await self.namespace.emit_local(protocol.VERSION, {"version": version}, room=session_id)
+        await self.rooms.verify()
 
     async def presence_once(self) -> None:
         await self.namespace.retry_detaches()
@@ -71,8 +74,9 @@ class Upkeep:
         if ok == self.storage_ok:
             return
         self.storage_ok = ok
+        self.rooms.storage_down = not ok
         if ok:
             log.info("storage is reachable again")
         else:
             log.warning("storage unreachable: %s", reason)
-        await self.namespace.emit_local(protocol.STATUS, {"storage": "ok" if ok else "unavailable"})
+        await self.namespace.emit(protocol.STATUS, {"storage": "ok" if ok else "unavailable"})

@@ -111,6 +111,25 @@ def create_session(base_url: str, **body: Any) -> dict[str, Any]:
     return created
 
 
+def apply_delta(state: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any] | None:
+    """The state after `delta`, as SPEC §5 says a client applies one; None if it does not
+    follow from `state` (its base is another version): the client must ask for a snapshot."""
+    if delta["base"] != state["version"]:
+        return None
+    new = dict(state, version=delta["version"])
+    if "session" in delta:
+        new["session"] = delta["session"]
+    if "recommendation" in delta:
+        new["recommendation"] = delta["recommendation"]
+    gone = set(delta.get("gone", ()))
+    people = {p["id"]: p for p in delta.get("participants", ())}
+    kept = [people.pop(p["id"], p) for p in state["participants"] if p["id"] not in gone]
+    new["participants"] = kept + list(people.values())
+    cases = {c["id"]: c for c in delta.get("cases", ())}
+    new["cases"] = [cases.get(c["id"], c) for c in state["cases"]]
+    return new
+
+
 @dataclass
 class Member:
     """A real Socket.IO client and everything the server told it."""
@@ -119,8 +138,10 @@ class Member:
     welcome: dict[str, Any] = field(default_factory=dict)
     states: list[dict[str, Any]] = field(default_factory=list)
     refused: str | None = None
-    # Other events, in order: ("status", {...}), ("version", {...}).
+    # Other events, in order: ("status", {...}), ("delta", {...}).
     events: list[tuple[str, Any]] = field(default_factory=list)
+    # Deltas that did not follow from the state at hand (each made the client ask for a sync).
+    gaps: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -182,6 +203,8 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
         member.welcome = data
 
     def on_state(data: dict[str, Any]) -> None:
+        if member.states and data["version"] <= member.state["version"]:
+            return  # older than what we have
         member.states.append(data)
         member._changed.set()
         greeted.set()
@@ -189,16 +212,23 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
     def on_error(data: Any) -> None:
         member.refused = data.get("message") if isinstance(data, dict) else str(data)
 
-    async def on_version(data: dict[str, Any]) -> None:
-        # What the browser does: a beat newer than our snapshot means we missed a broadcast.
-        member.events.append(("version", data))
-        if member.states and data["version"] > member.state["version"]:
-            fresh = await client.call("sync", timeout=10)
-            if fresh.get("version", 0) > member.state["version"]:
-                on_state(fresh)
+    async def on_delta(data: dict[str, Any]) -> None:
+        # What the browser does: apply a delta that follows from our state; after a gap, ask
+        # for a fresh snapshot.
+        member.events.append(("delta", data))
+        if not member.states or data["version"] <= member.state["version"]:
+            return
+        applied = apply_delta(member.state, data)
+        if applied is not None:
+            on_state(applied)
+            return
+        member.gaps += 1
+        fresh = await client.call("sync", timeout=10)
+        if fresh.get("version", 0) > member.state["version"]:
+            on_state(fresh)
 
     client.on("status", lambda data: member.events.append(("status", data)))
-    client.on("version", on_version)
+    client.on("delta", on_delta)
     client.on("welcome", on_welcome)
     client.on("state", on_state)
     client.on("connect_error", on_error)

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import socketio
 
-from tests.factories import ballots_of
+from tests.factories import ballots_of, case_of
 from tests.live import Member, create_session, facilitate, free_port, join, live_server
 from tests.redis_server import RedisServer, redis_server
 
@@ -237,13 +238,19 @@ async def test_a_stalled_redis_gives_quick_errors_and_everyone_converges_after(
         own_redis.process.send_signal(signal.SIGSTOP)
         try:
             started = time.monotonic()
-            ack = await ann.call("vote", {"case": "realtime", "score": 4})
-            answered = time.monotonic() - started
-            assert ack["ok"] is False and "storage" in ack["error"]
+            # Sent to Redis, which stopped before answering: it may yet store it, so the
+            # server must not say either way. No answer; the client will send it again.
+            with pytest.raises(socketio.exceptions.TimeoutError):
+                await ann.client.call("vote", {"case": "realtime", "score": 4}, timeout=8)
+            await wait_for_event(fay, "status", {"storage": "unavailable"}, timeout=15)
+            # Once storage is known to be down, a vote is refused at once: nothing was sent.
+            refused_at = time.monotonic()
+            ack = await ann.call("vote", {"case": "prototype", "score": 1})
+            answered = time.monotonic() - refused_at
+            assert ack["ok"] is False and "storage" in ack["error"] and ack["retry"] is True
             response = httpx.get(f"{one.url}/api/sessions/{session}", timeout=15)
             assert response.status_code == 503 and "storage" in response.json()["error"]
             assert httpx.get(f"{two.url}/readyz", timeout=15).status_code == 503
-            await wait_for_event(fay, "status", {"storage": "unavailable"}, timeout=15)
             remaining = 10 - (time.monotonic() - started)
             if remaining > 0:
                 await asyncio.sleep(remaining)
@@ -251,6 +258,9 @@ async def test_a_stalled_redis_gives_quick_errors_and_everyone_converges_after(
             own_redis.process.send_signal(signal.SIGCONT)
         resumed = time.monotonic()
         await vote_until_ok(ann, "realtime", 4)
+        # The refused vote was not counted.
+        state = await ann.call("sync")
+        assert case_of(state, "prototype")["votes_in"] == 0
         version = (await ann.call("sync"))["version"]
         for member in (fay, ann):
             await member.until_version(version, timeout=10)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from server.settings import Settings, SettingsError
 from server.store.base import (
+    Conflict,
     Lifetimes,
+    OutcomeUnknown,
     SessionNotFound,
     Store,
     StoreFull,
@@ -14,8 +16,10 @@ from server.store.base import (
 from server.store.memory import MemoryStore
 
 __all__ = [
+    "Conflict",
     "Lifetimes",
     "MemoryStore",
+    "OutcomeUnknown",
     "SessionNotFound",
     "Store",
     "StoreFull",

@@ -1,15 +1,20 @@
-"""The store interface: where sessions live, with one atomic, versioned update operation."""
+"""The store interface: where sessions live, how a change is stored, and how instances hear of
+each other's changes."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Collection
+import asyncio
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from msgspec.structs import replace
 
 from server.models import Session
+from server.ops import Op, Record
 from server.throttle import SharedLimiter
 
 Change = Callable[[Session], Session]
@@ -41,15 +46,6 @@ class Updated(NamedTuple):
     changed: bool
 
 
-def successor(current: Session, change: Change, now: float) -> Session | None:
-    """The session to save after `change` (version one higher, touched `now`), or None when the
-    change left it as it was; what `change` raises propagates."""
-    changed = change(current)
-    if changed is current:
-        return None
-    return replace(changed, version=current.version + 1, updated_at=now)
-
-
 class SessionNotFound(LookupError):
     """No session has this id (it never existed, or it expired)."""
 
@@ -59,16 +55,33 @@ class StoreFull(Exception):
 
 
 class StoreUnavailable(Exception):
-    """The store cannot be reached right now; the request may be retried."""
+    """The store cannot be reached right now; nothing was written; the request may be retried."""
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """The store stopped answering in the middle of a write: it may or may not have been
+    stored. Read the session again to find out."""
+
+
+class Conflict(Exception):
+    """The stored session is newer than the one the change was made to."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the stored session is at version {current}")
+        self.current = current
+
+
+# A record, or None: "records may have been lost, check every followed session".
+RecordHandler = Callable[[Record | None], None]
 
 
 class Store(abc.ABC):
-    """Every backend keeps the same promise: `update` applies a change atomically.
+    """Every backend keeps the same promises.
 
-    `change` is a pure function (see server.rules). If it returns the session unchanged (the very
-    same object) nothing is written; otherwise the result is saved with `version` one higher and
-    `updated_at` set, as one step no other writer can interleave with. Exceptions raised by
-    `change` (rule violations) propagate and leave the session as it was.
+    `commit(before, after, ops)` stores `after` only if the stored session is still at
+    `before.version`, as one step no other writer can interleave with, and tells the other
+    instances following the session (`ops` turn `before` into `after`). Otherwise it raises
+    Conflict and stores nothing. A write that changes only a few ballots writes only those.
     """
 
     @abc.abstractmethod
@@ -80,8 +93,33 @@ class Store(abc.ABC):
         """The current session, or None if unknown or expired."""
 
     @abc.abstractmethod
+    async def commit(self, before: Session, after: Session, ops: Sequence[Op]) -> None:
+        """Store `after` in place of `before` (see the class docstring)."""
+
     async def update(self, session_id: str, change: Change) -> Updated:
-        """Apply `change` atomically; return the session as it now is and whether it changed."""
+        """Apply an arbitrary change atomically (read, change, commit; again on conflict).
+
+        For changes that are not ops (tools, tests): instances following the session reload it
+        instead of replaying the change."""
+        for attempt in range(100):
+            current = await self.get(session_id)
+            if current is None:
+                raise SessionNotFound(session_id)
+            changed = change(current)
+            if changed is current:
+                return Updated(current, changed=False)
+            after = replace(changed, version=current.version + 1, updated_at=self.now())
+            try:
+                await self.commit(current, after, ())
+            except Conflict:
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
+                continue
+            return Updated(after, changed=True)
+        raise StoreUnavailable(f"session {session_id} is too busy; please try again")
+
+    def now(self) -> float:
+        """The time changes are stamped with."""
+        return time.time()
 
     @abc.abstractmethod
     async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
@@ -90,6 +128,18 @@ class Store(abc.ABC):
     async def version(self, session_id: str) -> int | None:
         """The session's current version, cheaply (None if unknown)."""
         return (await self.versions([session_id])).get(session_id)
+
+    # The change feed. An instance that holds sockets of a session follows it: every change
+    # another instance stores arrives as a Record, in version order. The in-memory store has
+    # one instance only, so nothing to follow.
+    def on_record(self, handler: RecordHandler) -> None:  # noqa: B027 - optional
+        """Where records of followed sessions go."""
+
+    async def follow(self, session_id: str) -> None:  # noqa: B027 - optional
+        """Start hearing of the session's changes; returns once nothing can be missed."""
+
+    async def unfollow(self, session_id: str) -> None:  # noqa: B027 - optional
+        """Stop hearing of the session's changes."""
 
     # Presence across instances: each server instance says it is alive and in which sessions it
     # holds sockets, so the survivors can mark a crashed instance's people offline.

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from server.models import Session
-from server.store.base import (
-    Change,
-    Lifetimes,
-    SessionNotFound,
-    Store,
-    StoreFull,
-    Updated,
-    successor,
-)
+from server.ops import Op
+from server.store.base import Conflict, Lifetimes, SessionNotFound, Store, StoreFull
 
 
 class MemoryStore(Store):
@@ -48,17 +41,18 @@ class MemoryStore(Store):
             return None
         return session
 
-    async def update(self, session_id: str, change: Change) -> Updated:
-        # No await between read and write: on one event loop this is atomic by construction.
-        current = await self.get(session_id)
+    def now(self) -> float:
+        return self._clock()
+
+    async def commit(self, before: Session, after: Session, ops: Sequence[Op]) -> None:
+        # No await between the check and the write: on one event loop this is atomic.
+        current = await self.get(before.id)
         if current is None:
-            raise SessionNotFound(session_id)
-        saved = successor(current, change, self._clock())
-        if saved is None:
-            return Updated(current, changed=False)
-        self._sessions[session_id] = saved
-        self._sessions.move_to_end(session_id)
-        return Updated(saved, changed=True)
+            raise SessionNotFound(before.id)
+        if current.version != before.version:
+            raise Conflict(current.version)
+        self._sessions[before.id] = after
+        self._sessions.move_to_end(before.id)
 
     async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
         found = {i: await self.get(i) for i in session_ids}

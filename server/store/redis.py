@@ -1,12 +1,11 @@
-"""The Redis store: sessions shared by every instance, each change one compare-and-set step."""
+"""The Redis store: sessions shared by every instance; each change one script that writes only
+what changed, if nobody stored another change first, and tells the other instances."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
@@ -15,58 +14,97 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from server.models import Session, dump_session, load_session
+from server.models import Session
+from server.ops import Op, Record, dump_record
 from server.settings import Rate
+from server.store import layout
 from server.store.base import (
-    Change,
+    Conflict,
     Lifetimes,
+    OutcomeUnknown,
     SessionNotFound,
     Store,
     StoreFull,
     StoreUnavailable,
-    Updated,
-    successor,
 )
+from server.store.feed import FeedHandler, RedisFeed
 
 log = logging.getLogger(__name__)
 
-# A session is a hash {doc: <JSON>, version: <int>, online: <people connected>}, listed in an
-# index sorted by the time of its last change. The write succeeds only if nobody wrote a newer
-# version since we read ours: optimistic concurrency, so a change computed in Python from a
-# stale read can never overwrite a ballot cast on another instance.
-_COMPARE_AND_SET = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current == false then return -1 end
-if current ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'version', ARGV[3], 'online', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-return 1
-"""
-
-# ARGV: doc, version, ttl ms, now, forget index entries older than this, max sessions, id.
-_CREATE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return -2 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'version', ARGV[2], 'online', 0)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
-return 1
-"""
-
-# Evict one session if it is idle (nobody online, unchanged since ARGV[1]), or drop its index
-# entry if it has expired already. ARGV: idle cutoff, id.
-_EVICT_IF_IDLE = """
-local online = redis.call('HGET', KEYS[1], 'online')
-if online == false then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return 1
+# Field writes, as prepared by server.store.layout: for each key, its index in KEYS, the number
+# of fields, then field/value pairs; an empty value deletes the field.
+_APPLY = """
+local function apply(i)
+  while i <= #ARGV do
+    local key = KEYS[tonumber(ARGV[i])]
+    local count = tonumber(ARGV[i + 1])
+    i = i + 2
+    local sets = {}
+    for _ = 1, count do
+      if ARGV[i + 1] == '' then
+        redis.call('HDEL', key, ARGV[i])
+      else
+        sets[#sets + 1] = ARGV[i]
+        sets[#sets + 1] = ARGV[i + 1]
+      end
+      i = i + 2
+    end
+    if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+  end
 end
-local changed = redis.call('ZSCORE', KEYS[2], ARGV[2])
-if tonumber(online) == 0 and changed and tonumber(changed) < tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
+"""
+
+# KEYS: every key of the session, meta first. ARGV: ttl ms, expiry deadline ms, then writes.
+_CREATE = (
+    _APPLY
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+apply(3)
+redis.call('HSET', KEYS[1], 'x', ARGV[2])
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return 1
+"""
+)
+
+# Store a change only if nobody stored another one first (optimistic concurrency: a change
+# computed from a copy that is behind can never overwrite a ballot cast through another
+# instance), and tell the instances following the session, in version order.
+# KEYS: meta, then the keys written. ARGV: expected version, channel, record, ttl ms, now ms,
+# refresh slack ms, then writes. Returns {1, refresh?}, {0, current version} or {-1}.
+_COMMIT = (
+    _APPLY
+    + """
+local version = redis.call('HGET', KEYS[1], 'v')
+if version == false then return {-1} end
+if version ~= ARGV[1] then return {0, tonumber(version)} end
+apply(7)
+for i = 2, #KEYS do
+  if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+local deadline = tonumber(ARGV[5]) + tonumber(ARGV[4])
+local expires = tonumber(redis.call('HGET', KEYS[1], 'x') or 0)
+if math.abs(deadline - expires) > tonumber(ARGV[6]) then return {1, 1} end
+return {1, 0}
+"""
+)
+
+# Every key of a session lives until the same deadline. KEYS: every key. ARGV: ttl ms, deadline.
+_REFRESH = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+redis.call('HSET', KEYS[1], 'x', ARGV[2])
+"""
+
+# Evict a session if it is idle (nobody online, unchanged since ARGV[1]). KEYS: every key.
+_EVICT_IF_IDLE = """
+local meta = redis.call('HMGET', KEYS[1], 'on', 'u')
+if meta[1] == false then return 1 end
+if tonumber(meta[1]) == 0 and tonumber(meta[2]) < tonumber(ARGV[1]) then
+  redis.call('DEL', unpack(KEYS))
   return 1
 end
 return 0
@@ -114,8 +152,6 @@ if allowed then return 1 end
 return 0
 """
 
-MAX_ATTEMPTS = 100
-
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -155,7 +191,8 @@ class RedisStore(Store):
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             # Retry a dropped connection (e.g. Redis restarted), but not a timeout: a stalled
-            # Redis should give a quick, clear error rather than a request that hangs.
+            # Redis should give a quick, clear error rather than a request that hangs. A
+            # retried commit is safe: it finds its own version stored and reports a conflict.
             retry=Retry(
                 ExponentialBackoff(cap=1.0, base=0.05),
                 retries=3,
@@ -169,112 +206,152 @@ class RedisStore(Store):
         self._max = max_sessions
         self._prefix = prefix
         self._clock = clock
-        self._cas = self._redis.register_script(_COMPARE_AND_SET)
         self._create = self._redis.register_script(_CREATE)
+        self._commit = self._redis.register_script(_COMMIT)
+        self._refresh = self._redis.register_script(_REFRESH)
         self._evict = self._redis.register_script(_EVICT_IF_IDLE)
+        self._feed = RedisFeed(self._redis)
 
-    def _key(self, session_id: str) -> str:
-        return f"{self._prefix}:session:{session_id}"
+    def keys(self, session_id: str) -> layout.Keys:
+        return layout.Keys(self._prefix, session_id)
 
     @property
     def _index(self) -> str:
+        # Every session, scored by the time its expiry was last pushed back (about its last
+        # change): the oldest are the first candidates for eviction.
         return f"{self._prefix}:sessions"
+
+    def now(self) -> float:
+        return self._clock()
 
     def _ttl_ms(self, session: Session) -> int:
         return int(self._lifetimes.ttl(session) * 1000)
 
+    # --- sessions
+
     async def create(self, session: Session) -> None:
         try:
-            created = await self._try_create(session)
-            if created == -2 and await self._make_room():
-                created = await self._try_create(session)
+            if await self._redis.zcard(self._index) >= self._max and not await self._make_room():
+                raise StoreFull("this server holds as many sessions as it is allowed to")
+            keys = self.keys(session.id)
+            every = keys.all(layout_case_ids(session))
+            ttl = self._ttl_ms(session)
+            created = await self._create(
+                keys=every,
+                args=[
+                    ttl,
+                    int(self.now() * 1000) + ttl,
+                    *_encode_writes(every, layout.everything(keys, session)),
+                ],
+            )
+            if not created:
+                raise ValueError(f"session {session.id} exists already")
+            await self._redis.zadd(self._index, {session.id: self.now()})
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        if created == -2:
-            raise StoreFull("this server holds as many sessions as it is allowed to")
-        if created == 0:
-            raise ValueError(f"session {session.id} exists already")
 
-    async def _try_create(self, session: Session) -> int:
-        now = self._clock()
-        created: int = await self._create(
-            keys=[self._key(session.id), self._index],
-            args=[
-                dump_session(session),
-                session.version,
-                self._ttl_ms(session),
-                now,
-                now - self._lifetimes.ttl_seconds,
-                self._max,
-                session.id,
-            ],
+    async def get(self, session_id: str) -> Session | None:
+        keys = self.keys(session_id)
+        try:
+            meta = await self._redis.hgetall(keys.meta)
+            case_ids = layout.case_ids(meta)
+            if case_ids is None:
+                return None
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in keys.all(case_ids):
+                    pipe.hgetall(key)
+                raw = await pipe.execute()
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return layout.load(session_id, raw, case_ids)
+
+    async def commit(self, before: Session, after: Session, ops: Sequence[Op]) -> None:
+        keys = self.keys(before.id)
+        writes = layout.changes(keys, before, after)
+        written = [keys.meta, *(k for k in writes if k != keys.meta)]
+        record = Record(
+            session=before.id, base=before.version, ops=tuple(ops), now=after.updated_at
         )
-        return created
+        ttl = self._ttl_ms(after)
+        slack = min(3_600_000, ttl // 4)
+        try:
+            outcome = await self._commit(
+                keys=written,
+                args=[
+                    before.version,
+                    keys.feed,
+                    dump_record(record),
+                    ttl,
+                    int(self.now() * 1000),
+                    slack,
+                    *_encode_writes(written, writes),
+                ],
+            )
+        except _UNREACHABLE as exc:
+            # Sent, perhaps stored: only reading the session again can tell.
+            raise OutcomeUnknown(str(exc)) from exc
+        if outcome[0] == -1:
+            raise SessionNotFound(before.id)
+        if outcome[0] == 0:
+            raise Conflict(int(outcome[1]))
+        if outcome[1]:
+            await self._push_back_expiry(after, ttl)
+
+    async def _push_back_expiry(self, session: Session, ttl: int) -> None:
+        """Every key of the session lives `ttl` from now (done now and then, not per change)."""
+        try:
+            every = self.keys(session.id).all(layout_case_ids(session))
+            await self._refresh(keys=every, args=[ttl, int(self.now() * 1000) + ttl])
+            await self._redis.zadd(self._index, {session.id: self.now()})
+        except _UNREACHABLE as exc:
+            log.warning("could not push back the expiry of %s: %s", session.id, exc)
 
     async def _make_room(self) -> bool:
-        """Evict the sessions idle longest (or forget expired ones); True if any went."""
+        """Evict the session idle longest (or forget expired ones); True if any went."""
         oldest = await self._redis.zrange(self._index, 0, EVICTION_CANDIDATES - 1)
-        cutoff = self._clock() - self._lifetimes.idle_seconds
+        cutoff = repr(self.now() - self._lifetimes.idle_seconds)
         for raw in oldest:
             assert isinstance(raw, bytes | str)
             session_id = _text(raw)
-            if await self._evict(keys=[self._key(session_id), self._index], args=[cutoff, raw]):
-                log.info("evicted idle session %s to make room", session_id)
+            keys = self.keys(session_id)
+            meta = await self._redis.hgetall(keys.meta)
+            case_ids = layout.case_ids(meta) or []
+            if await self._evict(keys=keys.all(case_ids), args=[cutoff]):
+                await self._redis.zrem(self._index, session_id)
+                if meta:
+                    log.info("evicted idle session %s to make room", session_id)
                 return True
         return False
-
-    async def get(self, session_id: str) -> Session | None:
-        try:
-            doc = await self._redis.hget(self._key(session_id), "doc")
-        except _UNREACHABLE as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return None if doc is None else load_session(doc)
-
-    async def update(self, session_id: str, change: Change) -> Updated:
-        for attempt in range(MAX_ATTEMPTS):
-            current = await self.get(session_id)
-            if current is None:
-                raise SessionNotFound(session_id)
-            now = self._clock()
-            saved = successor(current, change, now)
-            if saved is None:
-                return Updated(current, changed=False)
-            try:
-                outcome = await self._cas(
-                    keys=[self._key(session_id), self._index],
-                    args=[
-                        current.version,
-                        dump_session(saved),
-                        saved.version,
-                        self._ttl_ms(saved),
-                        now,
-                        session_id,
-                        sum(p.online for p in saved.participants),
-                    ],
-                )
-            except _UNREACHABLE as exc:
-                # The write may or may not have landed; the caller reports failure and the
-                # client retries, which is safe because a repeated ballot changes nothing.
-                raise StoreUnavailable(str(exc)) from exc
-            if outcome == 1:
-                return Updated(saved, changed=True)
-            if outcome == -1:
-                raise SessionNotFound(session_id)
-            # Another instance wrote first: read again and re-apply the rules to fresh state.
-            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
-        raise StoreUnavailable(f"session {session_id} is too busy; please try again")
 
     async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
         ids = list(session_ids)
         try:
-            # One round trip for all of them: this runs every second for every active room.
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in ids:
-                    pipe.hget(self._key(session_id), "version")
+                    pipe.hget(self.keys(session_id).meta, "v")
                 raw = await pipe.execute()
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return {i: int(v) for i, v in zip(ids, raw, strict=True) if v is not None}
+
+    # --- the change feed
+
+    def on_record(self, handler: FeedHandler) -> None:
+        self._feed.on_record(handler)
+
+    async def follow(self, session_id: str) -> None:
+        try:
+            await self._feed.follow(self.keys(session_id).feed)
+        except (*_UNREACHABLE, TimeoutError) as exc:
+            raise StoreUnavailable(f"cannot follow {session_id}: {exc}") from exc
+
+    async def unfollow(self, session_id: str) -> None:
+        try:
+            await self._feed.unfollow(self.keys(session_id).feed)
+        except _UNREACHABLE as exc:
+            log.info("could not leave the feed of %s: %s", session_id, exc)
+
+    # --- instances
 
     @property
     def _instances(self) -> str:
@@ -330,8 +407,23 @@ class RedisStore(Store):
             raise StoreUnavailable(f"cannot reach Redis: {exc}") from exc
 
     async def close(self) -> None:
+        await self._feed.close()
         await self._redis.aclose()
         await self._pool.aclose()
+
+
+def layout_case_ids(session: Session) -> list[str]:
+    return [c.id for c in session.cases]
+
+
+def _encode_writes(keys: list[str], writes: layout.Writes) -> list[bytes | str | int]:
+    """Writes as script arguments: key index (1-based, in `keys`), count, field/value pairs."""
+    out: list[bytes | str | int] = []
+    for key, fields in writes.items():
+        out += [keys.index(key) + 1, len(fields)]
+        for field, value in fields.items():
+            out += [field, b"" if value is None else value]
+    return out
 
 
 def _text(raw: bytes | str) -> str:

@@ -3,6 +3,7 @@
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { MyBallots } from "./room/ballots.js";
 import { CaseCard } from "./room/cases.js";
+import { applyDelta } from "./room/delta.js";
 import { setHidden, setText } from "./room/dom.js";
 import { Identity } from "./room/identity.js";
 import { setUpCopyButtons } from "./room/invite.js";
@@ -177,10 +178,7 @@ function connect() {
   });
   socket.on("welcome", onWelcome);
   socket.on("state", applySnapshot);
-  // A beat with the server's version: if ours is older we missed an update, so fetch it.
-  socket.on("version", (beat) => {
-    if (beat && typeof beat.version === "number" && beat.version > room.version) resync();
-  });
+  socket.on("delta", onDelta);
   socket.on("status", (status) => {
     if (status && status.storage === "unavailable") {
       setConnection("storage");
@@ -254,11 +252,25 @@ function onDisconnect(reason) {
   }
 }
 
+let syncing = false;
+
 function resync() {
-  if (!socket || !socket.connected) return;
+  if (!socket || !socket.connected || syncing) return;
+  syncing = true;
   socket.timeout(ACK_TIMEOUT_MS).emit("sync", (err, snapshot) => {
+    syncing = false;
     if (!err) applySnapshot(snapshot);
   });
+}
+
+// A delta that follows from what is on screen is applied; after a gap (a missed delta), only
+// a fresh snapshot will do.
+function onDelta(delta) {
+  if (!delta || typeof delta.version !== "number" || !room.snapshot) return;
+  if (delta.version <= room.version) return;
+  const next = applyDelta(room.snapshot, delta);
+  if (next) applySnapshot(next);
+  else resync();
 }
 
 // ---------- Snapshots ----------

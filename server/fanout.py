@@ -1,0 +1,155 @@
+"""Fan-out: what a room's sockets on this instance are sent, and when.
+
+Changes to a room are gathered for a short window (`window`, 100 ms by default) and go out as
+one `delta`; the first change after a quiet spell goes out at once. A delta is built once per
+room (server.snapshot.View), encoded once and written to every socket of the room
+(server.transport). Newcomers get the snapshot of that same moment instead, so many people
+joining at once cost one snapshot encoding per window, not one per person. A socket that reads
+too slowly is skipped until it has caught up, then sent a fresh snapshot: it never holds up
+the room, and its backlog stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from server import protocol, snapshot
+from server.models import Session
+from server.transport import Message, Outlet
+
+log = logging.getLogger(__name__)
+
+# While a socket of a room is behind, how often to look whether it has caught up.
+BEHIND_CHECK = 0.5
+
+
+@dataclass
+class _Room:
+    sockets: dict[str, Outlet] = field(default_factory=dict)
+    # Sockets waiting for a snapshot: newcomers, and those that fell behind.
+    unsynced: set[str] = field(default_factory=set)
+    behind: set[str] = field(default_factory=set)
+    view: snapshot.View | None = None
+    marks: snapshot.Marks = field(default_factory=snapshot.Marks)
+    timer: asyncio.TimerHandle | None = None
+    last_flush: float = float("-inf")
+
+
+class Fanout:
+    def __init__(
+        self,
+        current: Callable[[str], Session | None],
+        *,
+        window: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`current(session_id)`: this instance's copy of the session, as it is now."""
+        self.current = current
+        self.window = window
+        self.clock = clock
+        self.rooms: dict[str, _Room] = {}
+        # Counters for the benchmark and /metrics.
+        self.deltas = 0
+        self.messages = 0
+
+    def add(self, session_id: str, sid: str, outlet: Outlet) -> None:
+        """A socket joined the room: it gets a snapshot with the next flush."""
+        room = self.rooms.setdefault(session_id, _Room())
+        room.sockets[sid] = outlet
+        room.unsynced.add(sid)
+        self._schedule(session_id, room)
+
+    def remove(self, session_id: str, sid: str) -> None:
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        room.sockets.pop(sid, None)
+        room.unsynced.discard(sid)
+        room.behind.discard(sid)
+        if not room.sockets:
+            if room.timer is not None:
+                room.timer.cancel()
+            del self.rooms[session_id]
+
+    def changed(self, session_id: str, before: Session, after: Session) -> None:
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        room.marks.add(snapshot.marks(before, after))
+        self._schedule(session_id, room)
+
+    def _schedule(self, session_id: str, room: _Room, delay: float | None = None) -> None:
+        if room.timer is not None:
+            return
+        if delay is None:
+            delay = max(0.0, room.last_flush + self.window - self.clock())
+        loop = asyncio.get_running_loop()
+        room.timer = loop.call_later(delay, self._flush_safely, session_id)
+
+    def _flush_safely(self, session_id: str) -> None:
+        try:
+            self.flush(session_id)
+        except Exception:
+            log.exception("sending the changes of %s failed", session_id)
+
+    def flush(self, session_id: str) -> None:
+        """Send what changed since the last flush (a delta) and snapshots to those who need one."""
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        room.timer = None
+        room.last_flush = self.clock()
+        session = self.current(session_id)
+        if session is None:
+            return
+        if room.view is None:
+            room.view = snapshot.View(session)
+            room.unsynced |= room.sockets.keys()
+            room.marks = snapshot.Marks()
+        elif room.marks or session.version != room.view.version:
+            delta = room.view.delta(session, room.marks)
+            room.marks = snapshot.Marks()
+            message = Message(protocol.DELTA, delta)
+            self.deltas += 1
+            for sid, outlet in room.sockets.items():
+                if sid in room.unsynced or sid in room.behind:
+                    continue
+                if outlet.send(message):
+                    self.messages += 1
+                else:
+                    room.behind.add(sid)
+        self._send_snapshots(room, session)
+        if room.behind:
+            self._schedule(session_id, room, BEHIND_CHECK)
+
+    def _send_snapshots(self, room: _Room, session: Session) -> None:
+        for sid in list(room.behind):
+            if room.sockets[sid].caught_up():
+                room.behind.discard(sid)
+                room.unsynced.add(sid)
+        if not room.unsynced:
+            return
+        assert room.view is not None and room.view.version == session.version
+        message = Message(protocol.STATE, snapshot.state(session))
+        for sid in room.unsynced:
+            if room.sockets[sid].send(message):
+                self.messages += 1
+            else:
+                room.behind.add(sid)
+        room.unsynced.clear()
+
+    def sync_now(self, session_id: str) -> int | None:
+        """Flush the room at once (a client asked for a snapshot): the snapshot it gets and the
+        deltas that follow then start from the same version. Returns that version."""
+        room = self.rooms.get(session_id)
+        if room is None:
+            return None
+        if room.timer is not None:
+            room.timer.cancel()
+            room.timer = None
+        self.flush(session_id)
+        return room.view.version if room.view is not None else None

@@ -1,0 +1,136 @@
+"""Changes as data: every way a session can change, as a small record that any instance can
+apply to its own copy and get the very same session.
+
+An instance that accepts a change applies it to its copy (through server.rules), stores the
+result and publishes the record; every other instance holding the room applies the same record
+to its copy. So an op must carry everything its rule needs (ids, token hashes, limits, the
+time), never read a clock, a random source or a setting: the same op on the same session gives
+the same result everywhere.
+
+Applying an op that has already been applied changes nothing (a repeated join, attach, vote
+with the same sequence number...), so an op whose fate is unknown can safely be tried again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+from msgspec.structs import replace
+
+from server import rules
+from server.models import Participant, Role, Session
+
+
+class Join(msgspec.Struct, frozen=True, tag="join"):
+    """A new participant, connected through `sid`."""
+
+    participant: Participant
+    sid: str
+    limit: int
+
+
+class Attach(msgspec.Struct, frozen=True, tag="attach"):
+    """A participant's socket (a reconnect), possibly taking up the facilitator role."""
+
+    participant: str
+    sid: str
+    role: Role | None = None
+
+
+class Detach(msgspec.Struct, frozen=True, tag="detach"):
+    participant: str
+    sid: str
+
+
+class DropSockets(msgspec.Struct, frozen=True, tag="drop"):
+    """Every socket of an instance that stopped (their ids start with `prefix`)."""
+
+    prefix: str
+
+
+class Vote(msgspec.Struct, frozen=True, tag="vote"):
+    participant: str
+    case: str
+    score: int | None
+    client: str | None = None
+    seq: int | None = None
+    round: int | None = None
+
+
+class Control(msgspec.Struct, frozen=True, tag="control"):
+    participant: str
+    action: str
+    case: str | None = None
+
+
+Op = Join | Attach | Detach | DropSockets | Vote | Control
+
+
+def change(session: Session, op: Op) -> Session:
+    """The session after `op`, by the rules (the same object when `op` changes nothing);
+    raises rules.RuleError when a rule refuses it."""
+    match op:
+        case Join(participant=p, sid=sid, limit=limit):
+            if session.participant(p.id) is not None:
+                return rules.attach(session, p.id, sid)
+            return rules.attach(rules.join(session, p, limit=limit), p.id, sid)
+        case Attach(participant=pid, sid=sid, role=role):
+            return rules.attach(session, pid, sid, role)
+        case Detach(participant=pid, sid=sid):
+            return rules.detach(session, pid, sid)
+        case DropSockets(prefix=prefix):
+            return rules.drop_sockets(session, prefix)
+        case Vote():
+            return rules.vote(
+                session,
+                op.participant,
+                op.case,
+                op.score,
+                client=op.client,
+                seq=op.seq,
+                round=op.round,
+            )
+        case Control(participant=pid, action=action, case=case):
+            return rules.control(session, pid, action, case)
+    raise TypeError(f"not an op: {op!r}")  # pragma: no cover - the match is exhaustive
+
+
+def apply(session: Session, op: Op, now: float) -> Session:
+    """`change`, stamped: version one higher and touched `now`, unless nothing changed."""
+    changed = change(session, op)
+    if changed is session:
+        return session
+    return replace(changed, version=session.version + 1, updated_at=now)
+
+
+def replay(session: Session, ops: Sequence[Op], now: float) -> Session:
+    """Apply ops that another instance applied and stored, in order, as it did."""
+    for op in ops:
+        after = apply(session, op, now)
+        if after is session:
+            raise ValueError(f"op {op!r} changed nothing at version {session.version}")
+        session = after
+    return session
+
+
+class Record(msgspec.Struct, frozen=True):
+    """What an instance publishes after storing a change: the ops, applied in order on top of
+    version `base` at time `now`."""
+
+    session: str
+    base: int
+    ops: tuple[Op, ...]
+    now: float
+
+
+_record_encoder = msgspec.json.Encoder()
+_record_decoder = msgspec.json.Decoder(Record)
+
+
+def dump_record(record: Record) -> bytes:
+    return _record_encoder.encode(record)
+
+
+def load_record(data: bytes | str) -> Record:
+    return _record_decoder.decode(data)

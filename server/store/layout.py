@@ -1,0 +1,214 @@
+"""How a session is laid out in Redis: a few hashes per session, so that a change writes only
+the fields it changes (a vote: one ballot, its sequence number, the version).
+
+All keys of a session carry its id in braces (a Redis Cluster hash tag), so they live on one
+node and one script can change them together.
+
+    <prefix>:{id}          meta: v version, u last change, st status, on people online,
+                           m the parts that never change (title, template, ...), x expiry
+    <prefix>:{id}:p        participant id -> {"n": join order, "p": participant}
+    <prefix>:{id}:c        case id -> {"status", "round"}
+    <prefix>:{id}:h        case id -> earlier rounds
+    <prefix>:{id}:u        case id -> anonymous ballots not shown yet
+    <prefix>:{id}:b:<case> participant id -> score (null = abstain); "~" + participant id ->
+                           [client, seq] of their last vote; "=" + participant id -> the score
+                           shown so far (anonymous sessions in open mode)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from server.models import CaseState, CaseStatus, Mode, Participant, Round, Session, Template
+
+SEQUENCE = "~"
+SHOWN = "="
+
+
+class _Static(msgspec.Struct, frozen=True):
+    id: str
+    title: str
+    mode: Mode
+    anonymous: bool
+    template: Template
+    facilitator_hash: str
+    created_at: float
+
+
+class _Person(msgspec.Struct, frozen=True):
+    n: int
+    p: Participant
+
+
+class _Head(msgspec.Struct, frozen=True):
+    status: CaseStatus
+    round: int
+
+
+_encode = msgspec.json.Encoder().encode
+_static = msgspec.json.Decoder(_Static).decode
+_person = msgspec.json.Decoder(_Person).decode
+_head = msgspec.json.Decoder(_Head).decode
+_rounds = msgspec.json.Decoder(tuple[Round, ...]).decode
+_names = msgspec.json.Decoder(tuple[str, ...]).decode
+_score = msgspec.json.Decoder(int | None).decode
+_sequence = msgspec.json.Decoder(tuple[str, int]).decode
+
+
+class Keys:
+    def __init__(self, prefix: str, session_id: str) -> None:
+        self.meta = f"{prefix}:{{{session_id}}}"
+        self.people = self.meta + ":p"
+        self.cases = self.meta + ":c"
+        self.history = self.meta + ":h"
+        self.unshown = self.meta + ":u"
+        self.feed = self.meta + ":feed"
+
+    def ballots(self, case_id: str) -> str:
+        return f"{self.meta}:b:{case_id}"
+
+    def all(self, case_ids: Iterable[str]) -> list[str]:
+        fixed = [self.meta, self.people, self.cases, self.history, self.unshown]
+        return fixed + [self.ballots(c) for c in case_ids]
+
+
+# key -> field -> new value, or None to delete the field.
+Writes = dict[str, dict[str, bytes | None]]
+
+
+def everything(keys: Keys, session: Session) -> Writes:
+    """The writes that store a whole session."""
+    empty = msgspec.structs.replace(
+        session,
+        participants=(),
+        cases=tuple(CaseState(id=c.id, status="pending", round=0) for c in session.cases),
+        status="active",
+        version=0,
+        updated_at=0.0,
+    )
+    found = changes(keys, empty, session)
+    static = _Static(
+        id=session.id,
+        title=session.title,
+        mode=session.mode,
+        anonymous=session.anonymous,
+        template=session.template,
+        facilitator_hash=session.facilitator_hash,
+        created_at=session.created_at,
+    )
+    found[keys.meta] |= {"m": _encode(static), "st": session.status.encode()}
+    found[keys.meta].setdefault("on", b"0")
+    return found
+
+
+def changes(keys: Keys, before: Session, after: Session) -> Writes:
+    """The fields that differ between two versions of a session (found by identity: the rules
+    replace only what they change)."""
+    out: Writes = {
+        keys.meta: {"v": str(after.version).encode(), "u": repr(after.updated_at).encode()}
+    }
+    if after.status != before.status:
+        out[keys.meta]["st"] = after.status.encode()
+    if after.participants is not before.participants:
+        old = {p.id: p for p in before.participants}
+        people = out.setdefault(keys.people, {})
+        for n, p in enumerate(after.participants):
+            if old.pop(p.id, None) is not p:
+                people[p.id] = _encode(_Person(n=n, p=p))
+        for gone in old:
+            people[gone] = None
+        online = sum(1 for p in after.participants if p.sids)
+        out[keys.meta]["on"] = str(online).encode()
+    if after.cases is not before.cases:
+        was = {c.id: c for c in before.cases}
+        for case in after.cases:
+            if was.get(case.id) is not case:
+                _case_changes(keys, was.get(case.id), case, out)
+    return {key: fields for key, fields in out.items() if fields}
+
+
+def _case_changes(keys: Keys, before: CaseState | None, after: CaseState, out: Writes) -> None:
+    before = before or CaseState(id=after.id, status="pending", round=0)
+    if (before.status, before.round) != (after.status, after.round):
+        out.setdefault(keys.cases, {})[after.id] = _encode(_Head(after.status, after.round))
+    if before.history != after.history:
+        out.setdefault(keys.history, {})[after.id] = _encode(after.history)
+    if before.unshown != after.unshown:
+        out.setdefault(keys.unshown, {})[after.id] = (
+            _encode(after.unshown) if after.unshown else None
+        )
+    ballots = out.setdefault(keys.ballots(after.id), {})
+    _dict_changes(before.ballots, after.ballots, "", ballots)
+    _dict_changes(before.sequence, after.sequence, SEQUENCE, ballots)
+    _dict_changes(before.shown, after.shown, SHOWN, ballots)
+
+
+def _dict_changes(
+    before: Mapping[str, Any], after: Mapping[str, Any], mark: str, out: dict[str, bytes | None]
+) -> None:
+    if before is after:
+        return
+    for key, value in after.items():
+        if key not in before or before[key] != value:
+            out[mark + key] = _encode(value)
+    for key in before.keys() - after.keys():
+        out[mark + key] = None
+
+
+def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) -> Session | None:
+    """A session from the hashes of `Keys.all(case_ids)`, read in that order (None if the
+    meta hash is gone)."""
+    meta, people, cases, history, unshown, *per_case = raw
+    if not meta:
+        return None
+    static = _static(meta[b"m"])
+    persons = sorted((_person(v) for v in people.values()), key=lambda x: x.n)
+    states = []
+    for case_id, ballots_raw in zip(case_ids, per_case, strict=True):
+        key = case_id.encode()
+        head = _head(cases[key]) if key in cases else _Head("pending", 1)
+        ballots, sequence, shown = {}, {}, {}
+        for field, value in ballots_raw.items():
+            name = field.decode()
+            if name.startswith(SEQUENCE):
+                sequence[name[1:]] = _sequence(value)
+            elif name.startswith(SHOWN):
+                shown[name[1:]] = _score(value)
+            else:
+                ballots[name] = _score(value)
+        states.append(
+            CaseState(
+                id=case_id,
+                status=head.status,
+                round=head.round,
+                ballots=ballots,
+                history=_rounds(history[key]) if key in history else (),
+                sequence=sequence,
+                shown=shown,
+                unshown=_names(unshown[key]) if key in unshown else (),
+            )
+        )
+    return Session(
+        id=session_id,
+        title=static.title,
+        mode=static.mode,
+        anonymous=static.anonymous,
+        template=static.template,
+        facilitator_hash=static.facilitator_hash,
+        created_at=static.created_at,
+        updated_at=float(meta[b"u"]),
+        status="finished" if meta.get(b"st") == b"finished" else "active",
+        version=int(meta[b"v"]),
+        participants=tuple(x.p for x in persons),
+        cases=tuple(states),
+    )
+
+
+def case_ids(meta: Mapping[Any, Any]) -> list[str] | None:
+    """The session's case ids, from its meta hash (None if there is none)."""
+    if b"m" not in meta:
+        return None
+    return [c.id for c in _static(meta[b"m"]).template.cases]

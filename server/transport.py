@@ -1,0 +1,134 @@
+"""Getting one encoded message to many sockets cheaply.
+
+python-socketio sends a room message by creating one task per recipient, each of which queues
+the packet for that socket's writer task, which encodes it and hands it to the ASGI server,
+which frames it: several tasks and copies per recipient and message. For a room's deltas this
+module does the work once: the message is encoded once as a Socket.IO packet and framed once
+as a WebSocket frame, and each socket gets the same bytes written straight to its connection
+(`FramingProtocol`, uvicorn's sans-I/O WebSocket protocol with one extra door for that). Where
+that door is missing (another ASGI server, or the socket's own queue still holds packets that
+must go first), the packet goes into Engine.IO's queue for that socket, still without a task
+and still encoded once.
+
+Either way a reader that stops reading cannot make the server hold an unbounded backlog: past
+`BACKLOG_LIMIT` bytes (or `QUEUE_LIMIT` queued packets) the socket is reported as behind, and
+the fan-out stops sending it deltas until it has caught up, then sends it a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+from engineio import packet as eio_packet
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+# Bytes a socket may have waiting in its connection's write buffer before it counts as behind,
+# and how far it must drain before it gets a snapshot and deltas again.
+BACKLOG_LIMIT = 512 * 1024
+BACKLOG_RESUME = 64 * 1024
+QUEUE_LIMIT = 64
+
+EXTENSION = "stackvote.framing"
+
+_encode = msgspec.json.Encoder().encode
+
+
+class FramingProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, offering the app a way to write a frame that was
+    built once for many connections (through the ASGI scope's extensions)."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][EXTENSION] = self
+
+    def open_for_frames(self) -> bool:
+        """Whether a frame written now goes out in order and is not piling up."""
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.writable.is_set()
+            and not self.transport.is_closing()
+        )
+
+    def write_frame(self, frame: bytes) -> None:
+        self.transport.write(frame)
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the network."""
+        return int(self.transport.get_write_buffer_size())
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented WebSocket text frame (server to client, RFC 6455 §5.2)."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+class Message:
+    """One server-to-client Socket.IO event, encoded once for any number of recipients."""
+
+    __slots__ = ("_frame", "_packet", "text")
+
+    def __init__(self, event: str, data: Any) -> None:
+        # Engine.IO message (4) holding a Socket.IO event (2) for the default namespace.
+        body = b'2["' + event.encode() + b'",' + _encode(data) + b"]"
+        self.text = body.decode()
+        self._frame: bytes | None = None
+        self._packet: Any = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = websocket_frame(b"4" + self.text.encode())
+        return self._frame
+
+    @property
+    def packet(self) -> Any:
+        if self._packet is None:
+            self._packet = eio_packet.Packet(eio_packet.MESSAGE, data=self.text)
+        return self._packet
+
+
+class Outlet:
+    """The way to one socket: its Engine.IO socket (always) and the framing door (if any)."""
+
+    __slots__ = ("framing", "socket")
+
+    def __init__(self, socket: Any, framing: FramingProtocol | None) -> None:
+        self.socket = socket
+        self.framing = framing
+
+    def send(self, message: Message) -> bool:
+        """Send `message`; False if the socket is gone or too far behind (nothing is sent to
+        a socket that is behind: it needs a snapshot once it has caught up)."""
+        if self.socket.closed or self.socket.closing:
+            return False
+        if self.behind():
+            return False
+        framing = self.framing
+        if framing is not None and self.socket.queue.empty() and framing.open_for_frames():
+            framing.write_frame(message.frame)
+        else:
+            self.socket.queue.put_nowait(message.packet)
+        return True
+
+    def behind(self) -> bool:
+        if self.socket.queue.qsize() > QUEUE_LIMIT:
+            return True
+        return self.framing is not None and self.framing.backlog() > BACKLOG_LIMIT
+
+    def caught_up(self) -> bool:
+        if self.socket.queue.qsize() > 0:
+            return False
+        return self.framing is None or self.framing.backlog() < BACKLOG_RESUME
