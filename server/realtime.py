@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE = "The server cannot reach its storage right now; please try again in a moment."
 BUSY = "The server is busy right now; this was not counted, please try again in a moment."
+BUSY_CONNECTING = "The server is busy right now; please try again in a moment."
 GONE = "This session no longer exists."
 
 
@@ -127,7 +128,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "rate_limited",
             )
         if self.load.busy:
-            raise _refuse(BUSY, "busy")
+            raise _refuse(BUSY_CONNECTING, "busy")
         try:
             request = protocol.parse(protocol.Auth, auth if auth is not None else {})
             session = await self.rooms.open(request.session)
@@ -167,7 +168,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if isinstance(exc, protocol.ProtocolError | rules.RuleError):
             return _refuse(str(exc), "refused")
         if isinstance(exc, Busy):
-            return _refuse(BUSY, "busy")
+            return _refuse(BUSY_CONNECTING, "busy")
         if isinstance(exc, SessionNotFound):
             return _refuse(GONE, "unknown_session")
         if isinstance(exc, StoreUnavailable):
