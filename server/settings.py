@@ -32,7 +32,7 @@ class Settings:
     # Sessions not touched for this long are forgotten; one that nobody ever joined, sooner.
     session_ttl_hours: float = 30 * 24
     unjoined_ttl_hours: float = 24
-    max_participants: int = 1000
+    max_participants: int = 1500
     # When the server holds max_sessions, creating one more evicts the session idle longest
     # (nobody connected, nothing changed for idle_minutes); active sessions are never evicted.
     max_sessions: int = 10_000

@@ -26,11 +26,28 @@ def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
         ballots = case.shown
     results = engine.case_results(ballots.values()).as_dict()
     if not session.anonymous:
-        results["ballots"] = [
-            {"participant": participant, "score": score}
-            for participant, score in case.ballots.items()
-        ]
+        results["ballots"] = ballots_in_join_order(session, case.ballots)
     return results
+
+
+def ballots_in_join_order(
+    session: Session, ballots: dict[str, int | None]
+) -> list[dict[str, Any]]:
+    """Who scored what, in the order people joined (the same on every instance, whatever
+    order the ballots were read back in); ballots of people no longer listed come last."""
+    listed = [
+        {"participant": p.id, "score": ballots[p.id]}
+        for p in session.participants
+        if p.id in ballots
+    ]
+    if len(listed) < len(ballots):
+        present = {b["participant"] for b in listed}
+        listed += [
+            {"participant": pid, "score": ballots[pid]}
+            for pid in sorted(ballots)
+            if pid not in present
+        ]
+    return listed
 
 
 def recommendation(session: Session) -> dict[str, Any] | None:

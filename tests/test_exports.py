@@ -72,9 +72,9 @@ def test_revealed_cases_report_their_results() -> None:
     assert realtime["histogram"] == [0, 0, 0, 1, 1]
     assert realtime["median"] == 3.5
     assert realtime["ballots"] == [
+        {"participant": "fay", "score": None},
         {"participant": "alice", "score": 4},
         {"participant": "bob", "score": 3},
-        {"participant": "fay", "score": None},
     ]
 
 
@@ -102,9 +102,9 @@ def test_earlier_rounds_are_kept_in_the_history() -> None:
     assert first["histogram"] == [1, 0, 1, 0, 1]
     assert first["median"] == 2.0
     assert first["ballots"] == [
+        {"participant": "fay", "score": 2},
         {"participant": "alice", "score": 4},
         {"participant": "bob", "score": 0},
-        {"participant": "fay", "score": 2},
     ]
 
 
@@ -202,7 +202,7 @@ def test_the_decision_record_without_a_reveal_says_so() -> None:
 def test_the_decision_record_lists_ballots_and_earlier_rounds() -> None:
     text = record(decided())
     assert "## Ballots" in text
-    assert "- Live updates are core: Alice: 4, Bob: 3, Fay: abstained" in text
+    assert "- Live updates are core: Fay: abstained, Alice: 4, Bob: 3" in text
     assert "## Earlier rounds" in text
     assert "- Live updates are core, round 1: median 2.0, consensus " in text
     # The case that is still hidden appears in the table without numbers.

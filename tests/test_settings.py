@@ -18,7 +18,7 @@ def test_the_defaults_work_on_a_laptop() -> None:
     assert settings.log_level == "info"
     assert settings.session_ttl_hours == 720
     assert settings.unjoined_ttl_hours == 24
-    assert settings.max_participants == 1000
+    assert settings.max_participants == 1500
     assert settings.max_sessions == 10_000
 
 

@@ -101,9 +101,9 @@ def test_a_hidden_case_shows_its_results_once_revealed() -> None:
     assert results["median"] == 3.5
     assert results["mean"] == 3.5
     assert results["ballots"] == [
+        {"participant": "fay", "score": None},
         {"participant": "alice", "score": 4},
         {"participant": "bob", "score": 3},
-        {"participant": "fay", "score": None},
     ]
     # The other open case stays hidden.
     assert case_of(state, "prototype")["results"] is None
