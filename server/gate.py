@@ -21,8 +21,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import socketio
-from engineio.async_drivers import asgi as engineio_asgi
 from socketio import packet
+
+from server.connection import connection_class
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         self.bad_packets: dict[str, int] = {}
         # The WebSocket of each Engine.IO connection.
         self.websockets: dict[str, Any] = {}
-        # Frames are checked before Engine.IO decodes them (see GuardedWebSocket).
-        self.eio._async = {**self.eio._async, "websocket": _guarded_websocket(self)}
+        # Frames are checked before Engine.IO decodes them (see server.connection).
+        self.eio._async = {**self.eio._async, "websocket": connection_class(self)}
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not isinstance(data, str):
@@ -126,47 +127,3 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         self.bad_packets.pop(eio_sid, None)
         await super()._handle_eio_disconnect(eio_sid, reason)
-
-
-# Engine.IO packet types a client may send over WebSocket: close, pong and messages.
-_CLIENT_TYPES = frozenset("134")
-_NOOP = "6"
-
-
-def _guarded_websocket(server: GatedServer) -> type:
-    class GuardedWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
-        """Engine.IO's ASGI WebSocket, refusing frames its decoder would choke on.
-
-        Engine.IO decodes a frame before any handler runs, outside its own error handling, so a
-        frame like `x` ends the connection with a traceback in the log. Here such frames become
-        no-ops (which Engine.IO ignores) until there are too many; then the connection ends.
-        """
-
-        def __init__(self, handler: Any, eio_server: Any) -> None:
-            super().__init__(handler, eio_server)
-            self.eio_sid: str = getattr(getattr(handler, "__self__", None), "sid", "")
-
-        async def __call__(self, environ: dict[str, Any]) -> Any:
-            server.websockets[self.eio_sid] = self
-            try:
-                return await super().__call__(environ)
-            finally:
-                server.websockets.pop(self.eio_sid, None)
-
-        async def wait(self) -> Any:
-            frame = await super().wait()
-            if _well_formed(frame):
-                return frame
-            if server.too_many_bad(self.eio_sid, "malformed Engine.IO frame"):
-                raise OSError("too many malformed frames")
-            return _NOOP
-
-    return GuardedWebSocket
-
-
-def _well_formed(frame: Any) -> bool:
-    """A text frame of a kind clients send; a message must carry a Socket.IO packet (which
-    starts with a digit), never a bare JSON value for Engine.IO to parse."""
-    if not isinstance(frame, str) or not frame or frame[0] not in _CLIENT_TYPES:
-        return False
-    return frame[0] != "4" or (len(frame) > 1 and frame[1].isdigit())

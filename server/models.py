@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+from msgspec.structs import replace
 
 SCALE_MAX = 4
 
@@ -110,7 +111,50 @@ class CaseState(Struct, frozen=True):
     unshown: tuple[str, ...] = ()
 
 
-class Session(Struct, frozen=True):
+class PeopleIndex:
+    """Where each participant of a session is, by id, by name (case-folded) and by token hash,
+    so that a room of a thousand people answers "who is this?" without a scan."""
+
+    __slots__ = ("names", "participants", "positions", "tokens")
+
+    def __init__(
+        self,
+        participants: tuple[Participant, ...],
+        positions: dict[str, int],
+        names: dict[str, str],
+        tokens: dict[str, str],
+    ) -> None:
+        self.participants = participants
+        self.positions = positions
+        self.names = names
+        self.tokens = tokens
+
+    @classmethod
+    def of(cls, participants: tuple[Participant, ...]) -> PeopleIndex:
+        return cls(
+            participants,
+            {p.id: n for n, p in enumerate(participants)},
+            {p.name.casefold(): p.id for p in participants},
+            {p.token_hash: p.id for p in participants},
+        )
+
+    def appended(self, participants: tuple[Participant, ...]) -> PeopleIndex:
+        """The index of `participants`: these ones plus one newcomer at the end."""
+        newcomer = participants[-1]
+        return PeopleIndex(
+            participants,
+            {**self.positions, newcomer.id: len(participants) - 1},
+            {**self.names, newcomer.name.casefold(): newcomer.id},
+            {**self.tokens, newcomer.token_hash: newcomer.id},
+        )
+
+    def same_people(self, participants: tuple[Participant, ...]) -> PeopleIndex:
+        """The index of `participants`: the same people in the same places (ids, names and
+        tokens unchanged; only their sockets or roles differ)."""
+        return PeopleIndex(participants, self.positions, self.names, self.tokens)
+
+
+class Session(Struct, frozen=True, dict=True):
     id: str
     title: str
     mode: Mode
@@ -124,8 +168,17 @@ class Session(Struct, frozen=True):
     participants: tuple[Participant, ...] = ()
     cases: tuple[CaseState, ...] = ()
 
+    def people(self) -> PeopleIndex:
+        """The index of this session's participants (built once, carried along by `evolve`)."""
+        index: PeopleIndex | None = self.__dict__.get("_people")
+        if index is None or index.participants is not self.participants:
+            index = PeopleIndex.of(self.participants)
+            self.__dict__["_people"] = index
+        return index
+
     def participant(self, participant_id: str) -> Participant | None:
-        return next((p for p in self.participants if p.id == participant_id), None)
+        position = self.people().positions.get(participant_id)
+        return None if position is None else self.participants[position]
 
     def case(self, case_id: str) -> CaseState | None:
         return next((c for c in self.cases if c.id == case_id), None)
@@ -135,6 +188,18 @@ class Session(Struct, frozen=True):
         if case.status in ("revealed", "locked"):
             return True
         return self.mode == "open" and case.status == "voting"
+
+
+def evolve(session: Session, index: PeopleIndex | None = None, **changes: Any) -> Session:
+    """The session with `changes` (msgspec's replace), keeping the participants' index: the
+    same one when they did not change, or `index` when the caller built the new one."""
+    found = session.__dict__.get("_people")
+    new = replace(session, **changes)
+    if index is None and found is not None and found.participants is new.participants:
+        index = found
+    if index is not None:
+        new.__dict__["_people"] = index
+    return new
 
 
 _encoder = msgspec.json.Encoder()

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-from msgspec.structs import replace
 
 from server import rules
-from server.models import Participant, Role, Session
+from server.models import Participant, Role, Session, evolve
 
 
 class Join(msgspec.Struct, frozen=True, tag="join"):
@@ -101,7 +100,7 @@ def apply(session: Session, op: Op, now: float) -> Session:
     changed = change(session, op)
     if changed is session:
         return session
-    return replace(changed, version=session.version + 1, updated_at=now)
+    return evolve(changed, version=session.version + 1, updated_at=now)
 
 
 def replay(session: Session, ops: Sequence[Op], now: float) -> Session:

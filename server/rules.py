@@ -13,7 +13,7 @@ from typing import Literal
 
 from msgspec.structs import replace
 
-from server.models import CaseState, Participant, Role, Round, Session
+from server.models import CaseState, Participant, Role, Round, Session, evolve
 
 Action = Literal["open", "open_all", "reveal", "reveal_all", "revote", "lock", "finish"]
 ACTIONS: tuple[Action, ...] = (
@@ -57,23 +57,22 @@ def clean_name(raw: object) -> str:
     return name
 
 
-def _same_name(a: str, b: str) -> bool:
-    return a.casefold() == b.casefold()
-
-
 def join(session: Session, participant: Participant, *, limit: int) -> Session:
     """Add a new participant; names are unique in a session, whatever their case."""
     if session.status == "finished" and participant.role != "spectator":
         raise RuleError("This session has finished; you can still look at the results.")
     if len(session.participants) >= limit:
         raise RuleError(f"This session is full ({limit} people); ask the facilitator.")
-    if any(_same_name(p.name, participant.name) for p in session.participants):
+    people = session.people()
+    if participant.name.casefold() in people.names:
         raise RuleError(f"Someone called {participant.name!r} is already here; pick another name.")
-    return replace(session, participants=(*session.participants, participant))
+    participants = (*session.participants, participant)
+    return evolve(session, people.appended(participants), participants=participants)
 
 
 def find_by_token(session: Session, token_hash: str) -> Participant | None:
-    return next((p for p in session.participants if p.token_hash == token_hash), None)
+    found = session.people().tokens.get(token_hash)
+    return None if found is None else session.participant(found)
 
 
 def attach(session: Session, participant_id: str, sid: str, role: Role | None = None) -> Session:
@@ -104,26 +103,32 @@ def drop_sockets(session: Session, prefix: str) -> Session:
     """Forget every socket whose id starts with `prefix` (those of a server instance that died)."""
     if not any(s.startswith(prefix) for p in session.participants for s in p.sids):
         return session
-    return replace(
-        session,
-        participants=tuple(
-            replace(p, sids=tuple(s for s in p.sids if not s.startswith(prefix)))
-            for p in session.participants
-        ),
+    participants = tuple(
+        replace(p, sids=tuple(s for s in p.sids if not s.startswith(prefix)))
+        if any(s.startswith(prefix) for s in p.sids)
+        else p
+        for p in session.participants
     )
+    return evolve(session, session.people().same_people(participants), participants=participants)
 
 
 def _update_participant(
     session: Session, participant_id: str, change: Callable[[Participant], Participant]
 ) -> Session:
-    if session.participant(participant_id) is None:
+    people = session.people()
+    position = people.positions.get(participant_id)
+    if position is None:
         raise RuleError("You are not part of this session any more; please join again.")
-    return replace(
-        session,
-        participants=tuple(
-            change(p) if p.id == participant_id else p for p in session.participants
-        ),
-    )
+    old = session.participants
+    changed = change(old[position])
+    if (changed.id, changed.name, changed.token_hash) != (
+        old[position].id,
+        old[position].name,
+        old[position].token_hash,
+    ):
+        raise ValueError("a participant's id, name and token never change")  # pragma: no cover
+    participants = (*old[:position], changed, *old[position + 1 :])
+    return evolve(session, people.same_people(participants), participants=participants)
 
 
 def vote(
@@ -220,7 +225,7 @@ def control(session: Session, participant_id: str, action: str, case_id: str | N
     finished = _every_case(
         finished, "revealed", lambda c: replace(c, status="locked"), require_any=False
     )
-    return replace(finished, status="finished")
+    return evolve(finished, status="finished")
 
 
 # Per-case transitions. Each names the state it starts from; any other start is an error a
@@ -276,7 +281,7 @@ def _case(session: Session, case_id: str) -> CaseState:
 
 
 def _replace_case(session: Session, new: CaseState) -> Session:
-    return replace(session, cases=tuple(new if c.id == new.id else c for c in session.cases))
+    return evolve(session, cases=tuple(new if c.id == new.id else c for c in session.cases))
 
 
 def _every_case(
@@ -288,6 +293,6 @@ def _every_case(
 ) -> Session:
     if require_any and not any(c.status == status for c in session.cases):
         raise RuleError(f"No case is {'waiting' if status == 'pending' else 'being voted on'}.")
-    return replace(
+    return evolve(
         session, cases=tuple(change(c) if c.status == status else c for c in session.cases)
     )

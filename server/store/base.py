@@ -11,9 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from msgspec.structs import replace
-
-from server.models import Session
+from server.models import Session, evolve
 from server.ops import Op, Record
 from server.throttle import SharedLimiter
 
@@ -108,7 +106,7 @@ class Store(abc.ABC):
             changed = change(current)
             if changed is current:
                 return Updated(current, changed=False)
-            after = replace(changed, version=current.version + 1, updated_at=self.now())
+            after = evolve(changed, version=current.version + 1, updated_at=self.now())
             try:
                 await self.commit(current, after, ())
             except Conflict:
