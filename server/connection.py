@@ -8,7 +8,10 @@ ends (server.gate counts them).
 
 Engine.IO's own loop starts a task and a `wait_for` for every frame it reads, and passes each
 message through two dispatchers; this one waits for frames under one timeout each and hands a
-message straight to Socket.IO. Everything else (pongs, closing, the writer) is Engine.IO's.
+message straight to Socket.IO. On the way out, a packet is written straight to the connection
+when nothing is queued before it (server.transport's framing door), instead of going through
+a queue and a writer task; pings are timers, not sleeping tasks. The rules of Engine.IO stay
+its own: what a ping, a pong or a close means, and the order of what is sent.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as engineio_asgi
+
+from server.transport import EXTENSION, FramingProtocol, websocket_frame
 
 if TYPE_CHECKING:
     from server.gate import GatedServer
@@ -40,10 +46,27 @@ def well_formed(frame: Any) -> bool:
     return frame[0] != "4" or (len(frame) > 1 and frame[1].isdigit())
 
 
+# What a connection's WSGI-style environ still needs once the WebSocket is open: the ASGI scope
+# (for the client's address, in the Socket.IO connect handler) and the ASGI channels.
+_KEPT = frozenset({"asgi.scope", "asgi.receive", "asgi.send"})
+
+
+def _forget_the_request(environ: dict[str, Any]) -> None:
+    """Drop the request's headers from a connection that lives on: python-socketio keeps the
+    environ for the whole connection, and a thousand idle ones would hold ~4 KiB each."""
+    for key in [k for k in environ if k not in _KEPT]:
+        del environ[key]
+    scope = environ.get("asgi.scope")
+    if isinstance(scope, dict):
+        scope["headers"] = []
+
+
 def connection_class(server: GatedServer) -> type:
     """Engine.IO's ASGI WebSocket class for `server` (Engine.IO makes one per connection)."""
 
     class Connection(engineio_asgi.WebSocket):  # type: ignore[misc]
+        framing: FramingProtocol
+
         def __init__(self, handler: Any, eio_server: Any) -> None:
             super().__init__(handler, eio_server)
             # The Engine.IO socket this connection serves (the handler is its bound method).
@@ -60,7 +83,9 @@ def connection_class(server: GatedServer) -> type:
                     # An upgrade from long-polling (not offered here): Engine.IO's own path.
                     await self.handler(self)
                 else:
-                    await self.serve()
+                    scope = environ.get("asgi.scope", {})
+                    _forget_the_request(environ)
+                    await self.serve(scope.get("extensions", {}).get(EXTENSION))
                 return ""
             finally:
                 server.websockets.pop(self.eio_sid, None)
@@ -73,11 +98,15 @@ def connection_class(server: GatedServer) -> type:
                 raise OSError("too many malformed frames")
             return _NOOP
 
-        async def serve(self) -> None:
+        async def serve(self, framing: FramingProtocol | None) -> None:
             socket = self.socket
             eio = socket.server
             socket.connected = True
             socket.upgraded = True
+            if framing is not None:
+                self.framing = framing
+                socket.send = self.send_packet
+                socket.schedule_ping = self.schedule_ping
             writer = asyncio.ensure_future(self.write_all())
             silence = eio.ping_interval + eio.ping_timeout
             limit = eio.max_http_buffer_size
@@ -109,20 +138,52 @@ def connection_class(server: GatedServer) -> type:
                 await socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
 
         async def write_all(self) -> None:
-            """Engine.IO's writer: whatever is queued for this socket, in order."""
-            socket = self.socket
+            """Whatever is queued for this socket, in order (queued packets are rare: only what
+            could not be written at once, see `send_packet`)."""
+            queue = self.socket.queue
             while True:
-                try:
-                    packets = await socket.poll()
-                except eio_exceptions.QueueEmpty:
-                    break
-                if not packets:
+                pkt = await queue.get()
+                queue.task_done()
+                if pkt is None:
                     break
                 try:
-                    for pkt in packets:
-                        await self.send(pkt.encode())
+                    await self.send(pkt.encode())
                 except Exception:  # the client went away mid-write
                     break
             await self.close()
+
+        async def send_packet(self, pkt: Any) -> None:
+            """Engine.IO's `send` for this socket."""
+            self.deliver(pkt)
+
+        def deliver(self, pkt: Any) -> None:
+            """Written now if nothing waits before it and the connection takes it, queued
+            otherwise (the writer keeps the order)."""
+            socket = self.socket
+            if socket.closed:
+                return
+            if socket.queue.empty() and self.framing.open_for_frames():
+                encoded = pkt.encode()
+                if isinstance(encoded, str):
+                    self.framing.write_frame(websocket_frame(encoded.encode()))
+                    return
+            socket.queue.put_nowait(pkt)
+
+        def schedule_ping(self) -> None:
+            """After a pong: the next ping in one interval (Engine.IO starts a task that
+            sleeps; a timer does the same for a fraction of the memory)."""
+            socket = self.socket
+            if not socket.last_ping:
+                return
+            socket.last_ping = None
+            loop = asyncio.get_running_loop()
+            loop.call_later(socket.server.ping_interval, self._ping)
+
+        def _ping(self) -> None:
+            socket = self.socket
+            if socket.closing or socket.closed:
+                return
+            socket.last_ping = time.time()
+            self.deliver(eio_packet.Packet(eio_packet.PING))
 
     return Connection

@@ -49,6 +49,8 @@ MAX_BATCH = 500
 CATCH_UP = 0.2
 # How long an op may wait for a store that stopped answering before its fate is left unknown.
 RESOLVE_DEADLINE = 5.0
+# How long a write waits to learn whether storage that was down is back.
+PROBE_TIMEOUT = 0.5
 
 ChangeListener = Callable[[str, Session, Session], None]
 
@@ -95,9 +97,11 @@ class Rooms:
         self.clock = clock
         self._rooms: dict[str, _Room] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # Set while storage is known to be down (server.upkeep): writes are refused at once,
-        # before anything is sent, so the refusal is certain.
+        # Set while storage is known to be down (server.upkeep): a write first asks whether it
+        # is back (one quick ping, shared by every write waiting), and is refused before
+        # anything is sent if it is not, so the refusal is certain.
         self.storage_down = False
+        self._probe: asyncio.Future[bool] | None = None
         store.on_record(self._on_record)
 
     # --- copies
@@ -280,7 +284,7 @@ class Rooms:
         """Check `op` by the rules, store it, and return the version it produced (or the
         current one, if it changed nothing). Raises RuleError, Busy, SessionNotFound,
         StoreUnavailable (nothing stored) or OutcomeUnknown (see the module docstring)."""
-        if self.storage_down:
+        if self.storage_down and not await self._storage_back():
             raise StoreUnavailable("storage is down")
         async with self._using(session_id) as room:
             if len(room.pending) >= MAX_PENDING:
@@ -297,6 +301,24 @@ class Rooms:
                     else:
                         room.writing = False
             return await pending.done
+
+    async def _storage_back(self) -> bool:
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._ping())
+        try:
+            return await asyncio.shield(self._probe)
+        finally:
+            if self._probe.done():
+                self._probe = None
+
+    async def _ping(self) -> bool:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self.store.ping()
+        except (StoreUnavailable, TimeoutError):
+            return False
+        self.storage_down = False
+        return True
 
     async def _write_all(self, session_id: str, room: _Room) -> None:
         try:

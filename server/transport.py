@@ -45,6 +45,12 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             scope["extensions"][EXTENSION] = self
 
+    def start_keepalive(self) -> None:
+        # Called once the handshake is answered: the request and the response are not needed
+        # any more (a thousand idle connections would keep ~3 KiB of headers each).
+        super().start_keepalive()
+        self.request = self.response = None  # type: ignore[assignment]
+
     def open_for_frames(self) -> bool:
         """Whether a frame written now goes out in order and is not piling up."""
         return (
