@@ -180,6 +180,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         load=load,
     )
     sio.register_namespace(namespace)
+    sio.handle_directly(
+        {
+            protocol.VOTE: namespace.on_vote,
+            protocol.CONTROL: namespace.on_control,
+            protocol.SYNC: namespace.on_sync,
+        }
+    )
     upkeep = Upkeep(namespace, store, rooms)
 
     @contextlib.asynccontextmanager

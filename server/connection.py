@@ -169,6 +169,17 @@ def connection_class(server: GatedServer) -> type:
                     return
             socket.queue.put_nowait(pkt)
 
+        def deliver_text(self, text: str) -> None:
+            """An Engine.IO message carrying `text` (a Socket.IO packet, already encoded)."""
+            framing = getattr(self, "framing", None)
+            socket = self.socket
+            if socket.closed:
+                return
+            if framing is not None and socket.queue.empty() and framing.open_for_frames():
+                framing.write_frame(websocket_frame(b"4" + text.encode()))
+            else:
+                socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=text))
+
         def schedule_ping(self) -> None:
             """After a pong: the next ping in one interval (Engine.IO starts a task that
             sleeps; a timer does the same for a fraction of the memory)."""

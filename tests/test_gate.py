@@ -141,6 +141,20 @@ async def test_a_flood_of_bad_frames_ends_the_connection_and_barely_touches_the_
     assert len(log) < 2000, f"{len(log)} bytes of log for {sent} frames"
 
 
+async def test_an_event_with_too_many_arguments_is_answered_not_crashed(
+    server: LiveServer,
+) -> None:
+    created = create_session(server.url)
+    size_before = len(server.log())
+    async with raw_socket(server.url) as raw:
+        assert (await raw.join({"session": created["id"], "name": "Many"})).startswith("40")
+        await raw.send('427["vote",{"case":"realtime","score":1},{"extra":true}]')
+        while not (answer := await raw.recv()).startswith("437"):
+            pass
+        assert '"ok":false' in answer.replace(" ", "") and "one argument" in answer
+    assert "Traceback" not in server.log()[size_before:]
+
+
 async def test_reconnecting_on_the_same_connection_is_refused(server: LiveServer) -> None:
     created = create_session(server.url)
     async with raw_socket(server.url) as raw:
