@@ -103,12 +103,15 @@ def connection_class(server: GatedServer) -> type:
             eio = socket.server
             socket.connected = True
             socket.upgraded = True
+            # A client that stops answering pings is let go. With the framing door, the ping
+            # itself arms the deadline (see `deliver`); otherwise every read has a timeout.
+            silence: float | None = eio.ping_interval + eio.ping_timeout
             if framing is not None:
                 self.framing = framing
                 socket.send = self.send_packet
                 socket.schedule_ping = self.schedule_ping
+                silence = None
             writer = asyncio.ensure_future(self.write_all())
-            silence = eio.ping_interval + eio.ping_timeout
             limit = eio.max_http_buffer_size
             message = server._handle_eio_message
             try:
@@ -162,12 +165,23 @@ def connection_class(server: GatedServer) -> type:
             socket = self.socket
             if socket.closed:
                 return
+            if pkt.packet_type == eio_packet.PING:
+                # Engine.IO's rule: a pong within ping_timeout, or the client is gone.
+                loop = asyncio.get_running_loop()
+                loop.call_later(socket.server.ping_timeout, self._pong_due)
             if socket.queue.empty() and self.framing.open_for_frames():
                 encoded = pkt.encode()
                 if isinstance(encoded, str):
                     self.framing.write_frame(websocket_frame(encoded.encode()))
                     return
             socket.queue.put_nowait(pkt)
+
+        def _pong_due(self) -> None:
+            socket = self.socket
+            if socket.last_ping and not (socket.closing or socket.closed):
+                # No pong since the last ping (a pong clears last_ping): close, as uvicorn
+                # closes a connection whose WebSocket keep-alive went unanswered.
+                self.framing.keepalive_timeout()
 
         def deliver_text(self, text: str) -> None:
             """An Engine.IO message carrying `text` (a Socket.IO packet, already encoded)."""

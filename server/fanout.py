@@ -32,6 +32,8 @@ class _Room:
     sockets: dict[str, Outlet] = field(default_factory=dict)
     # Sockets waiting for a snapshot: newcomers, and those that fell behind.
     unsynced: set[str] = field(default_factory=set)
+    # What newcomers are told before their first snapshot (who they are).
+    greetings: dict[str, Message] = field(default_factory=dict)
     behind: set[str] = field(default_factory=set)
     view: snapshot.View | None = None
     marks: snapshot.Marks = field(default_factory=snapshot.Marks)
@@ -56,11 +58,12 @@ class Fanout:
         self.deltas = 0
         self.messages = 0
 
-    def add(self, session_id: str, sid: str, outlet: Outlet) -> None:
-        """A socket joined the room: it gets a snapshot with the next flush."""
+    def add(self, session_id: str, sid: str, outlet: Outlet, greeting: Message) -> None:
+        """A socket joined the room: with the next flush it gets `greeting`, then a snapshot."""
         room = self.rooms.setdefault(session_id, _Room())
         room.sockets[sid] = outlet
         room.unsynced.add(sid)
+        room.greetings[sid] = greeting
         self._schedule(session_id, room)
 
     def remove(self, session_id: str, sid: str) -> None:
@@ -69,6 +72,7 @@ class Fanout:
             return
         room.sockets.pop(sid, None)
         room.unsynced.discard(sid)
+        room.greetings.pop(sid, None)
         room.behind.discard(sid)
         if not room.sockets:
             if room.timer is not None:
@@ -136,7 +140,11 @@ class Fanout:
         assert room.view is not None and room.view.version == session.version
         message = Message(protocol.STATE, snapshot.state(session))
         for sid in room.unsynced:
-            if room.sockets[sid].send(message):
+            outlet = room.sockets[sid]
+            greeting = room.greetings.pop(sid, None)
+            if greeting is not None:
+                outlet.send(greeting)
+            if outlet.send(message):
                 self.messages += 1
             else:
                 room.behind.add(sid)

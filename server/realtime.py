@@ -25,7 +25,7 @@ from server.security import (
 )
 from server.store import OutcomeUnknown, SessionNotFound, Store, StoreUnavailable
 from server.throttle import SLOW_DOWN, Throttle
-from server.transport import EXTENSION, Outlet
+from server.transport import EXTENSION, Message, Outlet
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.local: dict[str, set[str]] = {}
         # Sockets that closed while storage was down: (session, participant, socket).
         self.pending_detach: set[tuple[str, str, str]] = set()
+        # Who each socket here speaks for: socket id -> (session id, participant id).
+        self.whom: dict[str, tuple[str, str]] = {}
 
     def socket_key(self, sid: str) -> str:
         return f"{self.instance}:{sid}"
@@ -145,7 +147,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except BaseException as exc:
             await self.rooms.close(session.id)
             raise self._refusal(exc) from None
-        await self.save_session(sid, {"session": session.id, "participant": participant_id})
+        self.whom[sid] = (session.id, participant_id)
         self.local.setdefault(session.id, set()).add(sid)
         current = self.rooms.current(session.id) or session
         welcome = {
@@ -158,9 +160,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self.server.eio.sockets[self.server.manager.eio_sid_from_sid(sid, "/")],
             environ.get("asgi.scope", {}).get("extensions", {}).get(EXTENSION),
         )
-        # Events sent from the connect handler would be dropped (the client is not connected
-        # until it returns), so greet from a task that runs right after.
-        self.server.start_background_task(self._greet, sid, session.id, welcome, outlet)
+        # The welcome and the snapshot go out with the room's next flush: after this handler
+        # has returned and Socket.IO has told the client it is connected.
+        self.fanout.add(session.id, sid, outlet, Message(protocol.WELCOME, welcome))
 
     def _refusal(self, exc: BaseException) -> BaseException:
         if isinstance(exc, Refused):
@@ -174,15 +176,6 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if isinstance(exc, StoreUnavailable):
             return _refuse(UNAVAILABLE, "unavailable")
         return exc
-
-    async def _greet(
-        self, sid: str, session_id: str, welcome: dict[str, Any], outlet: Outlet
-    ) -> None:
-        # The welcome goes through Socket.IO's queue, after its CONNECT packet; the snapshot
-        # follows with the room's next flush (after the welcome: see server.transport).
-        await self.emit(protocol.WELCOME, welcome, to=sid)
-        if sid in self.local.get(session_id, ()):
-            self.fanout.add(session_id, sid, outlet)
 
     async def _admit(
         self, sid: str, request: protocol.Auth, session: Session
@@ -222,17 +215,17 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.throttle.forget_event(sid)
-        whom = await self.get_session(sid)
-        if not whom:
+        whom = self.whom.pop(sid, None)
+        if whom is None:
             return
-        session_id = whom["session"]
+        session_id, participant_id = whom
         self.fanout.remove(session_id, sid)
         room = self.local.get(session_id, set())
         room.discard(sid)
         if not room:
             self.local.pop(session_id, None)
         try:
-            await self.detach(session_id, whom["participant"], self.socket_key(sid))
+            await self.detach(session_id, participant_id, self.socket_key(sid))
         finally:
             await self.rooms.close(session_id)
 
@@ -264,26 +257,25 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Store this instance's sockets again (after others released them by mistake)."""
         for session_id, sids in list(self.local.items()):
             for sid in list(sids):
-                try:
-                    whom = await self.get_session(sid)
-                except KeyError:
+                whom = self.whom.get(sid)
+                if whom is None:
                     continue  # disconnected meanwhile; nothing to attach
-                if whom:
-                    attach = ops.Attach(whom["participant"], self.socket_key(sid))
-                    await self.rooms.apply(session_id, attach)
+                await self.rooms.apply(session_id, ops.Attach(whom[1], self.socket_key(sid)))
 
     # --- events
 
-    async def _whom(self, sid: str) -> tuple[str, str]:
-        whom = await self.get_session(sid)
-        return whom["session"], whom["participant"]
+    def _whom(self, sid: str) -> tuple[str, str]:
+        whom = self.whom.get(sid)
+        if whom is None:
+            raise rules.RuleError("You are not part of this session any more; please join again.")
+        return whom
 
     @acknowledged
     async def on_vote(self, sid: str, data: Any) -> dict[str, Any]:
         ballot = protocol.parse(protocol.Vote, data)
         if self.load.busy:
             raise Busy("vote")
-        session_id, participant_id = await self._whom(sid)
+        session_id, participant_id = self._whom(sid)
         vote = ops.Vote(
             participant_id,
             ballot.case,
@@ -299,13 +291,13 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         command = protocol.parse(protocol.Control, data)
         if self.load.busy:
             raise Busy("control")
-        session_id, participant_id = await self._whom(sid)
+        session_id, participant_id = self._whom(sid)
         change = ops.Control(participant_id, command.action, command.case)
         return protocol.ok(await self.rooms.apply(session_id, change))
 
     @acknowledged
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
-        session_id, _ = await self._whom(sid)
+        session_id, _ = self._whom(sid)
         # Send the room what is waiting first, so this snapshot and the next delta line up.
         self.fanout.sync_now(session_id)
         session = self.rooms.current(session_id)

@@ -286,21 +286,27 @@ class Rooms:
         StoreUnavailable (nothing stored) or OutcomeUnknown (see the module docstring)."""
         if self.storage_down and not await self._storage_back():
             raise StoreUnavailable("storage is down")
+        room = self._rooms.get(session_id)
+        if room is not None and room.users > 0 and room.session is not None:
+            return await self._enqueue(session_id, room, op)  # in use here already
         async with self._using(session_id) as room:
-            if len(room.pending) >= MAX_PENDING:
-                raise Busy(session_id)
-            pending = _Pending(op, asyncio.get_running_loop().create_future())
-            room.pending.append(pending)
-            if not room.writing:
-                room.writing = True
-                try:
-                    await self._write_batch(session_id, room)
-                finally:
-                    if room.pending:
-                        self._spawn(self._write_all(session_id, room))
-                    else:
-                        room.writing = False
-            return await pending.done
+            return await self._enqueue(session_id, room, op)
+
+    async def _enqueue(self, session_id: str, room: _Room, op: Op) -> int:
+        if len(room.pending) >= MAX_PENDING:
+            raise Busy(session_id)
+        pending = _Pending(op, asyncio.get_running_loop().create_future())
+        room.pending.append(pending)
+        if not room.writing:
+            room.writing = True
+            try:
+                await self._write_batch(session_id, room)
+            finally:
+                if room.pending:
+                    self._spawn(self._write_all(session_id, room))
+                else:
+                    room.writing = False
+        return await pending.done
 
     async def _storage_back(self) -> bool:
         if self._probe is None:

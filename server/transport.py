@@ -29,6 +29,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 BACKLOG_LIMIT = 512 * 1024
 BACKLOG_RESUME = 64 * 1024
 QUEUE_LIMIT = 64
+# Messages from one client waiting for the app, beyond which reading that client pauses.
+PAUSE_READING_AT = 32
 
 EXTENSION = "stackvote.framing"
 
@@ -44,6 +46,19 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][EXTENSION] = self
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn stops reading the socket after every message until the app has taken it (two
+        # system calls per message); here reading pauses only if messages pile up.
+        paused = self.read_paused
+        self.read_paused = True
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        if not self.read_paused and self.queue.qsize() > PAUSE_READING_AT:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def start_keepalive(self) -> None:
         # Called once the handshake is answered: the request and the response are not needed
@@ -118,15 +133,19 @@ class Outlet:
     def send(self, message: Message) -> bool:
         """Send `message`; False if the socket is gone or too far behind (nothing is sent to
         a socket that is behind: it needs a snapshot once it has caught up)."""
-        if self.socket.closed or self.socket.closing:
+        socket = self.socket
+        if socket.closed or socket.closing:
             return False
-        if self.behind():
-            return False
+        queue = socket.queue
         framing = self.framing
-        if framing is not None and self.socket.queue.empty() and framing.open_for_frames():
+        if framing is not None and queue.empty() and framing.open_for_frames():
+            if framing.backlog() > BACKLOG_LIMIT:
+                return False
             framing.write_frame(message.frame)
-        else:
-            self.socket.queue.put_nowait(message.packet)
+            return True
+        if queue.qsize() > QUEUE_LIMIT:
+            return False
+        queue.put_nowait(message.packet)
         return True
 
     def behind(self) -> bool:
