@@ -156,6 +156,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         # any client can send.
         cors_allowed_origins=settings.allowed_origins,
         max_http_buffer_size=16 * 1024,
+        ping_interval=settings.ping_interval_seconds,
+        ping_timeout=settings.ping_timeout_seconds,
         # Engine.IO's monitor visits every socket each ping cycle (work that grows with idle
         # connections); each connection's own read timeout does the same job (server.connection).
         monitor_clients=False,

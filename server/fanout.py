@@ -38,6 +38,9 @@ class _Room:
     view: snapshot.View | None = None
     marks: snapshot.Marks = field(default_factory=snapshot.Marks)
     timer: asyncio.TimerHandle | None = None
+    # While someone is behind: when to look again whether they caught up (apart from the
+    # flushes, which a slow reader must never delay).
+    check: asyncio.TimerHandle | None = None
     last_flush: float = float("-inf")
 
 
@@ -75,8 +78,9 @@ class Fanout:
         room.greetings.pop(sid, None)
         room.behind.discard(sid)
         if not room.sockets:
-            if room.timer is not None:
-                room.timer.cancel()
+            for timer in (room.timer, room.check):
+                if timer is not None:
+                    timer.cancel()
             del self.rooms[session_id]
 
     def changed(self, session_id: str, before: Session, after: Session) -> None:
@@ -86,13 +90,31 @@ class Fanout:
         room.marks.add(snapshot.marks(before, after))
         self._schedule(session_id, room)
 
-    def _schedule(self, session_id: str, room: _Room, delay: float | None = None) -> None:
+    def _schedule(self, session_id: str, room: _Room) -> None:
         if room.timer is not None:
             return
-        if delay is None:
-            delay = max(0.0, room.last_flush + self.window - self.clock())
+        delay = max(0.0, room.last_flush + self.window - self.clock())
         loop = asyncio.get_running_loop()
         room.timer = loop.call_later(delay, self._flush_safely, session_id)
+
+    def _check_later(self, session_id: str, room: _Room) -> None:
+        if room.check is not None:
+            return
+
+        def check() -> None:
+            room.check = None
+            if self.rooms.get(session_id) is not room:
+                return
+            session = self.current(session_id)
+            if session is not None and room.view is not None:
+                if room.view.version == session.version:
+                    self._send_snapshots(room, session)
+                else:
+                    self._flush_safely(session_id)
+            if room.behind:
+                self._check_later(session_id, room)
+
+        room.check = asyncio.get_running_loop().call_later(BEHIND_CHECK, check)
 
     def _flush_safely(self, session_id: str) -> None:
         try:
@@ -128,7 +150,7 @@ class Fanout:
                     room.behind.add(sid)
         self._send_snapshots(room, session)
         if room.behind:
-            self._schedule(session_id, room, BEHIND_CHECK)
+            self._check_later(session_id, room)
 
     def _send_snapshots(self, room: _Room, session: Session) -> None:
         for sid in list(room.behind):

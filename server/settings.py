@@ -48,6 +48,9 @@ class Settings:
     limit_events: str = "20/second;300/minute"
     limit_connects: str = "60/second;600/minute"
     limit_creates: str = "10/minute;100/day"
+    # Engine.IO pings each client this often and lets it go when no pong comes back in time.
+    ping_interval_seconds: float = 25
+    ping_timeout_seconds: float = 20
     # Changes to a room within this window go out as one delta.
     coalesce_ms: float = 100
     # When the event loop runs this late, new votes, commands and connections are refused as
@@ -144,7 +147,14 @@ class Settings:
                 raise SettingsError(f"{name} must be at least 1")
         if not math.isfinite(self.coalesce_ms) or not 0 <= self.coalesce_ms <= 1000:
             raise SettingsError("coalesce_ms must be between 0 and 1000")
-        for name in ("session_ttl_hours", "unjoined_ttl_hours", "idle_minutes", "busy_lag_ms"):
+        for name in (
+            "session_ttl_hours",
+            "unjoined_ttl_hours",
+            "idle_minutes",
+            "busy_lag_ms",
+            "ping_interval_seconds",
+            "ping_timeout_seconds",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name} must be a positive number")

@@ -155,6 +155,18 @@ async def test_an_event_with_too_many_arguments_is_answered_not_crashed(
     assert "Traceback" not in server.log()[size_before:]
 
 
+async def test_a_client_that_stops_answering_pings_is_let_go(tmp_path: Path) -> None:
+    env = {"STACKVOTE_PING_INTERVAL_SECONDS": "1", "STACKVOTE_PING_TIMEOUT_SECONDS": "1"}
+    with live_server(tmp_path, env) as quick:
+        created = create_session(quick.url)
+        async with raw_socket(quick.url) as raw:
+            assert (await raw.join({"session": created["id"], "name": "Gone"})).startswith("40")
+            # Frames are read but pings never answered, as from a laptop that went to sleep.
+            assert await raw.closed(timeout=6)
+        await asyncio.sleep(0.3)
+        assert [p["online"] for p in people(quick, created["id"])] == [False]
+
+
 async def test_reconnecting_on_the_same_connection_is_refused(server: LiveServer) -> None:
     created = create_session(server.url)
     async with raw_socket(server.url) as raw:
