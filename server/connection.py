@@ -54,8 +54,9 @@ _KEPT = frozenset({"asgi.scope", "asgi.receive", "asgi.send"})
 def _forget_the_request(environ: dict[str, Any]) -> None:
     """Drop the request's headers from a connection that lives on: python-socketio keeps the
     environ for the whole connection, and a thousand idle ones would hold ~4 KiB each."""
-    for key in [k for k in environ if k not in _KEPT]:
-        del environ[key]
+    kept = {k: environ[k] for k in _KEPT if k in environ}
+    environ.clear()  # (deleting keys one by one would keep the dict's full size)
+    environ.update(kept)
     scope = environ.get("asgi.scope")
     if isinstance(scope, dict):
         scope["headers"] = []
@@ -111,6 +112,10 @@ def connection_class(server: GatedServer) -> type:
                 socket.send = self.send_packet
                 socket.schedule_ping = self.schedule_ping
                 silence = None
+                self.schedule_ping()  # the first ping (see server.gate)
+            else:
+                del socket.schedule_ping  # Engine.IO's own, then
+                socket.schedule_ping()
             writer = asyncio.ensure_future(self.write_all())
             limit = eio.max_http_buffer_size
             message = server._handle_eio_message

@@ -26,6 +26,7 @@ import socketio
 from socketio import packet
 
 from server.connection import connection_class
+from server.transport import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ def _decode(payload: str) -> Any:
 
 
 Handler = Callable[[str, Any], Awaitable[Any]]
+
+
+def _no_ping_yet() -> None:
+    """Stands in for Engine.IO's first ping until the connection schedules its own."""
 
 ONE_ARGUMENT = "An event takes one argument at most."
 UNREADABLE_CONNECT = "The connection request could not be read."
@@ -72,8 +77,10 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         self.bad_packets: dict[str, int] = {}
         # The WebSocket of each Engine.IO connection.
         self.websockets: dict[str, Any] = {}
-        # Frames are checked before Engine.IO decodes them (see server.connection).
+        # Frames are checked before Engine.IO decodes them (see server.connection); each
+        # socket's outgoing packets wait in a light queue.
         self.eio._async = {**self.eio._async, "websocket": connection_class(self)}
+        self.eio.create_queue = Mailbox
 
     def handle_directly(self, handlers: dict[str, Handler]) -> None:
         """Events answered without python-socketio's dispatch: `handlers[name](sid, data)`
@@ -179,6 +186,14 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
             websocket = self.websockets.get(eio_sid)
             if websocket is not None:
                 await websocket.close()
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        # Engine.IO starts a sleeping task per socket for its first ping; the connection
+        # (server.connection) schedules pings with timers instead, from its start.
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            socket.schedule_ping = _no_ping_yet
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         self.bad_packets.pop(eio_sid, None)

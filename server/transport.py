@@ -17,7 +17,9 @@ the fan-out stops sending it deltas until it has caught up, then sends it a fres
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -37,9 +39,71 @@ EXTENSION = "stackvote.framing"
 _encode = msgspec.json.Encoder().encode
 
 
+class Mailbox:
+    """A queue with one reader, for a connection's incoming messages and outgoing packets.
+
+    asyncio.Queue keeps three deques and an Event per queue (~3 KiB); a connection has two of
+    them and a server holds thousands of connections, mostly idle. This keeps one deque and, at
+    most, the one future its reader waits on; it offers what uvicorn and Engine.IO use.
+    """
+
+    __slots__ = ("_drained", "_items", "_unfinished", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._unfinished = 0
+        self._drained: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._unfinished += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def task_done(self) -> None:
+        self._unfinished = max(0, self._unfinished - 1)
+        if self._unfinished == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def join(self) -> None:
+        if self._unfinished:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+
 class FramingProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, offering the app a way to write a frame that was
     built once for many connections (through the ASGI scope's extensions)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Mailbox()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
