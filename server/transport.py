@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections import deque
 from typing import Any
 
 import msgspec
@@ -43,14 +42,15 @@ class Mailbox:
     """A queue with one reader, for a connection's incoming messages and outgoing packets.
 
     asyncio.Queue keeps three deques and an Event per queue (~3 KiB); a connection has two of
-    them and a server holds thousands of connections, mostly idle. This keeps one deque and, at
+    them and a server holds thousands of connections, mostly idle. This keeps one list (a
+    connection's queue is nearly always empty, so taking from its front costs nothing) and, at
     most, the one future its reader waits on; it offers what uvicorn and Engine.IO use.
     """
 
     __slots__ = ("_drained", "_items", "_unfinished", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
         self._unfinished = 0
         self._drained: asyncio.Future[None] | None = None
@@ -74,7 +74,7 @@ class Mailbox:
     def get_nowait(self) -> Any:
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.popleft()
+        return self._items.pop(0)
 
     async def get(self) -> Any:
         while not self._items:
@@ -83,7 +83,7 @@ class Mailbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self._items.pop(0)
 
     def task_done(self) -> None:
         self._unfinished = max(0, self._unfinished - 1)
