@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import protocol, routes
 from server.fanout import Fanout
-from server.gate import GatedServer
+from server.gate import GatedServer, RoomsBySid
 from server.load import Load
 from server.realtime import RoomNamespace
 from server.rooms import Rooms
@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     throttle = Throttle(settings, shared=store.shared_limiter())
     load = Load(busy_after=settings.busy_lag_ms / 1000)
     sio = GatedServer(
+        client_manager=RoomsBySid(),
         events=protocol.CLIENT_EVENTS,
         charge=lambda sid: None if throttle.allow_event(sid) else SLOW_DOWN,
         async_mode="asgi",

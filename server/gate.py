@@ -59,6 +59,41 @@ UNREADABLE_CONNECT = "The connection request could not be read."
 UNKNOWN_EVENT = "This server does not know that event; it takes vote, control and sync."
 
 
+class RoomsBySid(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's client manager, remembering which rooms each client is in.
+
+    Its disconnect looks through every room of the namespace for the leaving client (each
+    client has a room of its own), so when a meeting of N people ends, the leaving costs N²:
+    5,000 people leaving took most of a server's CPU for seconds. Here a client's rooms are
+    known, and leaving costs what the client was in.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rooms_of: dict[tuple[str, str], set[Any]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._rooms_of.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        joined = self._rooms_of.get((namespace, sid))
+        if joined is not None:
+            joined.discard(room)
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        for room in self._rooms_of.pop((namespace, sid), set()):
+            super().basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting is not None and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
+
+
 class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(
         self,

@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+import socketio
 import websockets
 
+from server.gate import RoomsBySid
 from tests.live import LiveServer, create_session, facilitate, join, live_server, raw_socket
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -175,3 +177,30 @@ async def test_reconnecting_on_the_same_connection_is_refused(server: LiveServer
         while not again.startswith("44"):
             again = await raw.recv()
     assert [p["name"] for p in people(server, created["id"])] == ["Twice"]
+
+
+async def test_leaving_costs_what_the_client_was_in_not_the_whole_namespace() -> None:
+    manager = RoomsBySid()
+    manager.set_server(socketio.AsyncServer())
+    for n in range(3):
+        sid = await manager.pre_connect(f"e{n}", "/")
+        await manager.connect(sid, "/")
+        await manager.enter_room(sid, "/", "meeting")
+    first = next(iter(manager.rooms["/"][None]))
+    manager.basic_disconnect(first, "/")
+    assert first not in manager.rooms["/"][None] and first not in manager.rooms["/"]["meeting"]
+    assert first not in manager.rooms["/"]
+    assert len(manager.rooms["/"]["meeting"]) == 2
+    # The namespace's rooms are not even looked at: a huge one costs nothing to leave.
+    manager.rooms["/"] = RaisingOnIteration(manager.rooms["/"])
+    second = next(iter(manager.rooms["/"][None]))
+    manager.basic_disconnect(second, "/")
+    assert len(manager.rooms["/"]["meeting"]) == 1
+
+
+class RaisingOnIteration(dict):  # type: ignore[type-arg]
+    def copy(self) -> dict:  # type: ignore[type-arg]
+        raise AssertionError("looked through every room")
+
+    def items(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("looked through every room")
