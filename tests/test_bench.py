@@ -4,10 +4,11 @@ runs' own correctness checks pass."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
-from tests.live import ROOT
+from tests.live import ROOT, missing
 
 
 def run_bench(*args: str, timeout: float = 300) -> str:
@@ -27,3 +28,15 @@ def test_the_limits_bench_runs_and_every_vote_is_acknowledged() -> None:
     out = run_bench("bench/limits.py", "--quick")
     assert "| vote ack p50, ms |" in out
     assert "400 votes, all acknowledged ok" in out
+
+
+def test_the_side_by_side_bench_runs_every_scenario_and_checks_itself() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        missing("NODE", "node and npm are needed for the Node.js reference and load generator")
+    out = run_bench("bench/compare.py", "--quick", timeout=900)
+    for scenario in ("storm", "rooms", "idle", "storm2", "small-rooms-redis"):
+        assert f"### {scenario}" in out
+    # compare.py exits 1 when any server, ours or the references, got something wrong; the
+    # naive reference is only expected to be slow, and at this size it is not even that.
+    assert "NO:" not in out
+    assert "| AOF bytes per vote |" in out

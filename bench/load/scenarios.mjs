@@ -96,7 +96,19 @@ class Client {
     this.seated = null;
   }
 
-  connect() {
+  /** Connect like the browser does: turned away for now (busy, too fast, storage down), it
+   * tries again a moment later. */
+  async connect() {
+    for (let attempt = 0; attempt < 10; attempt += 1) {
+      const outcome = await this.connectOnce();
+      if (outcome !== "later") return outcome;
+      this.retries = (this.retries ?? 0) + 1;
+      await sleep(500 + random() * 1500);
+    }
+    return false;
+  }
+
+  connectOnce() {
     return new Promise((resolve) => {
       const started = now();
       this.socket = io(this.url, {
@@ -124,7 +136,8 @@ class Client {
       });
       this.socket.on("connect_error", (err) => {
         this.error = err.message;
-        resolve(false);
+        const code = err.data?.code;
+        resolve(["busy", "rate_limited", "unavailable"].includes(code) ? "later" : false);
       });
     });
   }
@@ -212,6 +225,7 @@ async function seat(rooms) {
   });
   await Promise.all(workers);
   stats.connections.seconds = (now() - started) / 1000;
+  stats.connections.retries = clients.reduce((n, c) => n + (c.retries ?? 0), 0);
   const seats = clients.filter((c) => c.seated !== null).map((c) => c.seated).sort((a, b) => a - b);
   stats.connections.p99_seat_ms = seats.length ? seats[Math.floor(seats.length * 0.99)] : null;
   phase("seated");

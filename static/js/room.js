@@ -222,8 +222,9 @@ function onConnectError(err) {
     return;
   }
   const code = err?.data?.code;
-  if (code === "unavailable" || code === "rate_limited") {
-    // Turned away for now, not for good: the server's storage is down or we were too fast.
+  if (code === "unavailable" || code === "rate_limited" || code === "busy") {
+    // Turned away for now, not for good: the server's storage is down, it is busy, or we were
+    // too fast.
     // Try again a little later, at a random moment so a whole room doesn't return at once.
     setConnection(code === "unavailable" ? "storage" : "reconnecting");
     clearTimeout(room.retryTimer);
@@ -395,6 +396,12 @@ function deliver(ballot) {
     if (err) {
       // No answer: the vote may or may not have counted. Sending it again is safe.
       setTimeout(() => deliver(ballot), RETRY_DELAY_MS);
+      return;
+    }
+    if (ack && !ack.ok && ack.retry) {
+      // Not counted, for now only (the server is busy, or its storage is down): try again a
+      // little later, at a random moment so a whole room doesn't come back at once.
+      setTimeout(() => deliver(ballot), RETRY_DELAY_MS + Math.random() * 2000);
       return;
     }
     outbox.settle(ballot);
