@@ -354,17 +354,12 @@ def print_report(report: dict[str, Any], summary: dict[str, Any]) -> None:
         f"  first {w:.0f} s: p95 {lat['first_window']['p95']}; last {w:.0f} s: p95 "
         f"{lat['last_window']['p95']}; during the ramp-up: p95 {lat['ramp']['p95']}"
     )
-    st = load["states"]
+    st, dt = load["states"], load["deltas"]
     print(
-        f"state events: {st['received']} ({st['stale']} stale, ignored; {st['gaps']} gaps); "
-        f"beat-triggered syncs {load['syncs']['sent']} ({load['syncs']['newer']} brought a "
-        f"newer snapshot); unexpected disconnects {load['disconnects']['unexpected']}"
-    )
-    listened = times["voting_ended_at"] - times["ramp_done_at"]
-    beats = load["version_beats_while_voting"] / max(1, c["ok"]) / max(1.0, listened)
-    print(
-        f"version beats: {beats:.2f} per client per second (each instance means to send one"
-        " per second; fewer means its upkeep loop runs late)"
+        f"state events: {st['received']} ({st['stale']} stale, ignored); delta events: "
+        f"{dt['received']} ({dt['gaps']} did not follow, each answered by a sync); syncs "
+        f"{load['syncs']['sent']} ({load['syncs']['newer']} brought a newer snapshot); "
+        f"unexpected disconnects {load['disconnects']['unexpected']}"
     )
     fc = load["final_check"]
     print(

@@ -149,8 +149,7 @@ const stats = {
   acks: { sent: 0, ok: 0, error: 0, timeout: 0, errorBy: {} },
   latencies: [], // [sent at (performance.now()), latency ms] of every ok ack
   states: { received: 0, stale: 0, gaps: 0 },
-  beats: 0,
-  beatsWhileVoting: 0,
+  deltas: { received: 0, gaps: 0 },
   syncs: { sent: 0, newer: 0, failed: 0 },
   disconnects: { unexpected: 0, by: {} },
   controls: { ok: 0, error: 0, errorBy: {} },
@@ -182,7 +181,7 @@ class Client {
     });
     this.socket = socket;
     socket.on("state", (snapshot) => this.onState(snapshot));
-    socket.on("version", (beat) => this.onBeat(beat));
+    socket.on("delta", (delta) => this.onDelta(delta));
     socket.on("disconnect", (reason) => {
       if (this.closing) return;
       stats.disconnects.unexpected += 1;
@@ -221,12 +220,39 @@ class Client {
     this.state = snapshot;
   }
 
-  // What the browser does: a beat newer than our snapshot means a broadcast was missed (or
-  // is still on its way), so ask for a fresh snapshot. One sync at a time per client.
-  async onBeat(beat) {
-    stats.beats += 1;
-    if (phase === "voting") stats.beatsWhileVoting += 1;
-    if (!this.state || beat.version <= this.state.version || this.syncing) return;
+  // What the browser does: apply a delta that follows from the snapshot held (SPEC §5); one
+  // that does not means a change was missed, so ask for a fresh snapshot.
+  onDelta(delta) {
+    stats.deltas.received += 1;
+    if (!this.state || delta.version <= this.state.version) return;
+    if (delta.base !== this.state.version) {
+      stats.deltas.gaps += 1;
+      this.resync();
+      return;
+    }
+    const next = { ...this.state, version: delta.version };
+    if ("session" in delta) next.session = delta.session;
+    if ("recommendation" in delta) next.recommendation = delta.recommendation;
+    if (delta.participants || delta.gone) {
+      const gone = new Set(delta.gone ?? []);
+      const changed = new Map((delta.participants ?? []).map((p) => [p.id, p]));
+      const kept = [];
+      for (const p of this.state.participants) {
+        if (gone.has(p.id)) continue;
+        kept.push(changed.get(p.id) ?? p);
+        changed.delete(p.id);
+      }
+      next.participants = kept.concat([...changed.values()]);
+    }
+    if (delta.cases) {
+      const changed = new Map(delta.cases.map((c) => [c.id, c]));
+      next.cases = this.state.cases.map((c) => changed.get(c.id) ?? c);
+    }
+    this.state = next;
+  }
+
+  async resync() {
+    if (this.syncing) return;
     this.syncing = true;
     stats.syncs.sent += 1;
     try {
@@ -547,8 +573,7 @@ function summarize(config, run, check) {
       ...windows(steady, config.duration, config.window),
     },
     states: stats.states,
-    version_beats: stats.beats,
-    version_beats_while_voting: stats.beatsWhileVoting,
+    deltas: stats.deltas,
     syncs: stats.syncs,
     disconnects: stats.disconnects,
     controls: {
