@@ -113,18 +113,23 @@ class Running:
 def servers(kind: str, scenario: Scenario, tmp: Path) -> Iterator[Running]:
     with ExitStack() as stack, pinned(SERVER_CORE):
         running = Running(kind, [], {})
-        if kind.startswith("node-"):
+
+        def start(name: str, command: list[str], cwd: Path, env: dict[str, str] | None) -> None:
             port = free_port()
             process = subprocess.Popen(
-                ["node", "peer.mjs", "--port", str(port), "--mode", kind.removeprefix("node-")],
-                cwd=LOAD_DIR,
+                [*command, "--port", str(port)],
+                cwd=cwd,
+                env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=(tmp / f"{kind}.log").open("wb"),
+                stderr=(tmp / f"{name}.log").open("wb"),
             )
             stack.callback(stop_process, process)
             running.processes.append(process)
             running.urls.append(f"http://127.0.0.1:{port}")
-            running.pids[kind] = process.pid
+            running.pids[name] = process.pid
+
+        if kind.startswith("node-"):
+            start(kind, ["node", "peer.mjs", "--mode", kind.removeprefix("node-")], LOAD_DIR, None)
         else:
             env = {
                 **os.environ,
@@ -138,18 +143,7 @@ def servers(kind: str, scenario: Scenario, tmp: Path) -> Iterator[Running]:
                 running.pids["redis"] = redis.process.pid
                 running.aof = redis.data_dir
             for n in range(scenario.instances):
-                port = free_port()
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "server", "serve", "--port", str(port)],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(tmp / f"stackvote-{n}.log").open("wb"),
-                )
-                stack.callback(stop_process, process)
-                running.processes.append(process)
-                running.urls.append(f"http://127.0.0.1:{port}")
-                running.pids[f"stackvote-{n}"] = process.pid
+                start(f"stackvote-{n}", [sys.executable, "-m", "server", "serve"], ROOT, env)
         for url, process in zip(running.urls, running.processes, strict=True):
             wait_ready(LiveServer(url, process, tmp / "unused.log"), timeout=30)
         yield running

@@ -13,6 +13,8 @@ import { writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { io } from "socket.io-client";
+// The browser's own way of applying a delta (a plain module, nothing browser-only in it).
+import { applyDelta } from "../../static/js/room/delta.js";
 
 const OPTIONS = {
   url: { type: "string", default: "http://127.0.0.1:8000" },
@@ -230,25 +232,7 @@ class Client {
       this.resync();
       return;
     }
-    const next = { ...this.state, version: delta.version };
-    if ("session" in delta) next.session = delta.session;
-    if ("recommendation" in delta) next.recommendation = delta.recommendation;
-    if (delta.participants || delta.gone) {
-      const gone = new Set(delta.gone ?? []);
-      const changed = new Map((delta.participants ?? []).map((p) => [p.id, p]));
-      const kept = [];
-      for (const p of this.state.participants) {
-        if (gone.has(p.id)) continue;
-        kept.push(changed.get(p.id) ?? p);
-        changed.delete(p.id);
-      }
-      next.participants = kept.concat([...changed.values()]);
-    }
-    if (delta.cases) {
-      const changed = new Map(delta.cases.map((c) => [c.id, c]));
-      next.cases = this.state.cases.map((c) => changed.get(c.id) ?? c);
-    }
-    this.state = next;
+    this.state = applyDelta(this.state, delta);
   }
 
   async resync() {
