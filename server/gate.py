@@ -54,6 +54,7 @@ Handler = Callable[[str, Any], Awaitable[Any]]
 def _no_ping_yet() -> None:
     """Stands in for Engine.IO's first ping until the connection schedules its own."""
 
+
 ONE_ARGUMENT = "An event takes one argument at most."
 UNREADABLE_CONNECT = "The connection request could not be read."
 UNKNOWN_EVENT = "This server does not know that event; it takes vote, control and sync."
