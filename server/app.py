@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,8 @@ from server import protocol, routes
 from server.fanout import Fanout
 from server.gate import GatedServer, RoomsBySid
 from server.load import Load
+from server.logs import REQUEST
+from server.metrics import CONTENT_TYPE, Metrics
 from server.realtime import RoomNamespace
 from server.rooms import Rooms
 from server.settings import Settings
@@ -79,8 +82,38 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class RequestIds:
+    """Gives each HTTP request an id: on every log line written while answering it (see
+    server.logs), and in the response's X-Request-ID header, so the two can be matched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        token = REQUEST.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST.reset(token)
+
+
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/readyz")
+    return request.url.path.startswith("/api/") or request.url.path in (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    )
 
 
 def _error_response(request: Request, status: int, message: str) -> Response:
@@ -136,15 +169,28 @@ def _static_versioner(static_dir: Path) -> Any:
     return static
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> ASGIApp:
+async def _metrics(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    metrics: Metrics | None = None,
+) -> ASGIApp:
     settings = settings or Settings()
     store = store or open_store(settings)
+    # Every app counts in its own registry (several apps may share a process, as in tests).
+    metrics = metrics or Metrics()
+    metrics.watch_store(store)
     static_dir = resource_dir("static")
     pages = Jinja2Templates(directory=resource_dir("templates"))
     pages.env.globals["static"] = _static_versioner(static_dir)
 
-    throttle = Throttle(settings, shared=store.shared_limiter())
-    load = Load(busy_after=settings.busy_lag_ms / 1000)
+    throttle = Throttle(settings, shared=store.shared_limiter(), metrics=metrics)
+    load = Load(busy_after=settings.busy_lag_ms / 1000, metrics=metrics)
     sio = GatedServer(
         client_manager=RoomsBySid(),
         events=protocol.CLIENT_EVENTS,
@@ -170,9 +216,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     # each room what changed. (Instances hear each other's changes through the store's feed,
     # not through a Socket.IO manager: see server/rooms.py.)
     fanout = Fanout(
-        lambda session_id: rooms.current(session_id), window=settings.coalesce_ms / 1000
+        lambda session_id: rooms.current(session_id),
+        window=settings.coalesce_ms / 1000,
+        metrics=metrics,
     )
-    rooms = Rooms(store, fanout.changed)
+    rooms = Rooms(store, fanout.changed, metrics=metrics)
     namespace = RoomNamespace(
         store,
         rooms,
@@ -181,6 +229,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         instance_ttl=settings.instance_ttl_seconds,
         throttle=throttle,
         load=load,
+        metrics=metrics,
     )
     sio.register_namespace(namespace)
     sio.handle_directly(
@@ -208,8 +257,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                     await task
             await store.close()
 
+    # For the operator (Prometheus scrapes each instance directly); the public proxy refuses it.
+    operator = [Route("/metrics", _metrics)] if settings.metrics_enabled else []
     site = Starlette(
-        routes=[*routes.routes, Mount("/static", StaticFiles(directory=static_dir), name="static")],
+        routes=[
+            *routes.routes,
+            *operator,
+            Mount("/static", StaticFiles(directory=static_dir), name="static"),
+        ],
         exception_handlers={
             routes.ApiError: _on_api_error,
             HTTPException: _on_http_error,
@@ -225,5 +280,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     site.state.throttle = throttle
     site.state.fanout = fanout
     site.state.rooms = rooms
-    # Outermost, so that every response carries the headers, error pages included.
-    return SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site))
+    site.state.metrics = metrics
+    # Outermost, so that every response carries the headers and its id, error pages included.
+    return RequestIds(SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site)))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from server.settings import LOG_LEVELS, Settings, SettingsError
+from server.settings import LOG_FORMATS, LOG_LEVELS, Settings, SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="keep sessions in Redis, e.g. redis://localhost:6379/0")
     serve.add_argument("--public-url", help="address people use to reach this server")
     serve.add_argument("--log-level", choices=LOG_LEVELS)
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="text (default) or json: one object per line"
+    )
     return parser
 
 
@@ -32,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_url=args.redis_url,
             public_url=args.public_url,
             log_level=args.log_level,
+            log_format=args.log_format,
         )
     except SettingsError as exc:
         print(f"stackvote: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from server import protocol, snapshot
+from server.metrics import Metrics
 from server.models import Session
 from server.transport import Message, Outlet
 
@@ -42,6 +43,8 @@ class _Room:
     # flushes, which a slow reader must never delay).
     check: asyncio.TimerHandle | None = None
     last_flush: float = float("-inf")
+    # When the first change the next delta covers reached the copy (None: nothing waiting).
+    first_change: float | None = None
 
 
 class Fanout:
@@ -51,15 +54,24 @@ class Fanout:
         *,
         window: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         """`current(session_id)`: this instance's copy of the session, as it is now."""
         self.current = current
         self.window = window
         self.clock = clock
         self.rooms: dict[str, _Room] = {}
-        # Counters for the benchmark and /metrics.
+        # Counters for the benchmark and /metrics (plain integers: the send loop is hot).
         self.deltas = 0
         self.messages = 0
+        self.snapshots = 0
+        self.resyncs = 0
+        metrics = metrics or Metrics()
+        metrics.deltas.set_function(lambda: self.deltas)
+        metrics.messages_sent.set_function(lambda: self.messages)
+        metrics.snapshots_sent.set_function(lambda: self.snapshots)
+        metrics.resyncs.set_function(lambda: self.resyncs)
+        self._change_to_delta = metrics.change_to_delta
 
     def add(self, session_id: str, sid: str, outlet: Outlet, greeting: Message) -> None:
         """A socket joined the room: with the next flush it gets `greeting`, then a snapshot."""
@@ -88,6 +100,8 @@ class Fanout:
         if room is None:
             return
         room.marks.add(snapshot.marks(before, after))
+        if room.first_change is None:
+            room.first_change = self.clock()
         self._schedule(session_id, room)
 
     def _schedule(self, session_id: str, room: _Room) -> None:
@@ -132,6 +146,7 @@ class Fanout:
         session = self.current(session_id)
         if session is None:
             return
+        first_change, room.first_change = room.first_change, None
         if room.view is None:
             room.view = snapshot.View(session)
             room.unsynced |= room.sockets.keys()
@@ -148,6 +163,8 @@ class Fanout:
                     self.messages += 1
                 else:
                     room.behind.add(sid)
+            if first_change is not None:
+                self._change_to_delta.observe(self.clock() - first_change)
         self._send_snapshots(room, session)
         if room.behind:
             self._check_later(session_id, room)
@@ -157,6 +174,7 @@ class Fanout:
             if room.sockets[sid].caught_up():
                 room.behind.discard(sid)
                 room.unsynced.add(sid)
+                self.resyncs += 1
         if not room.unsynced:
             return
         assert room.view is not None and room.view.version == session.version
@@ -168,6 +186,7 @@ class Fanout:
                 outlet.send(greeting)
             if outlet.send(message):
                 self.messages += 1
+                self.snapshots += 1
             else:
                 room.behind.add(sid)
         room.unsynced.clear()

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 
+from server.metrics import Metrics
+
 
 class Load:
-    def __init__(self, *, busy_after: float = 0.5, every: float = 0.1) -> None:
+    def __init__(
+        self, *, busy_after: float = 0.5, every: float = 0.1, metrics: Metrics | None = None
+    ) -> None:
         """`busy_after`: lag (seconds) from which the instance refuses new work."""
         self.busy_after = busy_after
         self.every = every
         self.lag = 0.0
+        (metrics or Metrics()).event_loop_lag.set_function(lambda: self.lag)
 
     @property
     def busy(self) -> bool:

@@ -7,13 +7,17 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
+from prometheus_client import Counter
 
 from server import ops, protocol, rules, snapshot
 from server.fanout import Fanout
 from server.load import Load
+from server.logs import CONNECTION
+from server.metrics import Metrics
 from server.models import Participant, Role, Session
 from server.rooms import Busy, Rooms
 from server.security import (
@@ -58,34 +62,70 @@ def client_address(environ: dict[str, Any]) -> str:
 Handler = Callable[["RoomNamespace", str, Any], Awaitable[Any]]
 
 
-def acknowledged(handler: Handler) -> Callable[..., Awaitable[Any]]:
+@dataclass(frozen=True)
+class Outcomes:
+    """The counters of one kind of change, by what its sender was told."""
+
+    done: Counter
+    refused: Counter
+    unknown: Counter
+
+    @classmethod
+    def of(cls, counter: Counter, done: str) -> Outcomes:
+        return cls(counter.labels(done), counter.labels("refused"), counter.labels("unknown"))
+
+
+def acknowledged(
+    tally: str | None = None,
+) -> Callable[[Handler], Callable[..., Awaitable[Any]]]:
     """Turn every outcome of an event into a truthful ack, so a client never waits for
-    nothing and never hears "counted" for what was not, or "not counted" for what was."""
+    nothing and never hears "counted" for what was not, or "not counted" for what was.
+    `tally`: the namespace's Outcomes attribute that counts the answers."""
 
-    @functools.wraps(handler)
-    async def wrapper(self: RoomNamespace, sid: str, data: Any = None) -> Any:
-        if not self.throttle.allow_event(sid):
-            return protocol.error(SLOW_DOWN, retry=True)
-        try:
-            return await handler(self, sid, data)
-        except (protocol.ProtocolError, rules.RuleError) as exc:
-            return protocol.error(str(exc))
-        except Busy:
-            return protocol.error(BUSY, retry=True)
-        except SessionNotFound:
-            return protocol.error(GONE)
-        except OutcomeUnknown:
-            # Storage stopped answering mid-write and cannot be read: whether this counted is
-            # not known, so no answer at all; the client sends it again, which is safe.
-            log.warning("%s from %s: outcome unknown, not answered", handler.__name__, sid)
-            return self.server.not_handled
-        except StoreUnavailable:
-            return protocol.error(UNAVAILABLE, retry=True)
-        except Exception:
-            log.exception("%s from %s failed", handler.__name__, sid)
-            return protocol.error("Something went wrong on the server; please try again.")
+    def decorate(handler: Handler) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(handler)
+        async def wrapper(self: RoomNamespace, sid: str, data: Any = None) -> Any:
+            token = CONNECTION.set(sid)
+            try:
+                answer = await _answer(self, handler, sid, data)
+            finally:
+                CONNECTION.reset(token)
+            if tally is not None:
+                outcomes: Outcomes = getattr(self, tally)
+                if answer is self.server.not_handled:
+                    outcomes.unknown.inc()
+                elif answer["ok"]:
+                    outcomes.done.inc()
+                else:
+                    outcomes.refused.inc()
+            return answer
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+async def _answer(namespace: RoomNamespace, handler: Handler, sid: str, data: Any) -> Any:
+    if not namespace.throttle.allow_event(sid):
+        return protocol.error(SLOW_DOWN, retry=True)
+    try:
+        return await handler(namespace, sid, data)
+    except (protocol.ProtocolError, rules.RuleError) as exc:
+        return protocol.error(str(exc))
+    except Busy:
+        return protocol.error(BUSY, retry=True)
+    except SessionNotFound:
+        return protocol.error(GONE)
+    except OutcomeUnknown:
+        # Storage stopped answering mid-write and cannot be read: whether this counted is
+        # not known, so no answer at all; the client sends it again, which is safe.
+        log.warning("%s from %s: outcome unknown, not answered", handler.__name__, sid)
+        return namespace.server.not_handled
+    except StoreUnavailable:
+        return protocol.error(UNAVAILABLE, retry=True)
+    except Exception:
+        log.exception("%s from %s failed", handler.__name__, sid)
+        return protocol.error("Something went wrong on the server; please try again.")
 
 
 class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -100,6 +140,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         throttle: Throttle,
         load: Load,
         namespace: str = "/",
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(namespace)
         self.store = store
@@ -117,6 +158,11 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.pending_detach: set[tuple[str, str, str]] = set()
         # Who each socket here speaks for: socket id -> (session id, participant id).
         self.whom: dict[str, tuple[str, str]] = {}
+        metrics = metrics or Metrics()
+        metrics.connections.set_function(lambda: len(self.whom))
+        metrics.rooms.set_function(lambda: len(self.local))
+        self.votes = Outcomes.of(metrics.votes, "counted")
+        self.controls = Outcomes.of(metrics.controls, "applied")
 
     def socket_key(self, sid: str) -> str:
         return f"{self.instance}:{sid}"
@@ -124,6 +170,13 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # --- connecting
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = CONNECTION.set(sid)
+        try:
+            await self._connect(sid, environ, auth)
+        finally:
+            CONNECTION.reset(token)
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         if not await self.throttle.allow_address("connect", client_address(environ)):
             raise _refuse(
                 "Too many connections from your address; wait a minute and try again.",
@@ -149,6 +202,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise self._refusal(exc) from None
         self.whom[sid] = (session.id, participant_id)
         self.local.setdefault(session.id, set()).add(sid)
+        log.debug("joined session %s as %s (%s)", session.id, participant_id, role)
         current = self.rooms.current(session.id) or session
         welcome = {
             "participant_id": participant_id,
@@ -214,11 +268,19 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # --- leaving
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        token = CONNECTION.set(sid)
+        try:
+            await self._disconnect(sid)
+        finally:
+            CONNECTION.reset(token)
+
+    async def _disconnect(self, sid: str) -> None:
         self.throttle.forget_event(sid)
         whom = self.whom.pop(sid, None)
         if whom is None:
             return
         session_id, participant_id = whom
+        log.debug("left session %s (%s)", session_id, participant_id)
         self.fanout.remove(session_id, sid)
         room = self.local.get(session_id, set())
         room.discard(sid)
@@ -270,7 +332,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise rules.RuleError("You are not part of this session any more; please join again.")
         return whom
 
-    @acknowledged
+    @acknowledged("votes")
     async def on_vote(self, sid: str, data: Any) -> dict[str, Any]:
         ballot = protocol.parse(protocol.Vote, data)
         if self.load.busy:
@@ -286,7 +348,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         return protocol.ok(await self.rooms.apply(session_id, vote))
 
-    @acknowledged
+    @acknowledged("controls")
     async def on_control(self, sid: str, data: Any) -> dict[str, Any]:
         command = protocol.parse(protocol.Control, data)
         if self.load.busy:
@@ -295,7 +357,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         change = ops.Control(participant_id, command.action, command.case)
         return protocol.ok(await self.rooms.apply(session_id, change))
 
-    @acknowledged
+    @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
         session_id, _ = self._whom(sid)
         # Send the room what is waiting first, so this snapshot and the next delta line up.

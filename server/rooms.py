@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server import ops
+from server.metrics import Metrics
 from server.models import Session
 from server.ops import Op, Record
 from server.rules import RuleError
@@ -37,6 +38,7 @@ from server.store import (
     SessionNotFound,
     Store,
     StoreUnavailable,
+    Unconfirmed,
 )
 
 log = logging.getLogger(__name__)
@@ -91,11 +93,19 @@ class Rooms:
         on_change: ChangeListener,
         *,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.on_change = on_change
         self.clock = clock
         self._rooms: dict[str, _Room] = {}
+        metrics = metrics or Metrics()
+        metrics.sessions_held.set_function(
+            lambda: sum(1 for r in self._rooms.values() if r.session is not None)
+        )
+        self._feed_records = metrics.feed_records
+        self._feed_gaps = metrics.feed_gaps
+        self._feed_lag = metrics.feed_lag
         self._background: set[asyncio.Task[None]] = set()
         # Set while storage is known to be down (server.upkeep): a write first asks whether it
         # is back (one quick ping, shared by every write waiting), and is refused before
@@ -184,6 +194,7 @@ class Rooms:
 
     def _on_record(self, record: Record | None) -> None:
         if record is None:
+            self._feed_gaps.inc()
             for session_id, held in self._rooms.items():
                 held.stale = True
                 self._reload_soon(session_id)
@@ -191,6 +202,12 @@ class Rooms:
         room = self._rooms.get(record.session)
         if room is None:
             return
+        if record.base != room.writing_base and (
+            room.session is None or record.base >= room.session.version
+        ):
+            # Not this instance's own write (that one starts from writing_base, or is in the
+            # copy already): a change heard from another instance.
+            self._feed_lag.observe(max(0.0, self.clock() - record.now))
         if room.session is None or room.stale or record.base == room.writing_base:
             room.early[record.base] = record
             return
@@ -203,6 +220,8 @@ class Rooms:
             return
         if record.base < version or not record.ops:
             # Overlapping what we have, or a change that is not an op: read it all again.
+            if record.ops:
+                self._feed_gaps.inc()
             room.stale = True
             self._reload_soon(record.session)
             return
@@ -216,9 +235,11 @@ class Rooms:
             after = ops.replay(before, record.ops, record.now)
         except (RuleError, ValueError) as exc:
             log.warning("record for %s does not apply here (%s); reading it again", session_id, exc)
+            self._feed_gaps.inc()
             room.stale = True
             self._reload_soon(session_id)
             return
+        self._feed_records.inc()
         room.session = after
         self._advanced(room)
         self.on_change(session_id, before, after)
@@ -241,6 +262,7 @@ class Rooms:
                 return
             if min(room.early) > room.session.version:
                 log.info("a change to %s went missing; reading it again", session_id)
+                self._feed_gaps.inc()
                 room.stale = True
                 await self._reload(session_id)
 
@@ -275,6 +297,7 @@ class Rooms:
             if room is None or room.session is None or room.writing:
                 continue
             if stored.get(session_id, room.session.version) > room.session.version:
+                self._feed_gaps.inc()
                 room.stale = True
                 await self._reload(session_id)
 
@@ -309,12 +332,13 @@ class Rooms:
         return await pending.done
 
     async def _storage_back(self) -> bool:
-        if self._probe is None:
-            self._probe = asyncio.ensure_future(self._ping())
+        probe = self._probe
+        if probe is None:
+            probe = self._probe = asyncio.ensure_future(self._ping())
         try:
-            return await asyncio.shield(self._probe)
+            return await asyncio.shield(probe)
         finally:
-            if self._probe.done():
+            if probe.done() and self._probe is probe:
                 self._probe = None
 
     async def _ping(self) -> bool:
@@ -370,8 +394,13 @@ class Rooms:
                 return
             batch = [p for p, _ in stored]
             room.writing_base = before.version
+            unconfirmed: Unconfirmed | None = None
             try:
                 await self.store.commit(before, session, [p.op for p in batch])
+            except Unconfirmed as exc:
+                # Stored, so the copy moves on; but not acknowledged (see Unconfirmed).
+                log.warning("%s: %s; not acknowledged", session_id, exc)
+                unconfirmed = exc
             except Conflict as conflict:
                 room.writing_base = None
                 self._apply_early(session_id, room)
@@ -389,7 +418,10 @@ class Rooms:
             self._advanced(room)
             self.on_change(session_id, before, session)
             for pending, version in stored:
-                pending.done.set_result(version)
+                if unconfirmed is None:
+                    pending.done.set_result(version)
+                else:
+                    pending.done.set_exception(Unconfirmed(str(unconfirmed)))
             self._apply_early(session_id, room)
             return
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import redis.asyncio
 import uvicorn
 from redis.exceptions import RedisError
 
 from server import logs
 from server.app import create_app
 from server.settings import Settings
+from server.store import urls
 from server.transport import FramingProtocol
 
 
 def check_redis(url: str) -> str | None:
     """None if Redis answers at `url`, else a one-line message saying what to fix."""
 
+    target = urls.parse(url)
+
     async def ping() -> None:
-        client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        client = urls.connect(target, timeout=3)
         try:
             await client.ping()
         finally:
@@ -29,14 +31,14 @@ def check_redis(url: str) -> str | None:
         asyncio.run(ping())
     except (RedisError, OSError, ValueError) as exc:
         return (
-            f"cannot reach Redis at {url} ({exc}); check --redis-url or STACKVOTE_REDIS_URL, "
-            "or leave it unset to use the built-in memory store"
+            f"cannot reach Redis at {target.shown} ({exc}); check --redis-url or "
+            "STACKVOTE_REDIS_URL, or leave it unset to use the built-in memory store"
         )
     return None
 
 
 def run(settings: Settings) -> int:
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if settings.redis_url and settings.uses_redis:
         problem = check_redis(settings.redis_url)
         if problem:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 PREFIX = "STACKVOTE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -23,12 +24,26 @@ class SettingsError(ValueError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    # None runs the embedded in-memory store; "redis://host:6379/0" switches to Redis.
+    # None runs the embedded in-memory store; "redis://host:6379/0" switches to Redis, and
+    # redis+sentinel://... or redis+cluster://... to Sentinel or Cluster (server/store/urls.py).
     redis_url: str | None = None
+    # With replicas: a change is acknowledged only once this many replicas have it (Redis'
+    # WAIT, up to redis_wait_ms); 0 acknowledges once the primary has it, and a failover may
+    # then lose the last changes.
+    redis_wait_replicas: int = 0
+    redis_wait_ms: float = 1000
+    # How changes travel between instances: "room" (a channel per session, heard only by the
+    # instances serving it) or "shared" (one channel every instance hears; for comparison).
+    redis_channels: str = "room"
     # The address people use to reach this server, e.g. "https://vote.example.com". Used for
     # join links and QR codes; when empty, links are built from the incoming request.
     public_url: str = ""
     log_level: str = "info"
+    # "text" (one readable line each) or "json" (one JSON object per line, for a log pipeline).
+    log_format: str = "text"
+    # "on" serves Prometheus metrics at GET /metrics (for the operator: the proxy in front
+    # must not pass it on, as deploy/nginx.conf does not); "off" answers 404 there.
+    metrics: str = "on"
     # Sessions not touched for this long are forgotten; one that nobody ever joined, sooner.
     session_ttl_hours: float = 30 * 24
     unjoined_ttl_hours: float = 24
@@ -87,6 +102,10 @@ class Settings:
         return min(self.unjoined_ttl_hours, self.session_ttl_hours) * 3600
 
     @property
+    def metrics_enabled(self) -> bool:
+        return self.metrics.lower() == "on"
+
+    @property
     def uses_redis(self) -> bool:
         return self.redis_url is not None and self.redis_url != "memory://"
 
@@ -110,19 +129,35 @@ class Settings:
     def validated(self) -> Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://", "memory://")
-        ):
-            raise SettingsError(
-                f"redis url {self.redis_url!r} must start with redis://, rediss:// or unix:// "
-                "(or be memory:// for the built-in store)"
-            )
+        if self.uses_redis:
+            assert self.redis_url is not None
+            from server.store import urls  # here: the store package imports this module
+
+            try:
+                urls.parse(self.redis_url)
+            except ValueError as exc:
+                raise SettingsError(
+                    f"redis url {_without_password(self.redis_url)!r}: {exc} "
+                    "(or memory:// for the built-in store)"
+                ) from None
+        if self.redis_wait_replicas < 0:
+            raise SettingsError("redis_wait_replicas must be 0 (do not wait) or more")
+        if not math.isfinite(self.redis_wait_ms) or self.redis_wait_ms <= 0:
+            raise SettingsError("redis_wait_ms must be a positive number of milliseconds")
+        if self.redis_channels not in ("room", "shared"):
+            raise SettingsError("redis_channels must be 'room' (the default) or 'shared'")
         if not math.isfinite(self.instance_ttl_seconds) or self.instance_ttl_seconds < 1:
             raise SettingsError("instance_ttl_seconds must be a number of seconds, at least 1")
         if self.log_level.lower() not in LOG_LEVELS:
             raise SettingsError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise SettingsError(
+                f"log format {self.log_format!r} must be one of {', '.join(LOG_FORMATS)}"
+            )
+        if self.metrics.lower() not in ("on", "off"):
+            raise SettingsError(f"metrics {self.metrics!r} must be on or off")
         for url in self.public_urls:
             if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
                 raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
@@ -158,7 +193,12 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name} must be a positive number")
-        return replace(self, log_level=self.log_level.lower())
+        return replace(
+            self,
+            log_level=self.log_level.lower(),
+            log_format=self.log_format.lower(),
+            metrics=self.metrics.lower(),
+        )
 
 
 @dataclass(frozen=True)
@@ -182,6 +222,10 @@ def parse_rates(text: str) -> list[Rate]:
             raise ValueError(f"cannot read rate {part!r}")
         rates.append(Rate(int(match.group(1)), _UNITS[match.group(2)]))
     return rates
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
 
 
 def _origin(url: str) -> str:

@@ -23,6 +23,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal, Protocol
 
+from prometheus_client import Counter
+
+from server.metrics import Metrics
 from server.settings import Rate, Settings, parse_rates
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,7 @@ class Throttle:
         shared: SharedLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.events = Buckets(parse_rates(settings.limit_events), max_keys=max_keys, clock=clock)
         self.addresses: dict[AddressKind, Buckets] = {
@@ -122,14 +126,29 @@ class Throttle:
             "create": Buckets(parse_rates(settings.limit_creates), max_keys=max_keys, clock=clock),
         }
         self.shared = shared
+        limited = (metrics or Metrics()).rate_limited
+        self._limited_event = limited.labels("event")
+        self._limited: dict[AddressKind, Counter] = {
+            "connect": limited.labels("connect"),
+            "create": limited.labels("create"),
+        }
 
     def allow_event(self, sid: str) -> bool:
-        return self.events.allow(sid)
+        if self.events.allow(sid):
+            return True
+        self._limited_event.inc()
+        return False
 
     def forget_event(self, sid: str) -> None:
         self.events.forget(sid)
 
     async def allow_address(self, kind: AddressKind, address: str) -> bool:
+        if await self._allow_address(kind, address):
+            return True
+        self._limited[kind].inc()
+        return False
+
+    async def _allow_address(self, kind: AddressKind, address: str) -> bool:
         key = address_key(address)
         buckets = self.addresses[kind]
         if self.shared is not None:

@@ -249,16 +249,22 @@ async def test_one_address_cannot_flood_the_server_with_connections(
     defaults: LiveServer,
 ) -> None:
     room = create_session(defaults.url)["id"]
+    started = time.monotonic()
     attempts = await asyncio.gather(
         *(
             join(defaults.url, {"session": room, "name": f"F{n}"}, refuse_ok=True)
             for n in range(300)
         )
     )
+    took = time.monotonic() - started
     admitted = [m for m in attempts if m.client.connected]
     refused = [m for m in attempts if m.refused]
-    # The burst allowance, and what refilled meanwhile; everything else is turned away.
-    assert len(admitted) <= 90 and len(refused) >= 210
+    # The burst allowance (60), and what refilled meanwhile (10 a second, with a second to
+    # spare for the handshakes under way); everything else is turned away. (On a busy machine
+    # the attempts take longer, and more refills.)
+    allowed = 60 + 10 * (took + 1)
+    assert len(admitted) <= allowed and len(refused) >= 300 - allowed
+    assert len(admitted) + len(refused) == 300
     assert all("Too many connections" in (m.refused or "") for m in refused)
     for member in admitted:
         await member.client.disconnect()

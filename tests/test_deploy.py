@@ -187,3 +187,78 @@ def test_the_client_is_the_right_most_address_no_trusted_proxy_added(tmp_path: P
         other = create_from(app.url, "203.0.113.6")
     assert statuses == [201] * 10 + [429] * 10
     assert other == 201
+
+
+# --- monitoring (docker compose --profile monitoring)
+
+
+def test_monitoring_runs_only_with_its_profile(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", services[name]["image"])
+    for name in ("redis", "app", "proxy"):
+        assert "profiles" not in services[name]
+
+
+def test_monitoring_sits_on_the_backend_network_at_its_own_addresses(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    subnet = ipaddress.ip_network(compose["networks"]["backend"]["ipam"]["config"][0]["subnet"])
+    addresses = {
+        name: ipaddress.ip_address(services[name]["networks"]["backend"]["ipv4_address"])
+        for name in ("proxy", "prometheus", "grafana")
+    }
+    assert len(set(addresses.values())) == 3 and all(a in subnet for a in addresses.values())
+    # The app believes X-Forwarded-For from the proxy alone.
+    trusted = services["app"]["environment"]["STACKVOTE_TRUSTED_PROXIES"]
+    assert trusted == str(addresses["proxy"])
+
+
+def test_grafana_is_published_on_this_machine_only_and_read_only(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    assert grafana["ports"] == ["127.0.0.1:${STACKVOTE_GRAFANA_PORT:-3000}:3000"]
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "true"
+    assert env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true"
+    assert "ports" not in compose["services"]["prometheus"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
+    for source in mounts:
+        assert (ROOT / source).is_dir(), source
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    assert datasource["datasources"][0]["uid"] == "prometheus"
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((provisioning / "dashboards" / "stackvote.yml").read_text())
+    dashboards_in = provider["providers"][0]["options"]["path"]
+    assert mounts["./deploy/grafana/dashboards"] == dashboards_in
+
+
+def test_prometheus_scrapes_every_app_replica(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    assert config["global"]["scrape_interval"] == "5s"
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    # `app` resolves to every replica on the compose network, however many --scale made.
+    assert job["dns_sd_configs"] == [
+        {"names": ["app"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    ]
+    assert "app" in compose["services"]
+
+
+def test_the_proxy_refuses_metrics_which_the_app_serves(tmp_path: Path) -> None:
+    nginx_binary()
+    with live_server(tmp_path) as app, nginx_in_front_of([app], tmp_path) as proxy:
+        assert httpx.get(app.url + "/metrics").status_code == 200
+        for path in ("/metrics", "/metrics?x=1", "//metrics", "/%6Detrics"):
+            response = httpx.get(proxy + path)
+            assert response.status_code == 404, path
+            assert "stackvote_" not in response.text
+        # The app's own redirect to the path without a slash leads back to the refusal.
+        slashed = httpx.get(proxy + "/metrics/", follow_redirects=True)
+        assert slashed.status_code == 404 and "stackvote_" not in slashed.text
+        assert httpx.get(proxy + "/healthz").status_code == 200

@@ -194,12 +194,33 @@ def test_overrides_are_validated_too() -> None:
         ({"STACKVOTE_MAX_SESSIONS": "-5"}, "max_sessions must be at least 1"),
         (
             {"STACKVOTE_REDIS_URL": "localhost:6379"},
-            "redis url 'localhost:6379' must start with redis://, rediss:// or unix://",
+            "redis url 'localhost:6379': it must start with one of redis://, rediss://, unix://, "
+            "redis+sentinel://, redis+cluster://",
         ),
         (
             {"STACKVOTE_REDIS_URL": "http://cache:6379"},
-            "redis url 'http://cache:6379' must start with redis://",
+            "redis url 'http://cache:6379': it must start with one of redis://",
         ),
+        (
+            {"STACKVOTE_REDIS_URL": "redis+sentinel://:hunter2@s1:26379,s2:26379"},
+            "redis url 'redis+sentinel://:***@s1:26379,s2:26379': name the service after the "
+            "sentinels: .../mymaster/0",
+        ),
+        (
+            {"STACKVOTE_REDIS_URL": "redis+sentinel://s1:26379,s2/mymaster/0"},
+            "redis url 'redis+sentinel://s1:26379,s2/mymaster/0': 's2' must be host:port",
+        ),
+        (
+            {"STACKVOTE_REDIS_URL": "redis+sentinel://s1:26379/mymaster/zero"},
+            "redis url 'redis+sentinel://s1:26379/mymaster/zero': the database must be a number",
+        ),
+        (
+            {"STACKVOTE_REDIS_URL": "redis+cluster://a:7000,b:7001/3"},
+            "redis url 'redis+cluster://a:7000,b:7001/3': a cluster URL ends after its hosts",
+        ),
+        ({"STACKVOTE_REDIS_WAIT_REPLICAS": "-1"}, "redis_wait_replicas must be 0"),
+        ({"STACKVOTE_REDIS_WAIT_MS": "0"}, "redis_wait_ms must be a positive number"),
+        ({"STACKVOTE_REDIS_CHANNELS": "all"}, "redis_channels must be 'room'"),
         (
             {"STACKVOTE_PUBLIC_URL": "ftp://vote.example.com"},
             "public url 'ftp://vote.example.com' must look like https://vote.example.com",
@@ -251,3 +272,37 @@ def test_uses_redis_follows_the_url(url: str | None, uses_redis: bool) -> None:
 def test_an_unusable_instance_ttl_is_refused(value: str) -> None:
     with pytest.raises(SettingsError, match="instance_ttl_seconds"):
         Settings.from_env({"STACKVOTE_INSTANCE_TTL_SECONDS": value})
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "hosts", "service", "db"),
+    [
+        ("redis://cache:6379/2", "single", (), "", 0),
+        (
+            "redis+sentinel://s1:26379,s2:26380,[::1]:26381/mymaster/3",
+            "sentinel",
+            (("s1", 26379), ("s2", 26380), ("::1", 26381)),
+            "mymaster",
+            3,
+        ),
+        ("redis+sentinel://s1:26379/main", "sentinel", (("s1", 26379),), "main", 0),
+        ("redis+cluster://n1:7000,n2:7001", "cluster", (("n1", 7000), ("n2", 7001)), "", 0),
+    ],
+)
+def test_the_three_redis_url_forms_are_read(
+    url: str, kind: str, hosts: tuple[tuple[str, int], ...], service: str, db: int
+) -> None:
+    from server.store import urls
+
+    target = urls.parse(url)
+    assert (target.kind, target.hosts, target.service, target.db) == (kind, hosts, service, db)
+    assert Settings.from_env({"STACKVOTE_REDIS_URL": url}).uses_redis
+
+
+def test_credentials_in_a_redis_url_are_read_and_never_shown() -> None:
+    from server.store import urls
+
+    target = urls.parse("redis+cluster://app:s%40cret@n1:7000,n2:7001")
+    assert (target.username, target.password) == ("app", "s@cret")
+    assert "cret" not in target.shown
+    assert target.shown == "redis+cluster://app:***@n1:7000,n2:7001"

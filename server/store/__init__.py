@@ -1,4 +1,5 @@
-"""Session stores, chosen by URL: none or memory:// for the embedded store, redis:// for Redis."""
+"""Session stores, chosen by URL: none or memory:// for the embedded store; redis://,
+redis+sentinel:// or redis+cluster:// for Redis (server/store/urls.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from server.store.base import (
     Store,
     StoreFull,
     StoreUnavailable,
+    Unconfirmed,
     Updated,
 )
 from server.store.memory import MemoryStore
@@ -24,6 +26,7 @@ __all__ = [
     "Store",
     "StoreFull",
     "StoreUnavailable",
+    "Unconfirmed",
     "Updated",
     "open_store",
 ]
@@ -41,6 +44,13 @@ def open_store(settings: Settings) -> Store:
     from server.store.redis import RedisStore  # imported only when Redis is asked for
 
     try:
-        return RedisStore(url, lifetimes=lifetimes, max_sessions=settings.max_sessions)
+        return RedisStore(
+            url,
+            lifetimes=lifetimes,
+            max_sessions=settings.max_sessions,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_ms=settings.redis_wait_ms,
+            channels=settings.redis_channels,
+        )
     except ValueError as exc:
         raise SettingsError(f"cannot use redis url {url!r}: {exc}") from None

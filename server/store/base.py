@@ -61,6 +61,11 @@ class OutcomeUnknown(StoreUnavailable):
     stored. Read the session again to find out."""
 
 
+class Unconfirmed(OutcomeUnknown):
+    """Stored on the primary, but fewer replicas than asked for confirmed it in time: a
+    failover now could lose it, so it must not be acknowledged as counted."""
+
+
 class Conflict(Exception):
     """The stored session is newer than the one the change was made to."""
 

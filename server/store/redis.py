@@ -3,21 +3,28 @@ what changed, if nobody stored another change first, and tells the other instanc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from server.models import Session
 from server.ops import Op, Record, dump_record
 from server.settings import Rate
-from server.store import layout
+from server.store import layout, urls
 from server.store.base import (
     Conflict,
     Lifetimes,
@@ -26,8 +33,9 @@ from server.store.base import (
     Store,
     StoreFull,
     StoreUnavailable,
+    Unconfirmed,
 )
-from server.store.feed import FeedHandler, RedisFeed
+from server.store.feed import ChannelFeed, Feed, FeedHandler, ShardedFeed, SharedFeed
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +91,7 @@ apply(7)
 for i = 2, #KEYS do
   if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3])  -- SPUBLISH on a cluster
 local deadline = tonumber(ARGV[5]) + tonumber(ARGV[4])
 local expires = tonumber(redis.call('HGET', KEYS[1], 'x') or 0)
 if math.abs(deadline - expires) > tonumber(ARGV[6]) then return {1, 1} end
@@ -152,13 +160,21 @@ if allowed then return 1 end
 return 0
 """
 
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis cannot be reached, or (a cluster) the node for the key is failing over or moving.
+_UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
 
 class RedisLimiter:
     """Per-address token buckets in Redis, shared by every instance (see server.throttle)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, prefix: str) -> None:
         self._take = client.register_script(_RATE_BUCKET)
         self._prefix = prefix
 
@@ -171,6 +187,8 @@ class RedisLimiter:
 
 
 class RedisStore(Store):
+    """Sessions in Redis: one server, the primary Sentinel names, or a Cluster (by URL)."""
+
     def __init__(
         self,
         url: str,
@@ -180,37 +198,73 @@ class RedisStore(Store):
         prefix: str = "stackvote",
         timeout: float = 2.0,
         max_connections: int = 50,
+        wait_replicas: int = 0,
+        wait_ms: float = 1000,
+        channels: str = "room",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
-        # A blocking pool: a burst of requests waits for a free connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # Retry a dropped connection (e.g. Redis restarted), but not a timeout: a stalled
-            # Redis should give a quick, clear error rather than a request that hangs. A
-            # retried commit is safe: it finds its own version stored and reports a conflict.
-            retry=Retry(
-                ExponentialBackoff(cap=1.0, base=0.05),
-                retries=3,
-                supported_errors=(RedisConnectionError,),
-            ),
-            health_check_interval=15,
-        )
-        self._pool = pool
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self.target = urls.parse(url)
+        self.cluster = self.target.kind == "cluster"
+        self._redis = urls.connect(self.target, timeout=timeout, max_connections=max_connections)
         self._lifetimes = lifetimes or Lifetimes()
         self._max = max_sessions
         self._prefix = prefix
         self._clock = clock
+        self._wait = (wait_replicas, int(wait_ms))
         self._create = self._redis.register_script(_CREATE)
-        self._commit = self._redis.register_script(_COMMIT)
+        self._commit = self._redis.register_script(
+            _COMMIT.replace("'PUBLISH'", "'SPUBLISH'") if self.cluster else _COMMIT
+        )
         self._refresh = self._redis.register_script(_REFRESH)
         self._evict = self._redis.register_script(_EVICT_IF_IDLE)
-        self._feed = RedisFeed(self._redis)
+        self._shared_channel: str | None = None
+        self._feed: Feed
+        if channels == "shared":
+            # PUBLISH reaches every node of a cluster, and every instance hears everything.
+            self._shared_channel = f"{prefix}:feed"
+            self._commit = self._redis.register_script(_COMMIT)
+            self._feed_client = self._pubsub_client()
+            self._feed = SharedFeed(self._feed_client, self._shared_channel)
+        elif isinstance(self._redis, RedisCluster):
+            self._feed = ShardedFeed(self._redis)
+        else:
+            self._feed = ChannelFeed(self._redis)
+        self._metrics: Any = None
+        # Cluster only, with WAIT: a client per node, for a commit and its WAIT on one connection.
+        self._nodes: dict[str, aioredis.Redis] = {}
+
+    def _pubsub_client(self) -> aioredis.Redis:
+        if isinstance(self._redis, RedisCluster):
+            # Plain pub/sub on a cluster: any node hears every PUBLISH.
+            host, port = self.target.hosts[0]
+            return aioredis.Redis(
+                host=host, port=port, username=self.target.username, password=self.target.password
+            )
+        return self._redis
+
+    def instrument(self, metrics: Any) -> None:
+        """Count round trips and errors in `metrics` (server.metrics)."""
+        self._metrics = metrics
+
+    @contextlib.asynccontextmanager
+    async def _timed(self, command: str) -> AsyncIterator[None]:
+        metrics = self._metrics
+        if metrics is None:
+            yield
+            return
+        started = time.perf_counter()
+        try:
+            yield
+        except (RedisError, OSError):
+            metrics.redis_errors.labels(command).inc()
+            raise
+        finally:
+            metrics.redis_seconds.labels(command).observe(time.perf_counter() - started)
+
+    @property
+    def followed_channels(self) -> int:
+        return len(self._feed.channels)
 
     def keys(self, session_id: str) -> layout.Keys:
         return layout.Keys(self._prefix, session_id)
@@ -253,14 +307,15 @@ class RedisStore(Store):
     async def get(self, session_id: str) -> Session | None:
         keys = self.keys(session_id)
         try:
-            meta = await self._redis.hgetall(keys.meta)
-            case_ids = layout.case_ids(meta)
-            if case_ids is None:
-                return None
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key in keys.all(case_ids):
-                    pipe.hgetall(key)
-                raw = await pipe.execute()
+            async with self._timed("get"):
+                meta = await self._redis.hgetall(keys.meta)
+                case_ids = layout.case_ids(meta)
+                if case_ids is None:
+                    return None
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    for key in keys.all(case_ids):
+                        pipe.hgetall(key)
+                    raw = await pipe.execute()
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return layout.load(session_id, raw, case_ids)
@@ -274,19 +329,22 @@ class RedisStore(Store):
         )
         ttl = self._ttl_ms(after)
         slack = min(3_600_000, ttl // 4)
+        args = [
+            before.version,
+            self._shared_channel or keys.feed,
+            dump_record(record),
+            ttl,
+            int(self.now() * 1000),
+            slack,
+            *_encode_writes(written, writes),
+        ]
+        replicated: int | None = None
         try:
-            outcome = await self._commit(
-                keys=written,
-                args=[
-                    before.version,
-                    keys.feed,
-                    dump_record(record),
-                    ttl,
-                    int(self.now() * 1000),
-                    slack,
-                    *_encode_writes(written, writes),
-                ],
-            )
+            async with self._timed("commit"):
+                if self._wait[0]:
+                    outcome, replicated = await self._commit_and_wait(keys.meta, written, args)
+                else:
+                    outcome = await self._commit(keys=written, args=args)
         except _UNREACHABLE as exc:
             # Sent, perhaps stored: only reading the session again can tell.
             raise OutcomeUnknown(str(exc)) from exc
@@ -296,6 +354,50 @@ class RedisStore(Store):
             raise Conflict(int(outcome[1]))
         if outcome[1]:
             await self._push_back_expiry(after, ttl)
+        if replicated is not None and replicated < self._wait[0]:
+            raise Unconfirmed(
+                f"{replicated} of {self._wait[0]} replicas confirmed within {self._wait[1]} ms"
+            )
+
+    async def _commit_and_wait(
+        self, meta: str, keys: list[str], args: list[Any]
+    ) -> tuple[Any, int]:
+        """The commit, then WAIT on the same connection (WAIT counts the replicas that have
+        every write this connection made). On a cluster, on a connection to the node that
+        holds the session."""
+        client: Any = self._redis
+        if isinstance(self._redis, RedisCluster):
+            client = await self._node_client(meta)
+        async with client.pipeline(transaction=False) as pipe:
+            await self._commit(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._wait[0], self._wait[1])
+            try:
+                outcome, replicated = await pipe.execute()
+            except ResponseError as exc:
+                if isinstance(self._redis, RedisCluster) and str(exc).startswith(("MOVED", "ASK")):
+                    # Refused where it was sent (the slot moved): nothing was stored.
+                    self._nodes.clear()
+                    await self._redis.nodes_manager.initialize()
+                    raise RedisConnectionError(f"the session moved ({exc})") from exc
+                raise
+        return outcome, int(replicated)
+
+    async def _node_client(self, key: str) -> aioredis.Redis:
+        assert isinstance(self._redis, RedisCluster)
+        node = self._redis.get_node_from_key(key)
+        if node is None:
+            raise RedisConnectionError(f"no node holds {key} right now")
+        client = self._nodes.get(node.name)
+        if client is None:
+            client = aioredis.Redis(
+                host=node.host,
+                port=int(node.port),
+                username=self.target.username,
+                password=self.target.password,
+                socket_timeout=self._redis.connection_kwargs.get("socket_timeout"),
+            )
+            self._nodes[node.name] = client
+        return client
 
     async def _push_back_expiry(self, session: Session, ttl: int) -> None:
         """Every key of the session lives `ttl` from now (done now and then, not per change)."""
@@ -326,7 +428,7 @@ class RedisStore(Store):
     async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
         ids = list(session_ids)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._timed("versions"), self._redis.pipeline(transaction=False) as pipe:
                 for session_id in ids:
                     pipe.hget(self.keys(session_id).meta, "v")
                 raw = await pipe.execute()
@@ -353,15 +455,17 @@ class RedisStore(Store):
 
     # --- instances
 
+    # What instances say of themselves shares one hash tag: one node of a cluster keeps it,
+    # and a heartbeat writes it in one transaction.
     @property
     def _instances(self) -> str:
-        return f"{self._prefix}:instances"
+        return f"{self._prefix}:{{fleet}}:instances"
 
     def _alive(self, instance: str) -> str:
-        return f"{self._prefix}:instance:{instance}:alive"
+        return f"{self._prefix}:{{fleet}}:instance:{instance}:alive"
 
     def _holding(self, instance: str) -> str:
-        return f"{self._prefix}:instance:{instance}:sessions"
+        return f"{self._prefix}:{{fleet}}:instance:{instance}:sessions"
 
     async def heartbeat(self, instance: str, session_ids: Collection[str], ttl: float) -> bool:
         try:
@@ -402,14 +506,18 @@ class RedisStore(Store):
 
     async def ping(self) -> None:
         try:
-            await self._redis.ping()
+            async with self._timed("ping"):
+                await self._redis.ping()
         except (*_UNREACHABLE, RedisError) as exc:
             raise StoreUnavailable(f"cannot reach Redis: {exc}") from exc
 
     async def close(self) -> None:
         await self._feed.close()
+        for client in self._nodes.values():
+            await client.aclose()
         await self._redis.aclose()
-        await self._pool.aclose()
+        if self._shared_channel is not None and isinstance(self._redis, RedisCluster):
+            await self._feed_client.aclose()
 
 
 def layout_case_ids(session: Session) -> list[str]:
