@@ -13,6 +13,7 @@ import pytest
 import redis as redis_lib
 
 from tests.live import LiveServer, Member, create_session, facilitate, join, live_server
+from tests.redis_fleet import RedisClusterFleet
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -115,3 +116,33 @@ async def test_the_shared_channel_mode_still_delivers_every_change(
         client.close()
         for member in (fay, ann):
             await member.client.disconnect()
+
+
+async def test_on_a_cluster_a_room_travels_on_a_sharded_channel_of_its_node(
+    cluster: RedisClusterFleet, tmp_path: Path
+) -> None:
+    env = {"STACKVOTE_REDIS_URL": cluster.url}
+    with live_server(tmp_path, env) as a, live_server(tmp_path, env) as b:
+        created = create_session(a.url, title="Sharded")
+        name = channel(created["id"])
+        owner = cluster.node(cluster.owner(cluster.keyslot(name)))
+
+        def sharded_subscribers() -> int:
+            reply = owner.command("PUBSUB", "SHARDNUMSUB", name)
+            return int(reply[1])
+
+        fay = await facilitate(a.url, created)
+        assert sharded_subscribers() == 1
+        ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+        assert sharded_subscribers() == 2
+        # Nothing on plain pub/sub, and nothing on the nodes that do not hold the room.
+        assert owner.command("PUBSUB", "NUMSUB", name)[1] == 0
+        for node in cluster.primaries:
+            if node is not owner:
+                assert int(node.command("PUBSUB", "SHARDNUMSUB", name)[1]) == 0
+        assert (await fay.control("open", "realtime"))["ok"]
+        ack = await ann.vote("realtime", 2)
+        await fay.until_version(ack["version"])
+        for member in (fay, ann):
+            await member.client.disconnect()
+        await eventually(lambda: sharded_subscribers() == 0)

@@ -13,6 +13,9 @@ Credentials are for the Redis servers that hold data; sentinels are asked withou
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -141,7 +144,7 @@ def connect(
             **timeouts,
         )
         return client
-    return RedisCluster(
+    return BoundedCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
         retry=_cluster_retry(),
         max_connections=max_connections,
@@ -149,3 +152,44 @@ def connect(
         **credentials,
         **timeouts,
     )
+
+
+# Set while a task holds one of a BoundedCluster's places (a command inside a pipeline, sent
+# again after a redirection, must not wait for a second place).
+_holding: ContextVar[bool] = ContextVar("holding a cluster connection", default=False)
+
+
+class BoundedCluster(RedisCluster):
+    """A cluster client that waits for a free connection, as the single server's blocking pool
+    does, instead of failing a burst of requests with MaxConnectionsError: at most
+    `max_connections` commands or pipelines are under way at once (so at most that many
+    connections to any one node)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._places = asyncio.Semaphore(kwargs.get("max_connections", 100))
+
+    async def _bounded(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        if _holding.get():
+            return await call()
+        async with self._places:
+            token = _holding.set(True)
+            try:
+                return await call()
+            finally:
+                _holding.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded(
+            lambda: super(BoundedCluster, self).execute_command(*args, **kwargs)
+        )
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def bounded(*args: Any, **kwargs: Any) -> Any:
+            return await self._bounded(lambda: execute(*args, **kwargs))
+
+        pipe.execute = bounded  # type: ignore[method-assign]
+        return pipe
