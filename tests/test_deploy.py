@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_lib
 import yaml
 
 from tests.live import ROOT, LiveServer, create_session, free_port, join, live_server, missing
@@ -262,3 +263,30 @@ def test_the_proxy_refuses_metrics_which_the_app_serves(tmp_path: Path) -> None:
         slashed = httpx.get(proxy + "/metrics/", follow_redirects=True)
         assert slashed.status_code == 404 and "stackvote_" not in slashed.text
         assert httpx.get(proxy + "/healthz").status_code == 200
+
+
+async def test_the_proxy_keeps_the_sockets_of_a_room_on_one_instance(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    nginx_binary()
+    with ExitStack() as stack:
+        backends = [
+            stack.enter_context(live_server(tmp_path, {"STACKVOTE_REDIS_URL": redis.url}))
+            for _ in range(3)
+        ]
+        proxy = stack.enter_context(nginx_in_front_of(backends, tmp_path))
+        client = redis_lib.Redis(port=redis.port)
+        members = []
+        for n in range(6):
+            created = create_session(proxy)
+            # As the room page connects: the room named in the query.
+            url = f"{proxy}?room={created['id']}"
+            members += [
+                await join(url, {"session": created["id"], "name": f"M{i}"}) for i in range(4)
+            ]
+            channel = f"stackvote:{{{created['id']}}}:feed"
+            # Four people, one instance following the room.
+            assert dict(client.pubsub_numsub(channel))[channel.encode()] == 1, n
+        client.close()
+        for member in members:
+            await member.client.disconnect()

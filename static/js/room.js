@@ -80,6 +80,7 @@ const room = {
   everConnected: false,
   failedAttempts: 0,
   retryTimer: 0,
+  removed: "", // why the server is about to close the connection, if it said
 };
 
 let socket = null;
@@ -171,6 +172,8 @@ function connect() {
     // WebSocket only: one connection stays on one server, so several servers behind a proxy
     // need no sticky sessions.
     transports: ["websocket"],
+    // For the proxy: the repo's nginx sends every socket of a room to the same server.
+    query: { room: sessionId },
   });
   socket.on("connect", () => {
     room.everConnected = true;
@@ -179,6 +182,7 @@ function connect() {
   socket.on("welcome", onWelcome);
   socket.on("state", applySnapshot);
   socket.on("delta", onDelta);
+  socket.on("removed", onRemoved);
   socket.on("status", (status) => {
     if (status && status.storage === "unavailable") {
       setConnection("storage");
@@ -241,13 +245,23 @@ function onConnectError(err) {
   showJoin(message);
 }
 
+// The facilitator took me off the list: my token names nobody any more, so forget it; joining
+// again (by choice) makes a newcomer.
+function onRemoved(notice) {
+  room.removed = notice?.message || "You were removed from this session.";
+  room.token = null;
+  room.me = null;
+  identity.forgetMe();
+}
+
 function onDisconnect(reason) {
   if (reason === "io client disconnect") {
     setConnection("idle");
   } else if (reason === "io server disconnect") {
     // The server closed this connection on purpose; it won't come back by itself.
     setConnection("idle");
-    showJoin("The server closed the connection. Join again to continue.");
+    showJoin(room.removed || "The server closed the connection. Join again to continue.");
+    room.removed = "";
   } else {
     setConnection(navigator.onLine === false ? "offline" : "reconnecting");
   }
