@@ -22,11 +22,13 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import protocol, routes
+from server.deadlines import Deadlines
 from server.fanout import Fanout
 from server.gate import GatedServer, RoomsBySid
 from server.load import Load
 from server.logs import REQUEST
 from server.metrics import CONTENT_TYPE, Metrics
+from server.models import Session
 from server.realtime import RoomNamespace
 from server.rooms import Rooms
 from server.settings import Settings
@@ -220,7 +222,17 @@ def create_app(
         window=settings.coalesce_ms / 1000,
         metrics=metrics,
     )
-    rooms = Rooms(store, fanout.changed, metrics=metrics)
+    # Countdowns: each instance holding a session closes voting at its deadlines.
+    deadlines = Deadlines(
+        lambda session_id: rooms.current(session_id),
+        lambda session_id, op: rooms.apply(session_id, op),
+    )
+
+    def changed(session_id: str, before: Session, after: Session) -> None:
+        fanout.changed(session_id, before, after)
+        namespace.changed(session_id, before, after)
+
+    rooms = Rooms(store, changed, metrics=metrics, on_copy=deadlines.watch)
     namespace = RoomNamespace(
         store,
         rooms,
@@ -255,6 +267,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            deadlines.close()
             await store.close()
 
     # For the operator (Prometheus scrapes each instance directly); the public proxy refuses it.
@@ -280,6 +293,7 @@ def create_app(
     site.state.throttle = throttle
     site.state.fanout = fanout
     site.state.rooms = rooms
+    site.state.deadlines = deadlines
     site.state.metrics = metrics
     # Outermost, so that every response carries the headers and its id, error pages included.
     return RequestIds(SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site)))

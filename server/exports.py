@@ -11,11 +11,23 @@ from typing import Any
 from server import engine, snapshot
 from server.models import Round, Session
 
-_STAT_KEYS = ("n", "abstain", "histogram", "mean", "median", "iqr", "consensus", "band")
+_STAT_KEYS = (
+    "n",
+    "abstain",
+    "histogram",
+    "mean",
+    "median",
+    "iqr",
+    "consensus",
+    "band",
+    "reasons",
+)
 
 
 def results(session: Session) -> dict[str, Any]:
-    """The results document (GET /api/sessions/<id>/results); hidden scores stay hidden."""
+    """The results document (GET /api/sessions/<id>/results); hidden scores (and the reasons
+    given with them) stay hidden. `history` holds each earlier round in full: its results,
+    ballots and reasons, as they were revealed before the re-vote."""
     titles = {c.id: c.title for c in session.template.cases}
     cases = []
     for case in session.cases:
@@ -49,6 +61,7 @@ def _past_round(session: Session, past: Round) -> dict[str, Any]:
     stats = engine.case_results(past.ballots.values()).as_dict()
     if not session.anonymous:
         stats["ballots"] = snapshot.ballots_in_join_order(session, past.ballots)
+    stats["reasons"] = snapshot.reasons(session, past.ballots, past.reasons)
     return {"round": past.round, **stats}
 
 
@@ -79,13 +92,31 @@ CSV_COLUMNS = (
     "iqr",
     "consensus",
     "agreement",
+    "reasons",
 )
+
+
+def _score_word(score: int | None) -> str:
+    return "abstained" if score is None else str(score)
+
+
+def _reason_lines(reasons: list[dict[str, Any]] | None, names: dict[str, str]) -> list[str]:
+    """Each reason as "Name (score): text", or "score: text" without names (anonymous)."""
+    lines = []
+    for reason in reasons or ():
+        if "participant" in reason:
+            who = names.get(reason["participant"], "someone who left")
+            lines.append(f"{who} ({_score_word(reason['score'])}): {reason['text']}")
+        else:
+            lines.append(f"{_score_word(reason['score'])}: {reason['text']}")
+    return lines
 
 
 def to_csv(document: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    names = {p["id"]: p["name"] for p in document["participants"]}
     for case in document["cases"]:
         histogram = case["histogram"] or [None] * 5
         row = [
@@ -101,6 +132,8 @@ def to_csv(document: dict[str, Any]) -> str:
             case["iqr"],
             case["consensus"],
             case["band"],
+            # One reason per line within the cell.
+            "\n".join(_reason_lines(case["reasons"], names)),
         ]
         writer.writerow([_cell(v) for v in row])
     return out.getvalue()
@@ -196,6 +229,12 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
                 for b in case["ballots"]
             )
             lines.append(f"- {md_text(case['title'])}: {cast}")
+    reasoned = [c for c in document["cases"] if c["reasons"]]
+    if reasoned:
+        lines += ["", "## Reasons", ""]
+        for case in reasoned:
+            lines.append(f"- {md_text(case['title'])}")
+            lines += [f"  - {md_text(r)}" for r in _reason_lines(case["reasons"], names)]
     revoted = [c for c in document["cases"] if c["history"]]
     if revoted:
         lines += ["", "## Earlier rounds", ""]
@@ -205,5 +244,6 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
                     f"- {md_text(case['title'])}, round {past['round']}: median "
                     f"{_num(past['median'], 1)}, consensus {_num(past['consensus'])}"
                 )
+                lines += [f"  - {md_text(r)}" for r in _reason_lines(past["reasons"], names)]
     lines += ["", f"_Exported from stackvote, session version {session['version']}._", ""]
     return "\n".join(lines)

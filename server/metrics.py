@@ -96,8 +96,8 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "stackvote_rate_limited",
-            "Refusals by a rate limit: socket events (per connection), connections and "
-            "session creations (per client address).",
+            "Refusals by a rate limit: socket events (per connection), connections, "
+            "session creations and join code lookups (per client address).",
             ["kind"],
             registry=r,
         )

@@ -92,6 +92,8 @@ class Round(Struct, frozen=True):
     round: int
     status: CaseStatus
     ballots: dict[str, int | None]
+    # participant id -> the reason they gave with their ballot (plain text), if they gave one.
+    reasons: dict[str, str] = {}
 
 
 class CaseState(Struct, frozen=True):
@@ -101,6 +103,11 @@ class CaseState(Struct, frozen=True):
     # participant id -> score (None = abstain), for the current round only.
     ballots: dict[str, int | None] = {}
     history: tuple[Round, ...] = ()
+    # participant id -> the reason given with the ballot (plain text), current round only.
+    reasons: dict[str, str] = {}
+    # When voting on this case ends (epoch seconds), if a countdown runs: votes arriving later
+    # are refused, and the instances holding the session close it then (server.deadlines).
+    deadline: float | None = None
     # participant id -> (client id, sequence number) of the last vote applied on this case, in
     # any round: a retried or late vote with an older number from the same client changes
     # nothing, so each vote counts once and the newest one wins.
@@ -160,6 +167,8 @@ class Session(Struct, frozen=True, dict=True):
     mode: Mode
     anonymous: bool
     template: Template
+    # The hash of the facilitator link's token; empty once the facilitator role was handed to
+    # someone else, so that the link no longer gives control (see rules.hand_over).
     facilitator_hash: str
     created_at: float
     updated_at: float
@@ -167,6 +176,10 @@ class Session(Struct, frozen=True, dict=True):
     version: int = 1
     participants: tuple[Participant, ...] = ()
     cases: tuple[CaseState, ...] = ()
+    # Reveal a case as soon as everyone here who votes has voted on it (rules.vote and others).
+    auto_reveal: bool = False
+    # The short code people may type at /join instead of opening the link (never changes).
+    join_code: str | None = None
 
     def people(self) -> PeopleIndex:
         """The index of this session's participants (built once, carried along by `evolve`)."""

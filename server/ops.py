@@ -22,19 +22,23 @@ from server.models import Participant, Role, Session, evolve
 
 
 class Join(msgspec.Struct, frozen=True, tag="join"):
-    """A new participant, connected through `sid`."""
+    """A new participant, connected through `sid`; `link`: the hash of the facilitator link
+    that made them a facilitator, checked again when the op is applied."""
 
     participant: Participant
     sid: str
     limit: int
+    link: str | None = None
 
 
 class Attach(msgspec.Struct, frozen=True, tag="attach"):
-    """A participant's socket (a reconnect), possibly taking up the facilitator role."""
+    """A participant's socket (a reconnect), possibly taking up the facilitator role with the
+    facilitator link (`link`: its token's hash)."""
 
     participant: str
     sid: str
     role: Role | None = None
+    link: str | None = None
 
 
 class Detach(msgspec.Struct, frozen=True, tag="detach"):
@@ -55,6 +59,7 @@ class Vote(msgspec.Struct, frozen=True, tag="vote"):
     client: str | None = None
     seq: int | None = None
     round: int | None = None
+    reason: str | None = None
 
 
 class Control(msgspec.Struct, frozen=True, tag="control"):
@@ -63,18 +68,63 @@ class Control(msgspec.Struct, frozen=True, tag="control"):
     case: str | None = None
 
 
-Op = Join | Attach | Detach | DropSockets | Vote | Control
+class Countdown(msgspec.Struct, frozen=True, tag="countdown"):
+    """Voting on `case` (None: every case being voted on) ends `seconds` after the op's time."""
+
+    participant: str
+    seconds: int
+    case: str | None = None
 
 
-def change(session: Session, op: Op) -> Session:
-    """The session after `op`, by the rules (the same object when `op` changes nothing);
-    raises rules.RuleError when a rule refuses it."""
+class AutoReveal(msgspec.Struct, frozen=True, tag="auto_reveal"):
+    participant: str
+    on: bool
+
+
+class HandOver(msgspec.Struct, frozen=True, tag="hand_over"):
+    participant: str
+    to: str
+
+
+class Remove(msgspec.Struct, frozen=True, tag="remove"):
+    participant: str
+    whom: str
+    keep_ballots: bool
+
+
+class Close(msgspec.Struct, frozen=True, tag="close"):
+    """Voting ends on every case whose deadline has passed at the op's time (server.deadlines
+    applies it; no person asks for it)."""
+
+
+Op = (
+    Join
+    | Attach
+    | Detach
+    | DropSockets
+    | Vote
+    | Control
+    | Countdown
+    | AutoReveal
+    | HandOver
+    | Remove
+    | Close
+)
+
+
+def change(session: Session, op: Op, now: float) -> Session:
+    """The session after `op` at time `now`, by the rules (the same object when `op` changes
+    nothing); raises rules.RuleError when a rule refuses it."""
     match op:
-        case Join(participant=p, sid=sid, limit=limit):
+        case Join(participant=p, sid=sid, limit=limit, link=link):
             if session.participant(p.id) is not None:
                 return rules.attach(session, p.id, sid)
+            if link is not None:
+                rules.check_link(session, link)
             return rules.attach(rules.join(session, p, limit=limit), p.id, sid)
-        case Attach(participant=pid, sid=sid, role=role):
+        case Attach(participant=pid, sid=sid, role=role, link=link):
+            if link is not None:
+                rules.check_link(session, link)
             return rules.attach(session, pid, sid, role)
         case Detach(participant=pid, sid=sid):
             return rules.detach(session, pid, sid)
@@ -86,18 +136,30 @@ def change(session: Session, op: Op) -> Session:
                 op.participant,
                 op.case,
                 op.score,
+                reason=op.reason,
                 client=op.client,
                 seq=op.seq,
                 round=op.round,
+                now=now,
             )
         case Control(participant=pid, action=action, case=case):
             return rules.control(session, pid, action, case)
+        case Countdown(participant=pid, seconds=seconds, case=case):
+            return rules.countdown(session, pid, case, seconds, now)
+        case AutoReveal(participant=pid, on=on):
+            return rules.set_auto_reveal(session, pid, on)
+        case HandOver(participant=pid, to=to):
+            return rules.hand_over(session, pid, to)
+        case Remove(participant=pid, whom=whom, keep_ballots=keep):
+            return rules.remove(session, pid, whom, keep_ballots=keep)
+        case Close():
+            return rules.close_overdue(session, now)
     raise TypeError(f"not an op: {op!r}")  # pragma: no cover - the match is exhaustive
 
 
 def apply(session: Session, op: Op, now: float) -> Session:
     """`change`, stamped: version one higher and touched `now`, unless nothing changed."""
-    changed = change(session, op)
+    changed = change(session, op, now)
     if changed is session:
         return session
     return evolve(changed, version=session.version + 1, updated_at=now)

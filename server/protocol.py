@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from server.models import Mode, Score, Title
-from server.rules import Action
+from server.rules import COMMANDS, COUNTDOWN_MAX, REASON_MAX, Command
 
 # Server -> client events.
 WELCOME = "welcome"
@@ -18,6 +18,8 @@ STATE = "state"
 DELTA = "delta"
 # Whether this server can reach its storage: {"storage": "ok" | "unavailable"}.
 STATUS = "status"
+# The facilitator removed this participant: {"message"}; the connection closes after it.
+REMOVED = "removed"
 # Client -> server events.
 VOTE = "vote"
 CONTROL = "control"
@@ -61,22 +63,66 @@ class Vote(Struct, forbid_unknown_fields=True):
     seq: Sequence | None = None
     # The round the voter saw; a vote meant for an earlier round is refused, not moved.
     round: Annotated[int, Meta(ge=1)] | None = None
+    # Why, in a sentence: plain text, shown with the score once it is revealed.
+    reason: Annotated[str, Meta(max_length=REASON_MAX)] | None = None
 
     def __post_init__(self) -> None:
         if (self.client is None) != (self.seq is None):
             raise ValueError("client and seq go together")
 
 
+Seconds = Annotated[int, Meta(ge=0, le=COUNTDOWN_MAX)]
+
+# The fields each command needs besides `action` (and `case`, which the rules check).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "countdown": ("seconds",),
+    "auto_reveal": ("on",),
+    "hand_over": ("participant",),
+    "remove": ("participant", "keep_ballots"),
+}
+_WANTED = {
+    "seconds": f"seconds: a whole number from 0 to {COUNTDOWN_MAX}",
+    "on": "on: true or false",
+    "participant": "participant: the id of a participant in this session",
+    "keep_ballots": "keep_ballots: true or false",
+}
+
+
 class Control(Struct, forbid_unknown_fields=True):
-    action: Action
+    action: Command
     case: Token | None = None
+    # countdown: how long voting stays open (0 stops the countdown).
+    seconds: Seconds | None = None
+    # auto_reveal: on or off.
+    on: bool | None = None
+    # hand_over and remove: whom it is about.
+    participant: Token | None = None
+    # remove: whether the ballots they cast so far stay counted.
+    keep_ballots: bool | None = None
+
+    def __post_init__(self) -> None:
+        needs = _NEEDS.get(self.action, ())
+        for name, wanted in _WANTED.items():
+            given = getattr(self, name) is not None
+            if name in needs and not given:
+                raise ValueError(f"{self.action} needs {wanted}")
+            if given and name not in needs:
+                users = " and ".join(a for a, fields in _NEEDS.items() if name in fields)
+                raise ValueError(f"{name} goes only with {users}")
+        if self.action in ("hand_over", "remove", "auto_reveal") and self.case is not None:
+            raise ValueError(f"{self.action} is not about a case; leave case out")
 
 
 # Messages for the fields people most often get wrong, in their terms rather than a schema's.
 _FIELD_HINTS = {
     "score": "score must be a whole number from 0 to 4, or null to abstain",
     "case": "case must be the id of a case in this session",
-    "action": "action must be one of open, open_all, reveal, reveal_all, revote, lock, finish",
+    "action": "action must be one of " + ", ".join(COMMANDS),
+    "reason": f"reason must be text of at most {REASON_MAX} characters",
+    "seconds": f"seconds must be a whole number from 0 to {COUNTDOWN_MAX}",
+    "on": "on must be true or false",
+    "participant": "participant must be the id of a participant in this session",
+    "keep_ballots": "keep_ballots must be true or false",
     "mode": 'mode must be "hidden" or "open"',
     "anonymous": "anonymous must be true or false",
     "title": "title must be text of 1 to 120 characters",

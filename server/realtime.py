@@ -4,9 +4,10 @@ ack; what changed reaches the room through the fan-out (server.fanout), never th
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ UNAVAILABLE = "The server cannot reach its storage right now; please try again i
 BUSY = "The server is busy right now; this was not counted, please try again in a moment."
 BUSY_CONNECTING = "The server is busy right now; please try again in a moment."
 GONE = "This session no longer exists."
+REMOVED = "The facilitator removed you from this session."
 
 
 class Refused(Exception):
@@ -128,6 +130,23 @@ async def _answer(namespace: RoomNamespace, handler: Handler, sid: str, data: An
         return protocol.error("Something went wrong on the server; please try again.")
 
 
+def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
+    """The op a facilitator's command stands for (protocol.Control has checked its fields)."""
+    match command.action:
+        case "countdown":
+            assert command.seconds is not None
+            return ops.Countdown(participant_id, command.seconds, command.case)
+        case "auto_reveal":
+            return ops.AutoReveal(participant_id, bool(command.on))
+        case "hand_over":
+            assert command.participant is not None
+            return ops.HandOver(participant_id, command.participant)
+        case "remove":
+            assert command.participant is not None
+            return ops.Remove(participant_id, command.participant, bool(command.keep_ballots))
+    return ops.Control(participant_id, command.action, command.case)
+
+
 class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(
         self,
@@ -158,6 +177,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.pending_detach: set[tuple[str, str, str]] = set()
         # Who each socket here speaks for: socket id -> (session id, participant id).
         self.whom: dict[str, tuple[str, str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
         metrics.connections.set_function(lambda: len(self.whom))
         metrics.rooms.set_function(lambda: len(self.local))
@@ -197,18 +217,23 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise _refuse(UNAVAILABLE, "unavailable") from None
         try:
             participant_id, role, token = await self._admit(sid, request, session)
+            current = self.rooms.current(session.id) or session
+            if current.participant(participant_id) is None:
+                # Removed while the connection was being made: the removal found no socket
+                # here to tell, so this one is told now.
+                raise Refused(REMOVED, "removed")
         except BaseException as exc:
             await self.rooms.close(session.id)
             raise self._refusal(exc) from None
         self.whom[sid] = (session.id, participant_id)
         self.local.setdefault(session.id, set()).add(sid)
         log.debug("joined session %s as %s (%s)", session.id, participant_id, role)
-        current = self.rooms.current(session.id) or session
         welcome = {
             "participant_id": participant_id,
             "token": token,
             "role": role,
             "ballots": snapshot.own_ballots(current, participant_id),
+            "reasons": snapshot.own_reasons(current, participant_id),
         }
         outlet = Outlet(
             self.server.eio.sockets[self.server.manager.eio_sid_from_sid(sid, "/")],
@@ -240,19 +265,26 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             # Say we hold sockets of this session before storing one, so that if this instance
             # dies, the others mark its people offline.
             await self.store.heartbeat(self.instance, [session.id], ttl=self.instance_ttl)
+        token = request.token
+        known = None if token is None else rules.find_by_token(session, hash_token(token))
         promote: Role | None = None
+        link: str | None = None
         if request.facilitator_token is not None:
-            if not token_matches(request.facilitator_token, session.facilitator_hash):
+            if token_matches(request.facilitator_token, session.facilitator_hash):
+                promote, link = "facilitator", session.facilitator_hash
+            elif session.facilitator_hash or known is None:
                 raise Refused(
-                    "This facilitator link is not valid for this session.", "bad_facilitator_token"
+                    rules.LINK_HANDED_OVER
+                    if not session.facilitator_hash
+                    else "This facilitator link is not valid for this session.",
+                    "bad_facilitator_token",
                 )
-            promote = "facilitator"
+            # else: the link stopped working when the role was handed over; its holder is
+            # still a participant and comes back as one.
 
-        if request.token is not None:
-            known = rules.find_by_token(session, hash_token(request.token))
-            if known is not None:
-                await self.rooms.apply(session.id, ops.Attach(known.id, socket, promote))
-                return known.id, promote or known.role, request.token
+        if known is not None and token is not None:
+            await self.rooms.apply(session.id, ops.Attach(known.id, socket, promote, link))
+            return known.id, promote or known.role, token
 
         name = rules.clean_name(request.name)
         token = new_token()
@@ -262,7 +294,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             role=promote or request.role,
             token_hash=hash_token(token),
         )
-        await self.rooms.apply(session.id, ops.Join(newcomer, socket, self.max_participants))
+        await self.rooms.apply(session.id, ops.Join(newcomer, socket, self.max_participants, link))
         return newcomer.id, newcomer.role, token
 
     # --- leaving
@@ -322,7 +354,41 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 whom = self.whom.get(sid)
                 if whom is None:
                     continue  # disconnected meanwhile; nothing to attach
-                await self.rooms.apply(session_id, ops.Attach(whom[1], self.socket_key(sid)))
+                try:
+                    await self.rooms.apply(session_id, ops.Attach(whom[1], self.socket_key(sid)))
+                except rules.RuleError:
+                    continue  # removed meanwhile; that socket is being closed
+
+    # --- removals
+
+    def changed(self, session_id: str, before: Session, after: Session) -> None:
+        """A copy changed (here or on another instance): the sockets here of anyone it
+        removed are told and closed, wherever the removal was made."""
+        sids = self.local.get(session_id)
+        if not sids:
+            return
+        gone = rules.removed_between(before, after)
+        if not gone:
+            return
+        for sid in list(sids):
+            whom = self.whom.get(sid)
+            if whom is not None and whom[1] in gone:
+                self._spawn(self._send_away(sid))
+
+    async def _send_away(self, sid: str) -> None:
+        log.info("closing connection %s: its participant was removed", sid)
+        try:
+            try:
+                await self.emit(protocol.REMOVED, {"message": REMOVED}, to=sid)
+            finally:
+                await self.disconnect(sid)
+        except Exception:
+            log.exception("closing connection %s of a removed participant failed", sid)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- events
 
@@ -335,6 +401,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     @acknowledged("votes")
     async def on_vote(self, sid: str, data: Any) -> dict[str, Any]:
         ballot = protocol.parse(protocol.Vote, data)
+        reason = rules.clean_reason(ballot.reason)
         if self.load.busy:
             raise Busy("vote")
         session_id, participant_id = self._whom(sid)
@@ -345,6 +412,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             client=ballot.client,
             seq=ballot.seq,
             round=ballot.round,
+            reason=reason,
         )
         return protocol.ok(await self.rooms.apply(session_id, vote))
 
@@ -354,8 +422,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if self.load.busy:
             raise Busy("control")
         session_id, participant_id = self._whom(sid)
-        change = ops.Control(participant_id, command.action, command.case)
-        return protocol.ok(await self.rooms.apply(session_id, change))
+        return protocol.ok(await self.rooms.apply(session_id, command_op(participant_id, command)))
 
     @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:

@@ -55,6 +55,8 @@ RESOLVE_DEADLINE = 5.0
 PROBE_TIMEOUT = 0.5
 
 ChangeListener = Callable[[str, Session, Session], None]
+# Told of this instance's copy of a session whenever it is loaded or changes (None: dropped).
+CopyListener = Callable[[str, Session | None], None]
 
 
 class Busy(Exception):
@@ -94,9 +96,11 @@ class Rooms:
         *,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        on_copy: CopyListener | None = None,
     ) -> None:
         self.store = store
         self.on_change = on_change
+        self.on_copy = on_copy or (lambda session_id, session: None)
         self.clock = clock
         self._rooms: dict[str, _Room] = {}
         metrics = metrics or Metrics()
@@ -146,6 +150,7 @@ class Rooms:
         room.users -= 1
         if room.users <= 0 and not room.pending and not room.writing:
             del self._rooms[session_id]
+            self.on_copy(session_id, None)
             await self.store.unfollow(session_id)
 
     @contextlib.asynccontextmanager
@@ -182,6 +187,7 @@ class Rooms:
         room.stale = False
         room.early = {b: r for b, r in room.early.items() if b >= fresh.version}
         self._advanced(room)
+        self.on_copy(session_id, fresh)
         if before is not None and before is not fresh:
             self.on_change(session_id, before, fresh)
         self._apply_early(session_id, room)
@@ -242,6 +248,7 @@ class Rooms:
         self._feed_records.inc()
         room.session = after
         self._advanced(room)
+        self.on_copy(session_id, after)
         self.on_change(session_id, before, after)
 
     def _apply_early(self, session_id: str, room: _Room) -> None:
@@ -279,6 +286,9 @@ class Rooms:
             await self._load(session_id, room)
         except (StoreUnavailable, SessionNotFound) as exc:
             log.info("could not read %s again yet: %s", session_id, exc)
+        except Exception:
+            # Left stale: the next write or check (server.upkeep) reads it again.
+            log.exception("reading %s again failed", session_id)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -358,6 +368,7 @@ class Rooms:
             room.writing = False
             if room.users <= 0 and session_id in self._rooms:
                 del self._rooms[session_id]
+                self.on_copy(session_id, None)
                 await self.store.unfollow(session_id)
 
     async def _write_batch(self, session_id: str, room: _Room) -> None:
@@ -372,6 +383,7 @@ class Rooms:
 
     async def _write(self, session_id: str, room: _Room, batch: list[_Pending]) -> None:
         deadline = asyncio.get_running_loop().time() + RESOLVE_DEADLINE
+        checked = False
         while batch:
             if room.stale or room.session is None:
                 await self._settle(session_id, room, deadline)
@@ -379,17 +391,32 @@ class Rooms:
             assert before is not None
             now = self.clock()
             session, stored = before, []
+            # Answered without a write: refused by the rules, or already so.
+            answered: list[tuple[_Pending, int | RuleError]] = []
             for pending in batch:
                 try:
                     after = ops.apply(session, pending.op, now)
                 except RuleError as exc:
-                    pending.done.set_exception(exc)
+                    answered.append((pending, exc))
                     continue
                 if after is session:
-                    pending.done.set_result(session.version)  # nothing to store: already so
+                    answered.append((pending, session.version))
                     continue
                 stored.append((pending, after.version))
                 session = after
+            if answered and not checked:
+                # Judged on this copy, which may not have heard yet of a change another
+                # instance stored (the case it opened, say): make sure, once, before answering.
+                checked = True
+                current = await self._stored_version(session_id)
+                if current is not None and current > before.version:
+                    await self._catch_up(session_id, room, current)
+                    continue
+            for pending, outcome in answered:
+                if isinstance(outcome, RuleError):
+                    pending.done.set_exception(outcome)
+                else:
+                    pending.done.set_result(outcome)
             if not stored:
                 return
             batch = [p for p, _ in stored]
@@ -406,16 +433,25 @@ class Rooms:
                 self._apply_early(session_id, room)
                 await self._catch_up(session_id, room, conflict.current)
                 continue
-            except OutcomeUnknown:
+            except (SessionNotFound, Busy):
+                raise  # nothing was stored
+            except StoreUnavailable as exc:
+                if not isinstance(exc, OutcomeUnknown):
+                    raise  # refused before anything was sent
                 log.warning("storage stopped answering while writing %s; checking", session_id)
-                room.stale = True
-                for pending in batch:
-                    pending.uncertain = True
+                self._uncertain(room, batch)
+                continue
+            except Exception:
+                # Whatever went wrong, the write may have reached the store: find out as for a
+                # store that stopped answering, never answer "not counted" for what may be.
+                log.exception("writing %s failed unexpectedly; checking", session_id)
+                self._uncertain(room, batch)
                 continue
             finally:
                 room.writing_base = None
             room.session = session
             self._advanced(room)
+            self.on_copy(session_id, session)
             self.on_change(session_id, before, session)
             for pending, version in stored:
                 if unconfirmed is None:
@@ -424,6 +460,18 @@ class Rooms:
                     pending.done.set_exception(Unconfirmed(str(unconfirmed)))
             self._apply_early(session_id, room)
             return
+
+    async def _stored_version(self, session_id: str) -> int | None:
+        """The stored version, or None if storage cannot say right now."""
+        try:
+            return await self.store.version(session_id)
+        except StoreUnavailable:
+            return None
+
+    def _uncertain(self, room: _Room, batch: list[_Pending]) -> None:
+        room.stale = True
+        for pending in batch:
+            pending.uncertain = True
 
     async def _settle(self, session_id: str, room: _Room, deadline: float) -> None:
         """Read the session again, retrying a store that stopped answering until `deadline`."""

@@ -10,23 +10,26 @@ from typing import Any
 
 import msgspec
 import segno
+from msgspec.structs import replace
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from server import exports, protocol, snapshot
 from server.decks import DEFAULT_TEMPLATE, TemplateError, builtin_templates, parse_template
 from server.models import CaseState, Session, Template
-from server.security import hash_token, new_session_id, new_token
+from server.security import hash_token, new_join_code, new_session_id, new_token, read_join_code
 from server.settings import Settings
-from server.store import Store, StoreFull, StoreUnavailable
+from server.store import JoinCodeTaken, Store, StoreFull, StoreUnavailable
 from server.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+# Fresh join codes tried before giving up (a clash is about one in 60,000 at 10,000 sessions).
+JOIN_CODE_ATTEMPTS = 10
 
 
 class ApiError(Exception):
@@ -130,10 +133,7 @@ async def create_session(request: Request) -> Response:
         updated_at=now,
         cases=tuple(CaseState(id=c.id) for c in template.cases),
     )
-    try:
-        await _store(request).create(session)
-    except StoreFull:
-        raise ApiError(503, "this server cannot host more sessions right now") from None
+    session = await _create_with_join_code(_store(request), session)
     room = f"{base_url(request)}/s/{session.id}"
     log.info("session %s created from template %s", session.id, template.id)
     return JSONResponse(
@@ -143,9 +143,25 @@ async def create_session(request: Request) -> Response:
             # The token rides in the fragment, which browsers never send to a server.
             "facilitator_url": f"{room}#f={facilitator_token}",
             "facilitator_token": facilitator_token,
+            "join_code": session.join_code,
         },
         status_code=201,
     )
+
+
+async def _create_with_join_code(store: Store, session: Session) -> Session:
+    """Store a new session under a join code no other live session holds."""
+    for _ in range(JOIN_CODE_ATTEMPTS):
+        coded = replace(session, join_code=new_join_code())
+        try:
+            await store.create(coded)
+        except StoreFull:
+            raise ApiError(503, "this server cannot host more sessions right now") from None
+        except JoinCodeTaken:
+            continue
+        return coded
+    log.error("no free join code after %d attempts", JOIN_CODE_ATTEMPTS)
+    raise ApiError(503, "this server cannot host more sessions right now")
 
 
 async def session_state(request: Request) -> Response:
@@ -200,8 +216,51 @@ async def room(request: Request) -> Response:
             "results_url": f"/s/{session.id}/results",
             "export_urls": _export_urls(session),
             "template": msgspec.to_builtins(session.template),
+            "join_code": session.join_code,
+            "join_page_url": f"{base_url(request)}/join",
         },
     )
+
+
+UNKNOWN_CODE = (
+    "No session has this code. Check it with the facilitator; codes end with their session."
+)
+TOO_MANY_CODES = "Too many codes tried from your address; wait a few minutes and try again."
+
+
+async def _find_join_code(request: Request, typed: str) -> str | None:
+    """The session a typed join code names; raises 429 when this address tried too many."""
+    throttle: Throttle = request.app.state.throttle
+    if not await throttle.allow_address("join", client_address(request)):
+        raise HTTPException(429, TOO_MANY_CODES)
+    code = read_join_code(typed)
+    return None if code is None else await _store(request).find_join_code(code)
+
+
+async def join_page(request: Request) -> Response:
+    """A form to type a join code; with `?code=`, where it leads."""
+    typed = request.query_params.get("code")
+    if typed is None:
+        return _pages(request).TemplateResponse(request, "join.html", {"code": "", "error": ""})
+    typed = typed[:40]
+    try:
+        session_id = await _find_join_code(request, typed)
+    except HTTPException as exc:
+        return _pages(request).TemplateResponse(
+            request, "join.html", {"code": typed, "error": exc.detail}, status_code=exc.status_code
+        )
+    if session_id is None:
+        return _pages(request).TemplateResponse(
+            request, "join.html", {"code": typed, "error": UNKNOWN_CODE}, status_code=404
+        )
+    return RedirectResponse(f"/s/{session_id}", status_code=303)
+
+
+async def join_by_code(request: Request) -> Response:
+    session_id = await _find_join_code(request, request.path_params["code"])
+    if session_id is None:
+        raise HTTPException(404, UNKNOWN_CODE)
+    return RedirectResponse(f"/s/{session_id}", status_code=303)
 
 
 async def results_page(request: Request) -> Response:
@@ -254,6 +313,8 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/api/sessions", create_session, methods=["POST"]),
+    Route("/join", join_page, methods=["GET"]),
+    Route("/join/{code:str}", join_by_code, methods=["GET"]),
     Route(SESSION, session_state, methods=["GET"]),
     Route(SESSION + "/results", session_results, methods=["GET"]),
     Route(SESSION + "/results.{fmt:str}", session_results, methods=["GET"]),

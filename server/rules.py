@@ -1,8 +1,10 @@
 """The session's rules as pure transitions: a session and a request in, a new session out.
 
-Nothing here does I/O or reads a clock, so every rule can be tested on its own. A request that
-breaks a rule raises RuleError with a message fit to show the person who made it. A transition
-that changes nothing returns the very same object, so the store can skip the write.
+Nothing here does I/O or reads a clock, so every rule can be tested on its own: a rule that
+depends on the time (a countdown) is given it, and every instance replaying the change gives
+it the same one (server.ops). A request that breaks a rule raises RuleError with a message fit
+to show the person who made it. A transition that changes nothing returns the very same
+object, so the store can skip the write.
 """
 
 from __future__ import annotations
@@ -26,8 +28,27 @@ ACTIONS: tuple[Action, ...] = (
     "finish",
 )
 CASE_ACTIONS: frozenset[str] = frozenset({"open", "reveal", "revote", "lock"})
+# Every command a facilitator may send: the status changes above, and those with rules of
+# their own below (countdown, auto_reveal, hand_over, remove).
+Command = Literal[
+    "open",
+    "open_all",
+    "reveal",
+    "reveal_all",
+    "revote",
+    "lock",
+    "finish",
+    "countdown",
+    "auto_reveal",
+    "hand_over",
+    "remove",
+]
+COMMANDS: tuple[Command, ...] = (*ACTIONS, "countdown", "auto_reveal", "hand_over", "remove")
 
 NAME_MAX = 40
+REASON_MAX = 280
+# The longest countdown: a day, time enough to score asynchronously.
+COUNTDOWN_MAX = 86_400
 
 
 class RuleError(Exception):
@@ -57,6 +78,23 @@ def clean_name(raw: object) -> str:
     return name
 
 
+INVISIBLE_IN_REASON = "Reasons cannot contain control characters or invisible characters."
+
+
+def clean_reason(raw: str | None) -> str | None:
+    """A reason given with a ballot: plain text of at most 280 characters, every run of spaces
+    and line breaks folded into one space; nothing (None) when it is empty."""
+    if raw is None:
+        return None
+    reason = " ".join(unicodedata.normalize("NFC", raw).split())
+    for char in reason:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES and char not in _ALLOWED_FORMAT:
+            raise RuleError(INVISIBLE_IN_REASON)
+    if len(reason) > REASON_MAX:
+        raise RuleError(f"A reason can be at most {REASON_MAX} characters long.")
+    return reason or None
+
+
 def join(session: Session, participant: Participant, *, limit: int) -> Session:
     """Add a new participant; names are unique in a session, whatever their case."""
     if session.status == "finished" and participant.role != "spectator":
@@ -68,6 +106,22 @@ def join(session: Session, participant: Participant, *, limit: int) -> Session:
         raise RuleError(f"Someone called {participant.name!r} is already here; pick another name.")
     participants = (*session.participants, participant)
     return evolve(session, people.appended(participants), participants=participants)
+
+
+LINK_HANDED_OVER = (
+    "The facilitator role of this session was handed over, so the facilitator link no longer "
+    "gives control."
+)
+
+
+def check_link(session: Session, link: str) -> None:
+    """A facilitator link (the hash of its token) still gives control of the session: it is
+    checked when a change is applied, not only at the door, so a link presented just before a
+    hand-over cannot promote anyone after it."""
+    if not session.facilitator_hash:
+        raise RuleError(LINK_HANDED_OVER)
+    if link != session.facilitator_hash:
+        raise RuleError("This facilitator link is not valid for this session.")
 
 
 def find_by_token(session: Session, token_hash: str) -> Participant | None:
@@ -94,9 +148,11 @@ def detach(session: Session, participant_id: str, sid: str) -> Session:
     participant = session.participant(participant_id)
     if participant is None or sid not in participant.sids:
         return session
-    return _update_participant(
+    left = _update_participant(
         session, participant_id, lambda p: replace(p, sids=tuple(s for s in p.sids if s != sid))
     )
+    # Someone who had not voted going offline may leave everyone present done.
+    return _reveal_when_all_voted(left)
 
 
 def drop_sockets(session: Session, prefix: str) -> Session:
@@ -109,7 +165,8 @@ def drop_sockets(session: Session, prefix: str) -> Session:
         else p
         for p in session.participants
     )
-    return evolve(session, session.people().same_people(participants), participants=participants)
+    dropped = evolve(session, session.people().same_people(participants), participants=participants)
+    return _reveal_when_all_voted(dropped)
 
 
 def _update_participant(
@@ -131,20 +188,27 @@ def _update_participant(
     return evolve(session, people.same_people(participants), participants=participants)
 
 
+TIME_UP = "Time is up for this case; voting on it is closed."
+
+
 def vote(
     session: Session,
     participant_id: str,
     case_id: str,
     score: int | None,
     *,
+    reason: str | None = None,
     client: str | None = None,
     seq: int | None = None,
     round: int | None = None,
+    now: float | None = None,
 ) -> Session:
-    """Record (or change) a ballot on an open case; None is an abstention.
+    """Record (or change) a ballot on an open case; None is an abstention. A ballot is its
+    score and its reason together: a vote without a reason leaves none.
 
     With a (client, seq) pair a vote is applied at most once: the same pair again, or an older
-    number from the same client, leaves the session as it is (the newest vote wins).
+    number from the same client, leaves the session as it is (the newest vote wins). `now` is
+    the time of the vote, for the case's deadline (None: no deadline is checked).
     """
     participant = session.participant(participant_id)
     if participant is None:
@@ -160,19 +224,27 @@ def vote(
             return session
     if case.status != "voting":
         raise RuleError(_not_open_message(case))
+    if now is not None and case.deadline is not None and now >= case.deadline:
+        raise RuleError(TIME_UP)
     if round is not None and round != case.round:
         raise RuleError("This case was opened again for a new round; please vote again.")
     sequence = case.sequence
     if client is not None and seq is not None:
         sequence = {**case.sequence, participant_id: (client, seq)}
-    unchanged = participant_id in case.ballots and case.ballots[participant_id] == score
-    if unchanged and sequence is case.sequence:
+    same_score = participant_id in case.ballots and case.ballots[participant_id] == score
+    reasons = case.reasons
+    if reason:
+        if reasons.get(participant_id) != reason:
+            reasons = {**reasons, participant_id: reason}
+    elif participant_id in reasons:
+        reasons = {p: text for p, text in reasons.items() if p != participant_id}
+    if same_score and sequence is case.sequence and reasons is case.reasons:
         return session
-    ballots = {**case.ballots, participant_id: score}
-    changed = replace(case, ballots=ballots, sequence=sequence)
-    if session.anonymous and session.mode == "open" and not unchanged:
+    ballots = case.ballots if same_score else {**case.ballots, participant_id: score}
+    changed = replace(case, ballots=ballots, sequence=sequence, reasons=reasons)
+    if session.anonymous and session.mode == "open" and not same_score:
         changed = _show_in_batches(changed, participant_id)
-    return _replace_case(session, changed)
+    return _reveal_when_all_voted(_replace_case(session, changed), case_id)
 
 
 # Live results of an anonymous session must not let anyone watching tell who voted what.
@@ -217,19 +289,16 @@ def control(session: Session, participant_id: str, action: str, case_id: str | N
     if action == "open_all":
         return _every_case(session, "pending", lambda c: replace(c, status="voting"))
     if action == "reveal_all":
-        return _every_case(session, "voting", lambda c: replace(c, status="revealed"))
+        return _every_case(session, "voting", _revealed)
     # finish: what was being voted on is revealed; everything revealed is locked for the record.
-    finished = _every_case(
-        session, "voting", lambda c: replace(c, status="locked"), require_any=False
-    )
-    finished = _every_case(
-        finished, "revealed", lambda c: replace(c, status="locked"), require_any=False
-    )
+    finished = _every_case(session, "voting", _locked, require_any=False)
+    finished = _every_case(finished, "revealed", _locked, require_any=False)
     return evolve(finished, status="finished")
 
 
 # Per-case transitions. Each names the state it starts from; any other start is an error a
-# facilitator can understand (e.g. revealing a case nobody was asked to score yet).
+# facilitator can understand (e.g. revealing a case nobody was asked to score yet). A case that
+# leaves "voting" leaves its countdown behind.
 def _open(case: CaseState) -> CaseState:
     if case.status != "pending":
         raise RuleError("This case is already open or done; use re-vote to score it again.")
@@ -239,22 +308,32 @@ def _open(case: CaseState) -> CaseState:
 def _reveal(case: CaseState) -> CaseState:
     if case.status != "voting":
         raise RuleError("Only a case that is being voted on can be revealed.")
-    return replace(case, status="revealed")
+    return _revealed(case)
+
+
+def _revealed(case: CaseState) -> CaseState:
+    return replace(case, status="revealed", deadline=None)
+
+
+def _locked(case: CaseState) -> CaseState:
+    return replace(case, status="locked", deadline=None)
 
 
 def _revote(case: CaseState) -> CaseState:
     # A new round starts empty; the old one is kept so the decision record shows the change.
     if case.status not in ("revealed", "locked"):
         raise RuleError("Only a revealed case can be voted on again.")
-    past = Round(round=case.round, status=case.status, ballots=case.ballots)
+    past = Round(round=case.round, status=case.status, ballots=case.ballots, reasons=case.reasons)
     return replace(
         case,
         status="voting",
         round=case.round + 1,
         ballots={},
+        reasons={},
         history=(*case.history, past),
         shown={},
         unshown=(),
+        deadline=None,
     )
 
 
@@ -262,7 +341,7 @@ def _lock(case: CaseState) -> CaseState:
     # Locking freezes the case for the record; a case still being voted on is revealed too.
     if case.status not in ("voting", "revealed"):
         raise RuleError("Only an open or revealed case can be locked.")
-    return replace(case, status="locked")
+    return _locked(case)
 
 
 _CASE_RULES: dict[str, Callable[[CaseState], CaseState]] = {
@@ -296,3 +375,178 @@ def _every_case(
     return evolve(
         session, cases=tuple(change(c) if c.status == status else c for c in session.cases)
     )
+
+
+def _facilitator(session: Session, participant_id: str) -> None:
+    participant = session.participant(participant_id)
+    if participant is None or participant.role != "facilitator":
+        raise RuleError("Only the facilitator can do that.")
+    if session.status == "finished":
+        raise RuleError("This session has finished.")
+
+
+# --- countdowns
+#
+# Closing voting means revealing: the contract's statuses have no "closed but hidden", and a
+# locked case shows its scores too, so a countdown that ends does what the facilitator's reveal
+# does (and a case that is revealed can still be re-voted or locked).
+
+
+def countdown(
+    session: Session, participant_id: str, case_id: str | None, seconds: int, now: float
+) -> Session:
+    """Voting on a case (or, without one, on every case being voted on) ends `seconds` after
+    `now`; 0 stops the countdown. A new countdown replaces the one running."""
+    _facilitator(session, participant_id)
+    if not 0 <= seconds <= COUNTDOWN_MAX:
+        raise RuleError(f"A countdown lasts from 1 to {COUNTDOWN_MAX} seconds (0 stops it).")
+    deadline = None if seconds == 0 else now + seconds
+    if case_id is None:
+        return _every_case(session, "voting", lambda c: replace(c, deadline=deadline))
+    case = _case(session, case_id)
+    if case.status != "voting":
+        raise RuleError("Only a case that is being voted on can have a countdown.")
+    if case.deadline == deadline:
+        return session
+    return _replace_case(session, replace(case, deadline=deadline))
+
+
+def close_overdue(session: Session, now: float) -> Session:
+    """Voting ends on every case whose deadline has passed by `now`: each is revealed. Once
+    done there is nothing overdue left, so the same change again (another instance's timer)
+    changes nothing."""
+    if not any(_overdue(c, now) for c in session.cases):
+        return session
+    return evolve(
+        session, cases=tuple(_revealed(c) if _overdue(c, now) else c for c in session.cases)
+    )
+
+
+def _overdue(case: CaseState, now: float) -> bool:
+    return case.status == "voting" and case.deadline is not None and case.deadline <= now
+
+
+def next_deadline(session: Session) -> float | None:
+    """The earliest deadline of a case still being voted on, if any."""
+    return min(
+        (c.deadline for c in session.cases if c.status == "voting" and c.deadline is not None),
+        default=None,
+    )
+
+
+# --- auto-reveal
+
+
+def set_auto_reveal(session: Session, participant_id: str, on: bool) -> Session:
+    """Reveal each case once everyone present who votes has voted on it (checked at once, and
+    again whenever a vote comes in or someone leaves)."""
+    _facilitator(session, participant_id)
+    if session.auto_reveal == on:
+        return session
+    return _reveal_when_all_voted(evolve(session, auto_reveal=on))
+
+
+def everyone_here_voted(session: Session, case: CaseState) -> bool:
+    """Whether every participant who is online and votes (not a spectator) has a ballot on
+    `case`, and there is at least one of them. Offline people do not hold the room up."""
+    present = False
+    for p in session.participants:
+        if p.sids and p.counts:
+            if p.id not in case.ballots:
+                return False
+            present = True
+    return present
+
+
+def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Session:
+    """With auto-reveal on, reveal the cases being voted on (or just `case_id`) that everyone
+    present has voted on. Part of the change that completed them, so every instance replaying
+    that change reveals the same cases in the same step."""
+    if not session.auto_reveal:
+        return session
+    done = {
+        c.id
+        for c in session.cases
+        if c.status == "voting"
+        and (case_id is None or c.id == case_id)
+        and everyone_here_voted(session, c)
+    }
+    if not done:
+        return session
+    return evolve(session, cases=tuple(_revealed(c) if c.id in done else c for c in session.cases))
+
+
+# --- people
+
+
+def hand_over(session: Session, participant_id: str, to: str) -> Session:
+    """The facilitator role passes to `to`: they alone steer the session from now on, every
+    facilitator so far becomes a voter, and the facilitator link stops giving control (its
+    holder would otherwise take the role back)."""
+    _facilitator(session, participant_id)
+    if to == participant_id:
+        raise RuleError("You are facilitating already.")
+    heir = session.participant(to)
+    if heir is None:
+        raise RuleError("That person is not part of this session any more.")
+    if not heir.online:
+        raise RuleError(f"{heir.name} is not connected right now; hand over to someone who is.")
+
+    def role(p: Participant) -> Participant:
+        if p.id == to:
+            return replace(p, role="facilitator")
+        return replace(p, role="voter") if p.role == "facilitator" else p
+
+    participants = tuple(role(p) for p in session.participants)
+    return evolve(
+        session,
+        session.people().same_people(participants),
+        participants=participants,
+        facilitator_hash="",
+    )
+
+
+def remove(session: Session, participant_id: str, whom: str, *, keep_ballots: bool) -> Session:
+    """`whom` leaves the list of participants; their token no longer names anyone here.
+
+    Without `keep_ballots`, their ballots (and reasons) on cases still being voted on go too.
+    What was revealed stays as everyone saw it: rewriting it would change a result people
+    watched being made, and in an anonymous session would show what the removed person scored.
+    """
+    _facilitator(session, participant_id)
+    if whom == participant_id:
+        raise RuleError("You cannot remove yourself; hand the session over first.")
+    if session.participant(whom) is None:
+        raise RuleError("That person is not part of this session any more.")
+    participants = tuple(p for p in session.participants if p.id != whom)
+    cases = session.cases
+    if not keep_ballots:
+        cases = tuple(_without(c, whom) for c in session.cases)
+    return _reveal_when_all_voted(evolve(session, participants=participants, cases=cases))
+
+
+def _without(case: CaseState, whom: str) -> CaseState:
+    if case.status != "voting" or whom not in case.ballots:
+        return case
+    # `shown` keeps its entry: taking it out of the live histogram of an anonymous session
+    # would show which score was theirs.
+    return replace(
+        case,
+        ballots={p: s for p, s in case.ballots.items() if p != whom},
+        reasons={p: r for p, r in case.reasons.items() if p != whom},
+        sequence={p: q for p, q in case.sequence.items() if p != whom},
+        unshown=tuple(p for p in case.unshown if p != whom),
+    )
+
+
+def removed_between(before: Session, after: Session) -> set[str]:
+    """Ids of the participants listed in `before` and no longer in `after`. People join at the
+    end and otherwise keep their places, so when the last of `before` is where it was, nobody
+    left (one comparison, however large the room)."""
+    old, new = before.participants, after.participants
+    if old is new or not old:
+        return set()
+    if len(new) >= len(old) and new[len(old) - 1].id == old[-1].id:
+        return set()
+    positions = after.people().positions
+    return {p.id for p in old if p.id not in positions}

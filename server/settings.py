@@ -63,6 +63,9 @@ class Settings:
     limit_events: str = "20/second;300/minute"
     limit_connects: str = "60/second;600/minute"
     limit_creates: str = "10/minute;100/day"
+    # Join codes looked up per client address (GET /join/<code>): enough for a meeting room
+    # behind one address, too few to try codes until one hits (SECURITY.md has the numbers).
+    limit_join_codes: str = "60/minute;1000/day"
     # Engine.IO pings each client this often and lets it go when no pong comes back in time.
     ping_interval_seconds: float = 25
     ping_timeout_seconds: float = 20
@@ -161,7 +164,7 @@ class Settings:
         for url in self.public_urls:
             if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
                 raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
-        for name in ("limit_events", "limit_connects", "limit_creates"):
+        for name in ("limit_events", "limit_connects", "limit_creates", "limit_join_codes"):
             try:
                 parse_rates(getattr(self, name))
             except ValueError:

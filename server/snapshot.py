@@ -1,11 +1,11 @@
 """What others may see of a session: the `state` snapshot, its `delta`s, results and the
 recommendation.
 
-This is the one place that decides what leaves the server. Scores of a case are included only
-when the case's results are visible (revealed, or open mode); who scored what is never included
-in an anonymous session. A delta is built from the very same views as the snapshot and lists a
-part only when its view differs from the one last sent, so it can never tell more than two
-snapshots side by side would.
+This is the one place that decides what leaves the server. Scores of a case, and the reasons
+given with them, are included only when the case's results are visible (revealed, or open
+mode); who scored what is never included in an anonymous session. A delta is built from the
+very same views as the snapshot and lists a part only when its view differs from the one last
+sent, so it can never tell more than two snapshots side by side would.
 """
 
 from __future__ import annotations
@@ -16,20 +16,54 @@ from operator import is_not
 from typing import Any
 
 from server import engine
-from server.models import CaseState, Participant, Session
+from server.models import CaseState, Participant, Round, Session
 
 
 def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
     if not session.results_visible(case):
         return None
     ballots = case.ballots
-    if session.anonymous and case.status == "voting":
+    live_and_anonymous = session.anonymous and case.status == "voting"
+    if live_and_anonymous:
         # Live results of an anonymous session move in batches (rules.vote says why).
         ballots = case.shown
     results = engine.case_results(ballots.values()).as_dict()
     if not session.anonymous:
         results["ballots"] = ballots_in_join_order(session, case.ballots)
+    # Reasons show with the scores; in an anonymous session only once revealed, because the
+    # live scores there move in batches and a reason would tell whose score just arrived.
+    results["reasons"] = [] if live_and_anonymous else reasons(session, case.ballots, case.reasons)
+    results["history"] = [round_summary(past) for past in case.history]
     return results
+
+
+def reasons(
+    session: Session, ballots: dict[str, int | None], given: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The reasons given with ballots, each with its score: in the order people joined, or,
+    in an anonymous session, without names and in an order that names nobody (by score, then
+    text), since who has voted is public and join order would pair reasons with people."""
+    if not given:
+        return []
+    if session.anonymous:
+        found = [(ballots.get(pid), text) for pid, text in given.items() if pid in ballots]
+        found.sort(key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+        return [{"score": score, "text": text} for score, text in found]
+    positions = session.people().positions
+    order = sorted(
+        (pid for pid in given if pid in ballots),
+        key=lambda pid: (pid not in positions, positions.get(pid, 0), pid),
+    )
+    return [{"participant": pid, "score": ballots[pid], "text": given[pid]} for pid in order]
+
+
+def round_summary(past: Round) -> dict[str, Any]:
+    """An earlier round of a case, as SPEC §4 `history` lists it."""
+    stats = engine.case_results(past.ballots.values()).as_dict()
+    return {"round": past.round, **{key: stats[key] for key in _ROUND_KEYS}}
+
+
+_ROUND_KEYS = ("n", "median", "iqr", "consensus", "band")
 
 
 def ballots_in_join_order(session: Session, ballots: dict[str, int | None]) -> list[dict[str, Any]]:
@@ -105,6 +139,7 @@ def case_view(session: Session, c: CaseState) -> dict[str, Any]:
         "round": c.round,
         "votes_in": len(c.ballots),
         "results": case_results(session, c),
+        "deadline": c.deadline,
     }
 
 
@@ -235,3 +270,8 @@ def _counts(view: dict[str, Any] | None) -> bool:
 def own_ballots(session: Session, participant_id: str) -> dict[str, int | None]:
     """A participant's own current ballots (sent only to them, so a reload keeps their choices)."""
     return {c.id: c.ballots[participant_id] for c in session.cases if participant_id in c.ballots}
+
+
+def own_reasons(session: Session, participant_id: str) -> dict[str, str]:
+    """The reasons a participant gave with their current ballots (sent only to them)."""
+    return {c.id: c.reasons[participant_id] for c in session.cases if participant_id in c.reasons}

@@ -28,6 +28,7 @@ GENEROUS_LIMITS = {
     "STACKVOTE_LIMIT_EVENTS": "1000/second",
     "STACKVOTE_LIMIT_CONNECTS": "10000/minute",
     "STACKVOTE_LIMIT_CREATES": "10000/minute",
+    "STACKVOTE_LIMIT_JOIN_CODES": "10000/minute",
 }
 
 
@@ -156,16 +157,30 @@ class Member:
     async def call(self, event: str, data: Any = None) -> Any:
         return await self.client.call(event, data, timeout=10)
 
-    async def vote(self, case: str, score: int | None) -> dict[str, Any]:
-        ack: dict[str, Any] = await self.call("vote", {"case": case, "score": score})
+    async def vote(self, case: str, score: int | None, **fields: Any) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.call("vote", {"case": case, "score": score, **fields})
         return ack
 
-    async def control(self, action: str, case: str | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"action": action}
+    async def control(self, action: str, case: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A facilitator's command; `fields`: the command's own (seconds, on, participant...)."""
+        payload: dict[str, Any] = {"action": action, **fields}
         if case is not None:
             payload["case"] = case
         ack: dict[str, Any] = await self.call("control", payload)
         return ack
+
+    async def until_event(self, name: str, timeout: float = 5.0) -> Any:
+        """Wait for a server event recorded in `events` (e.g. "removed"), and return its data."""
+
+        async def wait() -> Any:
+            while True:
+                for event, data in self.events:
+                    if event == name:
+                        return data
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
 
     async def until(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
         """Wait for a snapshot that satisfies `predicate`, and return it."""
@@ -227,7 +242,16 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
         if fresh.get("version", 0) > member.state["version"]:
             on_state(fresh)
 
-    client.on("status", lambda data: member.events.append(("status", data)))
+    def on_event(name: str) -> Any:
+        def record(data: Any = None) -> None:
+            member.events.append((name, data))
+            member._changed.set()
+
+        return record
+
+    client.on("status", on_event("status"))
+    client.on("removed", on_event("removed"))
+    client.on("disconnect", on_event("disconnect"))
     client.on("delta", on_delta)
     client.on("welcome", on_welcome)
     client.on("state", on_state)

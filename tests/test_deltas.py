@@ -21,18 +21,24 @@ CASES = ["realtime", "prototype", "data_model"]
 person = st.sampled_from(PEOPLE)
 case = st.sampled_from(CASES)
 score = st.integers(0, 4) | st.none()
+reason = st.sampled_from(["a secret reason", "another secret reason"])
 op = st.one_of(
     st.builds(lambda p: ("join", p), person),
     st.builds(lambda p: ("leave", p), person),
     st.builds(lambda p: ("back", p), person),
     st.builds(lambda p, c, s: ("vote", p, c, s), person, case, score),
-    st.builds(lambda p, c, s: ("vote", p, c, s), person, case, score),
+    st.builds(lambda p, c, s, r: ("vote", p, c, s, r), person, case, score, reason),
     st.builds(
         lambda a, c: ("control", a, c), st.sampled_from(["open", "reveal", "revote", "lock"]), case
     ),
     st.just(("control", "open_all", None)),
     st.just(("control", "reveal_all", None)),
     st.just(("control", "finish", None)),
+    st.builds(lambda c, s: ("countdown", c, s), st.none() | case, st.sampled_from([0, 1, 3])),
+    st.just(("close",)),
+    st.builds(lambda on: ("auto_reveal", on), st.booleans()),
+    st.builds(lambda p, keep: ("remove", p, keep), person, st.booleans()),
+    st.builds(lambda p: ("hand_over", p), person),
 )
 # After which ops the room is flushed (a delta goes out): coalescing groups the rest.
 steps = st.lists(st.tuples(op, st.booleans()), min_size=1, max_size=60)
@@ -56,7 +62,17 @@ def as_op(step: tuple[Any, ...]) -> ops.Op:
     if kind == "back":
         return ops.Attach(step[1], f"i:{step[1]}")
     if kind == "vote":
-        return ops.Vote(step[1], step[2], step[3])
+        return ops.Vote(step[1], step[2], step[3], reason=step[4] if len(step) > 4 else None)
+    if kind == "countdown":
+        return ops.Countdown("fay", step[2], step[1])
+    if kind == "close":
+        return ops.Close()
+    if kind == "auto_reveal":
+        return ops.AutoReveal("fay", step[1])
+    if kind == "remove":
+        return ops.Remove("fay", step[1], step[2])
+    if kind == "hand_over":
+        return ops.HandOver("fay", step[1])
     return ops.Control("fay", step[1], step[2])
 
 
@@ -115,12 +131,21 @@ def test_a_delta_tells_nothing_a_snapshot_would_not(kind: dict[str, Any], plan: 
                 kind["mode"] == "hidden" and c["status"] == "voting"
             ):
                 assert c["results"] is None
+            if c["results"] is not None and c["status"] == "voting" and kind["anonymous"]:
+                # Live reasons would tell whose batched score just arrived.
+                assert c["results"]["reasons"] == []
+        hidden = [c for c in session.cases if not session.results_visible(c)]
+        if any(c.reasons for c in hidden):
+            assert "secret reason" not in json.dumps(
+                [d for d in delta.get("cases", ()) if d["id"] in {c.id for c in hidden}]
+            )
         if "session" in delta:
             assert delta["session"] == state["session"]
         if "recommendation" in delta:
             assert delta["recommendation"] == state["recommendation"]
         if kind["anonymous"]:
             assert '"ballots"' not in json.dumps(delta)
+            assert '"participant"' not in json.dumps(delta.get("cases", ()))
 
 
 @settings(max_examples=100, deadline=None)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from server import exports
+from server import exports, rules
 from server.models import Session
 from tests.factories import (
     case_of,
@@ -23,7 +23,17 @@ from tests.factories import (
 )
 
 NOW = datetime(2025, 3, 4, 5, 6, tzinfo=UTC)
-STAT_KEYS = ("n", "abstain", "histogram", "mean", "median", "iqr", "consensus", "band")
+STAT_KEYS = (
+    "n",
+    "abstain",
+    "histogram",
+    "mean",
+    "median",
+    "iqr",
+    "consensus",
+    "band",
+    "reasons",
+)
 
 
 def decided() -> Session:
@@ -302,3 +312,64 @@ def test_the_decision_record_of_an_anonymous_session_has_no_ballots() -> None:
 def scored_again(session: Session) -> Session:
     session = control(session, "revote", "realtime")
     return control(cast(session, "realtime", {"alice": 3}), "reveal", "realtime")
+
+
+# --- reasons
+
+
+def reasoned(**options: object) -> Session:
+    """`realtime` revealed with reasons in two rounds; `performance` open with a hidden one."""
+    session = control(team("Alice", "Bob", **options), "open", "realtime")
+    session = rules.vote(session, "alice", "realtime", 4, reason="Chat is the product")
+    session = rules.vote(session, "bob", "realtime", None, reason="=cmd|' /C calc'!A0")
+    session = control(control(session, "reveal", "realtime"), "revote", "realtime")
+    session = rules.vote(session, "alice", "realtime", 3, reason="Less *sure* now [x](y)")
+    session = control(session, "reveal", "realtime")
+    session = control(session, "open", "performance")
+    return rules.vote(session, "bob", "performance", 2, reason="a hidden thought")
+
+
+def test_the_results_document_carries_reasons_with_their_rounds() -> None:
+    realtime = case_of(exports.results(reasoned()), "realtime")
+    assert realtime["reasons"] == [
+        {"participant": "alice", "score": 3, "text": "Less *sure* now [x](y)"}
+    ]
+    assert realtime["history"][0]["reasons"] == [
+        {"participant": "alice", "score": 4, "text": "Chat is the product"},
+        {"participant": "bob", "score": None, "text": "=cmd|' /C calc'!A0"},
+    ]
+    assert case_of(exports.results(reasoned()), "performance")["reasons"] is None
+
+
+def test_anonymous_reasons_are_exported_without_names() -> None:
+    document = exports.results(reasoned(anonymous=True))
+    realtime = case_of(document, "realtime")
+    assert realtime["reasons"] == [{"score": 3, "text": "Less *sure* now [x](y)"}]
+    assert realtime["history"][0]["reasons"] == [
+        {"score": 4, "text": "Chat is the product"},
+        {"score": None, "text": "=cmd|' /C calc'!A0"},
+    ]
+    record = exports.to_markdown(document, NOW)
+    assert "Alice (" not in record and "Bob (" not in record
+    assert "- 3: Less \\*sure\\* now \\[x\\](y)" in record
+
+
+def test_the_csv_has_the_reasons_one_per_line_in_a_cell() -> None:
+    table = rows(exports.to_csv(exports.results(reasoned())))
+    by_case = {row[0]: dict(zip(exports.CSV_COLUMNS, row, strict=True)) for row in table[1:]}
+    assert by_case["realtime"]["reasons"] == "Alice (3): Less *sure* now [x](y)"
+    assert by_case["performance"]["reasons"] == ""
+    assert "hidden thought" not in exports.to_csv(exports.results(reasoned()))
+
+
+def test_the_decision_record_lists_reasons_escaped_and_hidden_ones_not() -> None:
+    record = exports.to_markdown(exports.results(reasoned()), NOW)
+    assert "## Reasons" in record
+    assert "  - Alice (3): Less \\*sure\\* now \\[x\\](y)" in record
+    # Earlier rounds keep theirs.
+    assert "  - Bob (abstained): =cmd\\|' /C calc'!A0" in record
+    assert "hidden thought" not in record
+
+
+def test_no_reasons_section_without_reasons() -> None:
+    assert "## Reasons" not in exports.to_markdown(exports.results(decided()), NOW)

@@ -378,3 +378,119 @@ async def test_a_finished_vote_is_never_doubled_or_lost(server: LiveServer) -> N
     assert results["n"] == 5
     assert {b["participant"]: b["score"] for b in results["ballots"]} == final
     await leave(fay, *voters)
+
+
+async def test_reasons_stay_hidden_with_the_scores_until_the_reveal(server: LiveServer) -> None:
+    created, fay, (ann, bob) = await start(server, voters=2)
+    await fay.control("open", "realtime")
+    secret = "Our <b>dashboards</b> must update live"
+    ack = await ann.vote("realtime", 4, reason=secret)
+    assert ack["ok"], ack
+    seen = await bob.until_version(ack["version"])
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        api_state = (await http.get(f"/api/sessions/{created['id']}")).json()
+        exported = [
+            (await http.get(f"/api/sessions/{created['id']}/results{suffix}")).text
+            for suffix in ("", ".csv", ".md")
+        ]
+    synced = await bob.call("sync")
+    assert "dashboards" not in json.dumps([seen, api_state, synced, exported])
+    revealed = await fay.control("reveal", "realtime")
+    state = await bob.until_version(revealed["version"])
+    assert case_of(state, "realtime")["results"]["reasons"] == [
+        {"participant": ann.id, "score": 4, "text": secret}
+    ]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
+        table = (await http.get(f"/api/sessions/{created['id']}/results.csv")).text
+    assert "Voter 0 (4): Our \\<b\\>dashboards\\</b\\> must update live" in record
+    assert "Voter 0 (4): Our <b>dashboards</b> must update live" in table
+    await leave(fay, ann, bob)
+
+
+async def test_anonymous_reasons_come_without_names(server: LiveServer) -> None:
+    _created, fay, (ann, bob) = await start(server, voters=2, anonymous=True)
+    await fay.control("open", "realtime")
+    await ann.vote("realtime", 4, reason="zebra")
+    await bob.vote("realtime", 1, reason="apple")
+    await fay.vote("realtime", 4, reason="aardvark")
+    revealed = await fay.control("reveal", "realtime")
+    state = await ann.until_version(revealed["version"])
+    # By score, then text: an order that follows nobody.
+    assert case_of(state, "realtime")["results"]["reasons"] == [
+        {"score": 1, "text": "apple"},
+        {"score": 4, "text": "aardvark"},
+        {"score": 4, "text": "zebra"},
+    ]
+    assert ann.id not in json.dumps(case_of(state, "realtime")["results"])
+    await leave(fay, ann, bob)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"case": "realtime", "score": 1, "reason": "x" * 281}, "at most 280 characters"),
+        ({"case": "realtime", "score": 1, "reason": 5}, "reason must be text"),
+        ({"case": "realtime", "score": 1, "reason": "a\u202eb"}, "invisible characters"),
+    ],
+)
+async def test_a_bad_reason_gets_an_error_ack_and_counts_nothing(
+    server: LiveServer, payload: dict[str, Any], message: str
+) -> None:
+    _created, fay, (ann,) = await start(server, voters=1)
+    await fay.control("open", "realtime")
+    before = await fay.call("sync")
+    ack = await ann.call("vote", payload)
+    assert ack["ok"] is False and message in ack["error"]
+    assert await fay.call("sync") == before
+    await leave(fay, ann)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"action": "countdown"}, "countdown needs seconds"),
+        ({"action": "countdown", "seconds": -5}, "seconds must be a whole number from 0"),
+        ({"action": "countdown", "seconds": 10**12}, "seconds must be a whole number from 0"),
+        ({"action": "countdown", "seconds": "soon"}, "seconds must be a whole number from 0"),
+        ({"action": "countdown", "seconds": 60, "case": "prototype"}, "being voted on"),
+        ({"action": "countdown", "seconds": 60, "case": "cobol"}, "no case 'cobol'"),
+        ({"action": "auto_reveal"}, "auto_reveal needs on"),
+        ({"action": "auto_reveal", "on": "yes"}, "on must be true or false"),
+        ({"action": "hand_over", "participant": "nobody"}, "not part of this session"),
+        ({"action": "hand_over"}, "hand_over needs participant"),
+        ({"action": "remove", "participant": "nobody", "keep_ballots": True}, "not part of"),
+        ({"action": "remove", "participant": "nobody"}, "remove needs keep_ballots"),
+        ({"action": "reveal"}, "Say which case to reveal"),
+        ({"action": "lock", "seconds": 5}, "seconds goes only with countdown"),
+        ({"action": "self_destruct"}, "action must be one of"),
+    ],
+)
+async def test_bad_commands_get_an_error_ack_and_change_nothing(
+    server: LiveServer, payload: dict[str, Any], message: str
+) -> None:
+    _created, fay, (ann,) = await start(server, voters=1)
+    await fay.control("open", "realtime")
+    before = await fay.call("sync")
+    ack = await fay.call("control", payload)
+    assert ack["ok"] is False and message in ack["error"], ack
+    assert await fay.call("sync") == before
+    await leave(fay, ann)
+
+
+async def test_a_countdown_closes_voting_and_stopping_it_keeps_voting_open(
+    server: LiveServer,
+) -> None:
+    _created, fay, (ann,) = await start(server, voters=1)
+    await fay.control("open_all")
+    assert (await fay.control("countdown", "prototype", seconds=3600))["ok"]
+    stopped = await fay.control("countdown", "prototype", seconds=0)
+    state = await ann.until_version(stopped["version"])
+    assert case_of(state, "prototype")["deadline"] is None
+    started = await fay.control("countdown", "realtime", seconds=1)
+    state = await ann.until_version(started["version"])
+    assert case_of(state, "realtime")["deadline"] is not None
+    closed = await ann.until(lambda s: case_of(s, "realtime")["status"] == "revealed", 30)
+    assert case_of(closed, "prototype")["status"] == "voting"
+    assert (await ann.vote("prototype", 2))["ok"]
+    await leave(fay, ann)

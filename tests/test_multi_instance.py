@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,11 +115,173 @@ async def test_redis_holds_only_hashes_of_tokens(
 
 def test_per_address_limits_hold_across_instances(redis: RedisServer, tmp_path: Path) -> None:
     # One address, two instances, 3 creations a minute: the fourth is refused wherever it goes.
-    env = {"STACKVOTE_REDIS_URL": redis.url, "STACKVOTE_LIMIT_CREATES": "3/minute"}
+    env = {
+        "STACKVOTE_REDIS_URL": redis.url,
+        "STACKVOTE_LIMIT_CREATES": "3/minute",
+        "STACKVOTE_LIMIT_JOIN_CODES": "3/minute",
+    }
     redis.flush()
     with live_server(tmp_path, env) as a, live_server(tmp_path, env) as b:
         statuses = [
             httpx.post(server.url + "/api/sessions", json={"title": "t"}).status_code
             for server in (a, b, a, b, a, b)
         ]
+        # So are guesses at join codes.
+        guesses = [
+            httpx.get(server.url + "/join/ZZZZZZ").status_code for server in (a, b, a, b, a, b)
+        ]
+    # The buckets live in Redis: leave none behind, empty, for the tests after this one.
+    redis.flush()
     assert statuses == [201, 201, 201, 429, 429, 429]
+    assert guesses == [404, 404, 404, 429, 429, 429]
+
+
+async def test_a_join_code_made_on_one_instance_works_on_the_others(
+    instances: list[LiveServer],
+) -> None:
+    created = create_session(instances[0].url, title="Code")
+    for instance in instances:
+        response = httpx.get(f"{instance.url}/join/{created['join_code'].lower()}")
+        assert response.status_code == 303
+        assert response.headers["location"] == f"/s/{created['id']}"
+
+
+def status_of(state: dict[str, Any], case: str) -> str:
+    found: str = case_of(state, case)["status"]
+    return found
+
+
+async def test_a_countdown_set_on_one_instance_closes_voting_everywhere_once(
+    instances: list[LiveServer],
+) -> None:
+    a, b, _ = instances
+    created = create_session(a.url, title="Countdown")
+    fay = await facilitate(a.url, created)
+    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    opened = await fay.control("open", "realtime")
+    # A change reaches the other instance a moment after it is acknowledged: Ann votes once
+    # she has seen it, as a person would.
+    await ann.until_version(opened["version"])
+    assert (await ann.vote("realtime", 3, reason="Live dashboards are the product"))["ok"]
+    started = await fay.control("countdown", "realtime", seconds=2)
+    assert started["ok"], started
+    counting = await ann.until_version(started["version"])
+    deadline = case_of(counting, "realtime")["deadline"]
+    assert isinstance(deadline, float)
+    # Nobody on either instance closes it: the instances' timers do.
+    closed = await ann.until(lambda s: status_of(s, "realtime") == "revealed", timeout=30)
+    assert closed["version"] == started["version"] + 1, "one closing change, no more"
+    realtime = case_of(closed, "realtime")
+    assert realtime["deadline"] is None
+    assert realtime["results"]["reasons"] == [
+        {"participant": ann.id, "score": 3, "text": "Live dashboards are the product"}
+    ]
+    late = await ann.vote("realtime", 1)
+    assert not late["ok"] and "closed" in late["error"]
+    # The next change through either instance follows the closing one directly: no second
+    # closing change was stored in between.
+    assert (await fay.control("open", "prototype"))["version"] == closed["version"] + 1
+    for member in (fay, ann):
+        state = await member.call("sync")
+        assert status_of(state, "realtime") == "revealed"
+        await member.client.disconnect()
+
+
+async def test_auto_reveal_is_decided_once_when_voters_on_two_instances_finish(
+    instances: list[LiveServer],
+) -> None:
+    a, b, c = instances
+    created = create_session(a.url, title="Auto-reveal")
+    fay = await facilitate(a.url, created)
+    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    ben = await join(c.url, {"session": created["id"], "name": "Ben"})
+    assert (await fay.control("auto_reveal", on=True))["ok"]
+    opened = await fay.control("open", "realtime")
+    await asyncio.gather(ann.until_version(opened["version"]), ben.until_version(opened["version"]))
+    assert (await fay.vote("realtime", 2))["ok"]
+    acks = await asyncio.gather(ann.vote("realtime", 3), ben.vote("realtime", 4))
+    assert all(ack["ok"] for ack in acks), acks
+    final_version = max(ack["version"] for ack in acks)
+    # Three votes, three changes: the reveal came with the last vote, not as a change of its own.
+    assert final_version == opened["version"] + 3
+    for member in (fay, ann, ben):
+        state = await member.until_version(final_version, timeout=10)
+        assert status_of(state, "realtime") == "revealed"
+        assert case_of(state, "realtime")["results"]["n"] == 3
+    assert status_of((await fay.call("sync")), "realtime") == "revealed"
+    for member in (fay, ann, ben):
+        await member.client.disconnect()
+
+
+async def test_a_removed_person_on_another_instance_is_told_and_disconnected(
+    instances: list[LiveServer],
+) -> None:
+    a, b, _ = instances
+    created = create_session(a.url, title="Removal")
+    fay = await facilitate(a.url, created)
+    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    token = ann.welcome["token"]
+    opened = await fay.control("open", "realtime")
+    await ann.until_version(opened["version"])
+    assert (await ann.vote("realtime", 4))["ok"]
+    removed = await fay.control("remove", participant=ann.id, keep_ballots=False)
+    assert removed["ok"], removed
+    told = await ann.until_event("removed", timeout=10)
+    assert "removed you" in told["message"]
+    await ann.until_event("disconnect", timeout=10)
+    assert not ann.client.connected
+    state = await fay.until_version(removed["version"])
+    assert ann.id not in {p["id"] for p in state["participants"]}
+    assert case_of(state, "realtime")["votes_in"] == 0
+    # The token no longer names Ann: coming back with it makes a newcomer.
+    again = await join(b.url, {"session": created["id"], "name": "Ann", "token": token})
+    assert again.id != ann.id
+    assert again.welcome["token"] != token
+    for member in (fay, again):
+        await member.client.disconnect()
+
+
+async def test_hand_over_across_instances_moves_control_at_once(
+    instances: list[LiveServer],
+) -> None:
+    a, b, _ = instances
+    created = create_session(a.url, title="Hand-over")
+    fay = await facilitate(a.url, created)
+    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    refused = await ann.control("open", "realtime")
+    assert not refused["ok"]
+    handed = await fay.control("hand_over", participant=ann.id)
+    assert handed["ok"], handed
+    # Ann's socket on the other instance steers as soon as the change reaches it (no reconnect);
+    # Fay's no longer does.
+    state = await ann.until_version(handed["version"])
+    assert {p["id"]: p["role"] for p in state["participants"]} == {
+        fay.id: "voter",
+        ann.id: "facilitator",
+    }
+    assert (await ann.control("open", "realtime"))["ok"]
+    assert not (await fay.control("reveal", "realtime"))["ok"]
+    # The facilitator link stopped giving control: a newcomer with it is refused...
+    link_only = await join(
+        b.url,
+        {
+            "session": created["id"],
+            "name": "Zoe",
+            "facilitator_token": created["facilitator_token"],
+        },
+        refuse_ok=True,
+    )
+    assert link_only.refused is not None and "handed over" in link_only.refused
+    # ...and Fay, coming back with her token and the old link, is herself, as a voter.
+    await fay.client.disconnect()
+    back = await join(
+        a.url,
+        {
+            "session": created["id"],
+            "token": fay.welcome["token"],
+            "facilitator_token": created["facilitator_token"],
+        },
+    )
+    assert back.id == fay.id and back.welcome["role"] == "voter"
+    for member in (ann, back):
+        await member.client.disconnect()

@@ -13,7 +13,13 @@ from server.rules import Action
 
 SCORE_HINT = "score must be a whole number from 0 to 4, or null to abstain"
 CASE_HINT = "case must be the id of a case in this session"
-ACTION_HINT = "action must be one of open, open_all, reveal, reveal_all, revote, lock, finish"
+ACTION_HINT = (
+    "action must be one of open, open_all, reveal, reveal_all, revote, lock, finish, "
+    "countdown, auto_reveal, hand_over, remove"
+)
+REASON_HINT = "reason must be text of at most 280 characters"
+SECONDS_HINT = "seconds must be a whole number from 0 to 86400"
+PARTICIPANT_HINT = "participant must be the id of a participant in this session"
 MODE_HINT = 'mode must be "hidden" or "open"'
 ANONYMOUS_HINT = "anonymous must be true or false"
 TITLE_HINT = "title must be text of 1 to 120 characters"
@@ -68,6 +74,17 @@ def test_a_vote_with_an_unknown_field_is_refused() -> None:
     assert message.startswith("unknown field `weight`")
 
 
+@pytest.mark.parametrize("reason", ["", "Live dashboards are the product.", "x" * 280, None])
+def test_a_vote_may_carry_a_reason_of_up_to_280_characters(reason: str | None) -> None:
+    vote = parse(Vote, {"case": "realtime", "score": 3, "reason": reason})
+    assert vote.reason == reason
+
+
+@pytest.mark.parametrize("reason", ["x" * 281, 7, ["why"], {"text": "why"}, True])
+def test_a_vote_with_a_bad_reason_is_refused(reason: Any) -> None:
+    assert refused(Vote, {"case": "realtime", "score": 3, "reason": reason}) == REASON_HINT
+
+
 # --- control
 
 
@@ -101,6 +118,82 @@ def test_a_control_with_a_bad_case_is_refused() -> None:
 def test_a_control_with_an_unknown_field_is_refused() -> None:
     message = refused(Control, {"action": "finish", "force": True})
     assert message.startswith("unknown field `force`")
+
+
+@pytest.mark.parametrize(
+    ("payload", "parsed"),
+    [
+        ({"action": "countdown", "seconds": 60}, Control(action="countdown", seconds=60)),
+        (
+            {"action": "countdown", "seconds": 86400, "case": "realtime"},
+            Control(action="countdown", seconds=86400, case="realtime"),
+        ),
+        ({"action": "countdown", "seconds": 0}, Control(action="countdown", seconds=0)),
+        ({"action": "auto_reveal", "on": False}, Control(action="auto_reveal", on=False)),
+        (
+            {"action": "hand_over", "participant": "a1b2c3"},
+            Control(action="hand_over", participant="a1b2c3"),
+        ),
+        (
+            {"action": "remove", "participant": "a1b2c3", "keep_ballots": True},
+            Control(action="remove", participant="a1b2c3", keep_ballots=True),
+        ),
+    ],
+)
+def test_the_new_controls_are_accepted(payload: dict[str, Any], parsed: Control) -> None:
+    assert parse(Control, payload) == parsed
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"action": "countdown"}, "countdown needs seconds: a whole number from 0 to 86400"),
+        ({"action": "countdown", "seconds": -1}, SECONDS_HINT),
+        ({"action": "countdown", "seconds": 86401}, SECONDS_HINT),
+        ({"action": "countdown", "seconds": 10**30}, SECONDS_HINT),
+        ({"action": "countdown", "seconds": 1.5}, SECONDS_HINT),
+        ({"action": "countdown", "seconds": "60"}, SECONDS_HINT),
+        ({"action": "countdown", "seconds": True}, SECONDS_HINT),
+        ({"action": "countdown", "seconds": 60, "case": 3}, CASE_HINT),
+        ({"action": "auto_reveal"}, "auto_reveal needs on: true or false"),
+        ({"action": "auto_reveal", "on": "yes"}, "on must be true or false"),
+        ({"action": "auto_reveal", "on": 1}, "on must be true or false"),
+        (
+            {"action": "hand_over"},
+            "hand_over needs participant: the id of a participant in this session",
+        ),
+        ({"action": "hand_over", "participant": ""}, PARTICIPANT_HINT),
+        ({"action": "hand_over", "participant": 42}, PARTICIPANT_HINT),
+        (
+            {"action": "hand_over", "participant": "a1", "case": "realtime"},
+            "hand_over is not about a case; leave case out",
+        ),
+        (
+            {"action": "remove", "participant": "a1"},
+            "remove needs keep_ballots: true or false",
+        ),
+        (
+            {"action": "remove", "keep_ballots": False},
+            "remove needs participant: the id of a participant in this session",
+        ),
+        (
+            {"action": "remove", "participant": "a1", "keep_ballots": "no"},
+            "keep_ballots must be true or false",
+        ),
+        (
+            {"action": "reveal", "case": "realtime", "seconds": 5},
+            "seconds goes only with countdown",
+        ),
+        ({"action": "open_all", "on": True}, "on goes only with auto_reveal"),
+        (
+            {"action": "countdown", "seconds": 5, "participant": "a1"},
+            "participant goes only with hand_over and remove",
+        ),
+        ({"action": "finish", "keep_ballots": True}, "keep_ballots goes only with remove"),
+    ],
+)
+def test_the_new_controls_refuse_bad_fields_clearly(payload: dict[str, Any], message: str) -> None:
+    assert refused(Control, payload) == message
 
 
 # --- auth

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
+from server import rules
 from server.app import create_app
 from server.models import Session
 from server.settings import Settings
@@ -91,7 +92,7 @@ def error_of(response: Any, status: int) -> str:
 
 def test_creating_a_session_returns_its_links(client: TestClient, store: RecordingStore) -> None:
     created = create(client)
-    assert set(created) == {"id", "join_url", "facilitator_url", "facilitator_token"}
+    assert set(created) == {"id", "join_url", "facilitator_url", "facilitator_token", "join_code"}
     session_id, token = created["id"], created["facilitator_token"]
     assert created["join_url"] == f"http://testserver/s/{session_id}"
     assert created["facilitator_url"] == f"http://testserver/s/{session_id}#f={token}"
@@ -549,3 +550,94 @@ def test_error_responses_carry_the_security_headers() -> None:
     down = TestClient(create_app(Settings(), store=UnreachableStore()))
     security_headers_of(down.get("/api/sessions/any"))
     security_headers_of(down.get("/readyz"))
+
+
+# --- join codes
+
+CODE_ALPHABET = set("23456789ABCDEFGHJKMNPQRSTWXYZ")
+
+
+def test_creating_a_session_answers_a_join_code(client: TestClient, store: RecordingStore) -> None:
+    created = create(client)
+    code = created["join_code"]
+    assert len(code) == 6 and set(code) <= CODE_ALPHABET
+    assert stored(store, created["id"]).join_code == code
+    assert create(client)["join_code"] != code
+
+
+@pytest.mark.parametrize("typed", ["{code}", "{lower}", "{code3}-{rest}", " {code3} {rest} "])
+def test_a_join_code_leads_to_its_room(client: TestClient, typed: str) -> None:
+    created = create(client)
+    code = created["join_code"]
+    path = typed.format(code=code, lower=code.lower(), code3=code[:3].lower(), rest=code[3:])
+    response = client.get(f"/join/{path}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/s/{created['id']}"
+
+
+@pytest.mark.parametrize("typed", ["AAAAAA", "OOOOOO", "ABC", "ABCDEFG", "%20"])
+def test_an_unknown_join_code_is_the_404_page(client: TestClient, typed: str) -> None:
+    create(client)
+    response = client.get(f"/join/{typed}", follow_redirects=False)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "No session has this code" in response.text
+
+
+def test_the_join_page_has_a_labelled_form_and_no_inline_script(client: TestClient) -> None:
+    response = client.get("/join")
+    assert response.status_code == 200
+    page = response.text
+    assert '<form class="form" method="get" action="/join">' in page
+    assert '<label class="field__label" for="code">Session code</label>' in page
+    assert 'id="code" name="code"' in page
+    assert "<script>" not in page and "<script " not in page
+    security_headers_of(response)
+
+
+def test_the_join_form_leads_to_the_room_or_says_what_went_wrong(client: TestClient) -> None:
+    created = create(client)
+    found = client.get("/join", params={"code": created["join_code"]}, follow_redirects=False)
+    assert (found.status_code, found.headers["location"]) == (303, f"/s/{created['id']}")
+    missing = client.get("/join", params={"code": "zz-zz<b>"})
+    assert missing.status_code == 404
+    assert "No session has this code" in missing.text
+    assert 'aria-invalid="true"' in missing.text
+    assert 'value="zz-zz&lt;b&gt;"' in missing.text
+
+
+def test_join_codes_are_rate_limited_per_address(store: MemoryStore) -> None:
+    client = TestClient(create_app(Settings(limit_join_codes="3/minute"), store=store))
+    created = create(client)
+    statuses = [
+        client.get(f"/join/{code}", follow_redirects=False).status_code
+        for code in ("AAAAAA", "BBBBBB", "CCCCCC", created["join_code"])
+    ]
+    # The right code after three guesses is refused too: guessing costs the same either way.
+    assert statuses == [404, 404, 404, 429]
+    form = client.get("/join", params={"code": created["join_code"]})
+    assert form.status_code == 429
+    assert "Too many codes" in form.text
+
+
+def test_the_room_page_shows_the_join_code(client: TestClient) -> None:
+    created = create(client)
+    code = created["join_code"]
+    page = client.get(f"/s/{created['id']}").text
+    assert f"{code[:3]}-{code[3:]}" in page
+    assert 'href="http://testserver/join"' in page
+
+
+def test_the_results_page_shows_revealed_reasons_as_text(
+    client: TestClient, store: MemoryStore
+) -> None:
+    session = team("Alice", session_id=f"reasons-{time.time_ns()}", now=time.time())
+    session = control(session, "open", "realtime")
+    session = rules.vote(session, "alice", "realtime", 4, reason="<script>x</script> live!")
+    session = control(session, "reveal", "realtime")
+    session = control(session, "open", "prototype")
+    session = rules.vote(session, "alice", "prototype", 1, reason="not yet shown")
+    put(store, session)
+    page = client.get(f"/s/{session.id}/results").text
+    assert 'Alice <span class="muted">(4)</span>: &lt;script&gt;x&lt;/script&gt; live!' in page
+    assert "not yet shown" not in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -621,3 +622,412 @@ def test_sessions_that_are_not_anonymous_and_open_keep_no_batches() -> None:
         session = control(team("Ann", "Ben", **options), "open", "realtime")
         session = rules.vote(rules.vote(session, "ann", "realtime", 1), "ben", "realtime", 2)
         assert case_in(session, "realtime").unshown == ()
+
+
+# --- reasons
+
+
+def test_a_reason_is_kept_with_the_ballot() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 3, reason="Live dashboards")
+    case = case_in(session, "realtime")
+    assert (case.ballots, case.reasons) == ({"alice": 3}, {"alice": "Live dashboards"})
+
+
+def test_a_vote_without_a_reason_leaves_none() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 3, reason="Live dashboards")
+    session = rules.vote(session, "alice", "realtime", 2)
+    assert case_in(session, "realtime").reasons == {}
+
+
+def test_changing_only_the_reason_is_a_change_and_the_same_reason_is_not() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 3, reason="one")
+    assert rules.vote(session, "alice", "realtime", 3, reason="one") is session
+    changed = rules.vote(session, "alice", "realtime", 3, reason="two")
+    assert case_in(changed, "realtime").reasons == {"alice": "two"}
+    assert case_in(changed, "realtime").ballots is case_in(session, "realtime").ballots
+
+
+def test_an_abstention_may_carry_a_reason() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", None, reason="Not my area")
+    assert case_in(session, "realtime").reasons == {"alice": "Not my area"}
+
+
+def test_a_revote_keeps_the_reasons_with_their_round() -> None:
+    session = rules.vote(open_case("Alice"), "alice", "realtime", 4, reason="chat is core")
+    session = control(control(session, "reveal", "realtime"), "revote", "realtime")
+    case = case_in(session, "realtime")
+    assert case.reasons == {}
+    assert case.history[0].reasons == {"alice": "chat is core"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        (None, None),
+        ("", None),
+        ("   \n ", None),
+        ("  we  ship\nweekly  ", "we ship weekly"),
+        ("<b>not markup</b> & co", "<b>not markup</b> & co"),
+        ("e\u0301", "\u00e9"),
+        ("x" * 280, "x" * 280),
+    ],
+)
+def test_clean_reason_folds_spaces_and_keeps_text_literally(
+    raw: str | None, clean: str | None
+) -> None:
+    assert rules.clean_reason(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["a\x00b", "a\u202eb", "a\u200bb"])
+def test_clean_reason_refuses_invisible_characters(raw: str) -> None:
+    with pytest.raises(RuleError, match="invisible"):
+        rules.clean_reason(raw)
+
+
+def test_clean_reason_refuses_more_than_280_characters() -> None:
+    with pytest.raises(RuleError, match="at most 280"):
+        rules.clean_reason("x" * 281)
+
+
+# --- countdowns
+
+NOW = 5_000.0
+
+
+def counting_down(seconds: int = 60, case_id: str | None = "realtime") -> Session:
+    session = control(control(team("Alice", "Bob"), "open", "realtime"), "open", "prototype")
+    return rules.countdown(session, "fay", case_id, seconds, NOW)
+
+
+def test_a_countdown_sets_the_deadline_of_one_case() -> None:
+    session = counting_down(60)
+    assert case_in(session, "realtime").deadline == NOW + 60
+    assert case_in(session, "prototype").deadline is None
+    assert rules.next_deadline(session) == NOW + 60
+
+
+def test_a_countdown_without_a_case_covers_every_case_being_voted_on() -> None:
+    session = counting_down(90, None)
+    deadlines = {c.id: c.deadline for c in session.cases}
+    assert deadlines["realtime"] == deadlines["prototype"] == NOW + 90
+    assert all(d is None for c, d in deadlines.items() if c not in ("realtime", "prototype"))
+
+
+def test_a_new_countdown_replaces_the_running_one_and_zero_stops_it() -> None:
+    session = rules.countdown(counting_down(60), "fay", "realtime", 30, NOW + 10)
+    assert case_in(session, "realtime").deadline == NOW + 40
+    stopped = rules.countdown(session, "fay", "realtime", 0, NOW + 11)
+    assert case_in(stopped, "realtime").deadline is None
+    assert rules.next_deadline(stopped) is None
+
+
+def test_votes_count_until_the_deadline_and_are_refused_from_it() -> None:
+    session = counting_down(60)
+    counted = rules.vote(session, "alice", "realtime", 3, now=NOW + 59.9)
+    assert ballots(counted) == {"alice": 3}
+    for late in (NOW + 60, NOW + 3600):
+        with pytest.raises(RuleError) as caught:
+            rules.vote(counted, "bob", "realtime", 1, now=late)
+        assert str(caught.value) == rules.TIME_UP
+    # Other cases keep taking votes.
+    assert ballots(rules.vote(counted, "bob", "prototype", 1, now=NOW + 61), "prototype") == {
+        "bob": 1
+    }
+
+
+def test_a_vote_retried_after_the_deadline_is_acknowledged_not_refused() -> None:
+    session = rules.vote(counting_down(60), "alice", "realtime", 3, client="tab-aaaa", seq=1)
+    again = rules.vote(session, "alice", "realtime", 3, client="tab-aaaa", seq=1, now=NOW + 61)
+    assert again is session
+
+
+def test_closing_reveals_the_overdue_cases_only_and_clears_their_deadline() -> None:
+    session = rules.countdown(counting_down(60), "fay", "prototype", 120, NOW)
+    assert rules.close_overdue(session, NOW + 59) is session
+    closed = rules.close_overdue(session, NOW + 60)
+    assert (status_after(closed), case_in(closed, "realtime").deadline) == ("revealed", None)
+    assert status_after(closed, "prototype") == "voting"
+    assert rules.next_deadline(closed) == NOW + 120
+
+
+def test_closing_is_idempotent() -> None:
+    closed = rules.close_overdue(counting_down(60), NOW + 61)
+    assert rules.close_overdue(closed, NOW + 61) is closed
+    assert rules.close_overdue(closed, NOW + 999) is closed
+
+
+def test_a_case_that_leaves_voting_leaves_its_countdown() -> None:
+    for action in ("reveal", "lock"):
+        assert case_in(control(counting_down(), action, "realtime"), "realtime").deadline is None
+    finished = control(counting_down(60, None), "finish")
+    assert rules.next_deadline(finished) is None
+    assert rules.close_overdue(finished, NOW + 61) is finished
+    again = control(control(counting_down(), "reveal", "realtime"), "revote", "realtime")
+    assert case_in(again, "realtime").deadline is None
+
+
+@pytest.mark.parametrize(
+    ("case_id", "seconds", "message"),
+    [
+        ("performance", 60, "Only a case that is being voted on can have a countdown."),
+        ("cobol", 60, "There is no case 'cobol' in this session."),
+        ("realtime", -1, "A countdown lasts from 1 to 86400 seconds (0 stops it)."),
+        ("realtime", 86_401, "A countdown lasts from 1 to 86400 seconds (0 stops it)."),
+    ],
+)
+def test_refused_countdowns(case_id: str, seconds: int, message: str) -> None:
+    session = counting_down()
+    with pytest.raises(RuleError) as caught:
+        rules.countdown(session, "fay", case_id, seconds, NOW)
+    assert str(caught.value) == message
+
+
+def test_only_the_facilitator_starts_a_countdown() -> None:
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        rules.countdown(counting_down(), "alice", "realtime", 60, NOW)
+    with pytest.raises(RuleError, match="No case is being voted on"):
+        rules.countdown(team("Alice"), "fay", None, 60, NOW)
+
+
+# --- auto-reveal
+
+
+def here(session: Session, *people: str) -> Session:
+    for pid in people:
+        session = rules.attach(session, pid, f"sid-{pid}")
+    return session
+
+
+def auto(*voters: str, online: tuple[str, ...] = ()) -> Session:
+    session = here(open_case(*voters), *online)
+    return rules.set_auto_reveal(session, "fay", True)
+
+
+def test_auto_reveal_reveals_when_the_last_present_voter_votes() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
+    session = rules.vote(session, "fay", "realtime", 2)
+    session = rules.vote(session, "ann", "realtime", 3)
+    assert status_after(session) == "voting"
+    done = rules.vote(session, "ben", "realtime", None)
+    assert status_after(done) == "revealed"
+    assert ballots(done) == {"fay": 2, "ann": 3, "ben": None}
+
+
+def test_an_absent_voter_does_not_hold_the_case_open() -> None:
+    # Ben is listed but offline: the two who are here decide.
+    session = auto("Ann", "Ben", online=("fay", "ann"))
+    session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
+    assert status_after(session) == "revealed"
+
+
+def test_a_present_voter_who_has_not_voted_holds_it_open() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
+    session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
+    assert status_after(session) == "voting"
+
+
+def test_spectators_are_not_waited_for() -> None:
+    session = with_people(open_case("Ann"), person("Watcher", "spectator"))
+    session = rules.set_auto_reveal(here(session, "fay", "ann", "watcher"), "fay", True)
+    session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
+    assert status_after(session) == "revealed"
+
+
+def test_the_last_one_who_had_not_voted_leaving_reveals() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
+    session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
+    assert status_after(rules.detach(session, "ben", "sid-ben")) == "revealed"
+    # An instance that stopped: its sockets go all at once, with the same effect.
+    assert status_after(rules.drop_sockets(session, "sid-b")) == "revealed"
+
+
+def test_someone_coming_back_online_is_waited_for_again() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann"))
+    session = rules.vote(session, "fay", "realtime", 1)
+    session = rules.attach(session, "ben", "sid-ben")
+    session = rules.vote(session, "ann", "realtime", 2)
+    assert status_after(session) == "voting"
+    assert status_after(rules.vote(session, "ben", "realtime", 0)) == "revealed"
+
+
+def test_nobody_here_means_nothing_is_revealed() -> None:
+    session = auto("Ann")
+    assert status_after(session) == "voting"
+    assert status_after(rules.vote(session, "ann", "realtime", 3)) == "voting"
+
+
+def test_turning_auto_reveal_on_reveals_what_is_already_complete() -> None:
+    session = here(control(open_case("Ann"), "open", "prototype"), "fay", "ann")
+    session = cast(session, "realtime", {"fay": 1, "ann": 2})
+    session = cast(session, "prototype", {"fay": 1})
+    on = rules.set_auto_reveal(session, "fay", True)
+    assert (status_after(on), status_after(on, "prototype")) == ("revealed", "voting")
+    assert rules.set_auto_reveal(on, "fay", True) is on
+
+
+def test_without_auto_reveal_everyone_voting_changes_nothing_else() -> None:
+    session = here(open_case("Ann"), "fay", "ann")
+    session = cast(session, "realtime", {"fay": 1, "ann": 2})
+    assert status_after(session) == "voting"
+
+
+def test_only_the_facilitator_switches_auto_reveal() -> None:
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        rules.set_auto_reveal(team("Ann"), "ann", True)
+
+
+def test_auto_reveal_reveals_each_case_on_its_own() -> None:
+    session = here(control(open_case("Ann"), "open", "prototype"), "fay", "ann")
+    session = rules.set_auto_reveal(session, "fay", True)
+    session = cast(session, "prototype", {"fay": 1, "ann": 2})
+    assert (status_after(session), status_after(session, "prototype")) == ("voting", "revealed")
+
+
+# --- handing over
+
+
+def test_hand_over_moves_the_facilitator_role() -> None:
+    session = here(team("Ann", "Ben"), "ann")
+    handed = rules.hand_over(session, "fay", "ann")
+    roles = {p.id: p.role for p in handed.participants}
+    assert roles == {"fay": "voter", "ann": "facilitator", "ben": "voter"}
+    # The new facilitator steers at once; the old one no longer can.
+    assert status_after(control_by(handed, "ann", "open", "realtime")) == "voting"
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        control_by(handed, "fay", "open", "realtime")
+
+
+def control_by(session: Session, who: str, action: str, case_id: str | None = None) -> Session:
+    return rules.control(session, who, action, case_id)
+
+
+def test_hand_over_stops_the_facilitator_link() -> None:
+    session = here(team("Ann"), "ann")
+    link = session.facilitator_hash
+    rules.check_link(session, link)
+    handed = rules.hand_over(session, "fay", "ann")
+    assert handed.facilitator_hash == ""
+    with pytest.raises(RuleError) as caught:
+        rules.check_link(handed, link)
+    assert str(caught.value) == rules.LINK_HANDED_OVER
+
+
+def test_hand_over_leaves_a_single_facilitator() -> None:
+    # A second device joined with the facilitator link under another name.
+    session = here(with_people(team("Ann"), person("Fay2", "facilitator")), "ann")
+    handed = rules.hand_over(session, "fay", "ann")
+    assert [p.id for p in handed.participants if p.role == "facilitator"] == ["ann"]
+
+
+def test_hand_over_keeps_everyone_s_ballots() -> None:
+    session = here(cast(open_case("Ann"), "realtime", {"fay": 4, "ann": 1}), "ann")
+    assert ballots(rules.hand_over(session, "fay", "ann")) == {"fay": 4, "ann": 1}
+
+
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        ("fay", "You are facilitating already."),
+        ("mallory", "That person is not part of this session any more."),
+        ("ben", "Ben is not connected right now; hand over to someone who is."),
+    ],
+)
+def test_refused_hand_overs(to: str, message: str) -> None:
+    session = here(team("Ann", "Ben"), "ann")
+    with pytest.raises(RuleError) as caught:
+        rules.hand_over(session, "fay", to)
+    assert str(caught.value) == message
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        rules.hand_over(session, "ann", "ann")
+
+
+# --- removing people
+
+
+def test_remove_takes_the_person_and_their_open_ballots_away() -> None:
+    session = scored(team("Ann", "Ben"), "prototype", {"ann": 4, "ben": 2})
+    session = rules.vote(open_case_in(session), "ann", "realtime", 3, reason="why not")
+    session = rules.vote(session, "ben", "realtime", 1)
+    removed = rules.remove(session, "fay", "ann", keep_ballots=False)
+    assert removed.participant("ann") is None
+    assert [p.id for p in removed.participants] == ["fay", "ben"]
+    assert ballots(removed) == {"ben": 1}
+    assert case_in(removed, "realtime").reasons == {}
+    # A revealed result stays as everyone saw it.
+    assert ballots(removed, "prototype") == {"ann": 4, "ben": 2}
+    # Their token names nobody any more.
+    ann = session.participant("ann")
+    assert ann is not None
+    assert rules.find_by_token(removed, ann.token_hash) is None
+
+
+def open_case_in(session: Session, case_id: str = "realtime") -> Session:
+    return control(session, "open", case_id)
+
+
+def test_remove_may_keep_the_ballots() -> None:
+    session = cast(open_case("Ann", "Ben"), "realtime", {"ann": 3, "ben": 1})
+    removed = rules.remove(session, "fay", "ann", keep_ballots=True)
+    assert removed.participant("ann") is None
+    assert ballots(removed) == {"ann": 3, "ben": 1}
+
+
+def test_removing_the_last_one_who_had_not_voted_reveals_with_auto_reveal() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
+    session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
+    assert status_after(rules.remove(session, "fay", "ben", keep_ballots=False)) == "revealed"
+
+
+def test_after_a_removal_the_name_is_free_and_joining_appends() -> None:
+    session = rules.remove(team("Ann", "Ben"), "fay", "ann", keep_ballots=True)
+    again = rules.join(session, person("Ann", pid="ann2"), limit=10)
+    assert [p.id for p in again.participants] == ["fay", "ben", "ann2"]
+    assert rules.removed_between(session, again) == set()
+
+
+def test_removed_between_names_whoever_left() -> None:
+    session = team("Ann", "Ben", "Cat")
+    assert rules.removed_between(session, session) == set()
+    joined = rules.join(session, person("Dan"), limit=10)
+    assert rules.removed_between(session, joined) == set()
+    for whom in ("ann", "cat"):
+        gone = rules.remove(joined, "fay", whom, keep_ballots=True)
+        assert rules.removed_between(joined, gone) == {whom}
+        assert rules.removed_between(session, gone) == {whom}
+    both = rules.remove(
+        rules.remove(joined, "fay", "ben", keep_ballots=True), "fay", "dan", keep_ballots=True
+    )
+    assert rules.removed_between(joined, both) == {"ben", "dan"}
+
+
+@pytest.mark.parametrize(
+    ("who", "whom", "message"),
+    [
+        ("ann", "ben", "Only the facilitator can do that."),
+        ("fay", "fay", "You cannot remove yourself; hand the session over first."),
+        ("fay", "mallory", "That person is not part of this session any more."),
+    ],
+)
+def test_refused_removals(who: str, whom: str, message: str) -> None:
+    session = team("Ann", "Ben")
+    with pytest.raises(RuleError) as caught:
+        rules.remove(session, who, whom, keep_ballots=False)
+    assert str(caught.value) == message
+
+
+def test_a_finished_session_takes_none_of_the_new_commands() -> None:
+    session = control(here(team("Ann"), "ann"), "finish")
+    attempts: list[Callable[[], Session]] = [
+        lambda: rules.countdown(session, "fay", None, 60, NOW),
+        lambda: rules.set_auto_reveal(session, "fay", True),
+        lambda: rules.hand_over(session, "fay", "ann"),
+        lambda: rules.remove(session, "fay", "ann", keep_ballots=True),
+    ]
+    for attempt in attempts:
+        with pytest.raises(RuleError, match="This session has finished"):
+            attempt()
+
+
+def test_a_link_of_another_session_is_refused() -> None:
+    with pytest.raises(RuleError, match="not valid for this session"):
+        rules.check_link(team("Ann"), "0" * 64)

@@ -119,7 +119,13 @@ def test_without_a_public_url_only_the_local_address_is_an_allowed_origin() -> N
 
 
 @pytest.mark.parametrize(
-    "name", ["STACKVOTE_LIMIT_EVENTS", "STACKVOTE_LIMIT_CONNECTS", "STACKVOTE_LIMIT_CREATES"]
+    "name",
+    [
+        "STACKVOTE_LIMIT_EVENTS",
+        "STACKVOTE_LIMIT_CONNECTS",
+        "STACKVOTE_LIMIT_CREATES",
+        "STACKVOTE_LIMIT_JOIN_CODES",
+    ],
 )
 def test_a_rate_limit_that_cannot_be_read_is_refused(name: str) -> None:
     with pytest.raises(SettingsError, match="must look like '20/second'"):

@@ -48,7 +48,8 @@ def test_the_snapshot_has_the_contract_shape() -> None:
     ]
     assert [c["id"] for c in state["cases"]] == [c.id for c in session.template.cases]
     realtime = case_of(state, "realtime")
-    assert set(realtime) == {"id", "title", "status", "round", "votes_in", "results"}
+    assert set(realtime) == {"id", "title", "status", "round", "votes_in", "results", "deadline"}
+    assert realtime["deadline"] is None
     assert realtime["title"] == "Live updates are core"
     assert (realtime["status"], realtime["round"]) == ("voting", 1)
 
@@ -113,7 +114,9 @@ def test_results_match_the_engine() -> None:
     session = control(voting(), "reveal", "realtime")
     results = case_of(snapshot.state(session), "realtime")["results"]
     expected = engine.case_results(VOTES.values()).as_dict()
-    assert {k: v for k, v in results.items() if k != "ballots"} == expected
+    own = ("ballots", "reasons", "history")
+    assert {k: v for k, v in results.items() if k not in own} == expected
+    assert (results["reasons"], results["history"]) == ([], [])
 
 
 def test_a_locked_case_keeps_its_results_visible() -> None:
@@ -207,7 +210,18 @@ def test_anonymous_sessions_never_show_ballots_in_the_results_document() -> None
     realtime = case_of(document, "realtime")
     assert "ballots" not in realtime
     assert [set(r) for r in realtime["history"]] == [
-        {"round", "n", "abstain", "histogram", "mean", "median", "iqr", "consensus", "band"}
+        {
+            "round",
+            "n",
+            "abstain",
+            "histogram",
+            "mean",
+            "median",
+            "iqr",
+            "consensus",
+            "band",
+            "reasons",
+        }
     ]
     assert '"ballots"' not in dumped(document)
     assert '"participant"' not in dumped(document)
@@ -293,3 +307,64 @@ def test_own_ballots_are_a_participants_current_choices_only() -> None:
 def test_own_ballots_forget_a_round_that_was_re_voted() -> None:
     session = control(control(voting(), "reveal", "realtime"), "revote", "realtime")
     assert snapshot.own_ballots(session, "alice") == {}
+
+
+# --- reasons, history, deadlines, removals
+
+
+def test_reasons_and_earlier_rounds_show_with_the_results() -> None:
+    session = control(team("Alice", "Bob"), "open", "realtime")
+    session = rules.vote(session, "bob", "realtime", 1, reason="Polling is fine")
+    session = rules.vote(session, "alice", "realtime", 4, reason="Chat is the product")
+    assert case_of(snapshot.state(session), "realtime")["results"] is None
+    session = control(control(session, "reveal", "realtime"), "revote", "realtime")
+    session = control(cast(session, "realtime", {"alice": 3}), "reveal", "realtime")
+    results = case_of(snapshot.state(session), "realtime")["results"]
+    assert results["reasons"] == []
+    first = engine.case_results([1, 4]).as_dict()
+    assert results["history"] == [
+        {"round": 1, **{k: first[k] for k in ("n", "median", "iqr", "consensus", "band")}}
+    ]
+    previous = control(control(session, "revote", "realtime"), "reveal", "realtime")
+    assert [
+        r["round"] for r in case_of(snapshot.state(previous), "realtime")["results"]["history"]
+    ] == [1, 2]
+
+
+def test_reasons_are_listed_in_join_order_with_their_scores() -> None:
+    session = control(team("Alice", "Bob"), "open", "realtime")
+    session = rules.vote(session, "bob", "realtime", 1, reason="b")
+    session = rules.vote(session, "fay", "realtime", None, reason="f")
+    session = rules.vote(session, "alice", "realtime", 2)
+    results = case_of(snapshot.state(control(session, "reveal", "realtime")), "realtime")["results"]
+    assert results["reasons"] == [
+        {"participant": "fay", "score": None, "text": "f"},
+        {"participant": "bob", "score": 1, "text": "b"},
+    ]
+
+
+def test_ballots_and_reasons_of_someone_removed_stay_last() -> None:
+    session = control(team("Alice", "Bob"), "open", "realtime")
+    session = rules.vote(session, "alice", "realtime", 4, reason="a")
+    session = rules.vote(session, "bob", "realtime", 2, reason="b")
+    session = control(session, "reveal", "realtime")
+    session = rules.remove(session, "fay", "alice", keep_ballots=False)
+    results = case_of(snapshot.state(session), "realtime")["results"]
+    assert results["ballots"] == [
+        {"participant": "bob", "score": 2},
+        {"participant": "alice", "score": 4},
+    ]
+    assert [r["participant"] for r in results["reasons"]] == ["bob", "alice"]
+
+
+def test_a_case_shows_its_deadline() -> None:
+    session = rules.countdown(voting(), "fay", "realtime", 30, 100.0)
+    assert case_of(snapshot.state(session), "realtime")["deadline"] == 130.0
+    assert case_of(snapshot.state(session), "prototype")["deadline"] is None
+
+
+def test_own_ballots_and_reasons_go_to_their_owner() -> None:
+    session = rules.vote(voting(), "alice", "prototype", 1, reason="mine")
+    assert snapshot.own_ballots(session, "alice") == {"realtime": 4, "prototype": 1}
+    assert snapshot.own_reasons(session, "alice") == {"prototype": "mine"}
+    assert snapshot.own_reasons(session, "bob") == {}

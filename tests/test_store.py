@@ -19,7 +19,15 @@ from msgspec.structs import replace
 from server import rules
 from server.models import Round, Session, dump_session, load_session
 from server.rules import RuleError
-from server.store import Lifetimes, MemoryStore, SessionNotFound, Store, StoreFull, Updated
+from server.store import (
+    JoinCodeTaken,
+    Lifetimes,
+    MemoryStore,
+    SessionNotFound,
+    Store,
+    StoreFull,
+    Updated,
+)
 from server.store.redis import RedisStore
 from tests.factories import (
     case_in,
@@ -29,7 +37,6 @@ from tests.factories import (
     lasting,
     new_session,
     person,
-    scored,
     team,
     with_people,
 )
@@ -449,14 +456,25 @@ async def test_expired_sessions_make_room_for_new_ones() -> None:
 
 
 def busy_session() -> Session:
-    """A session with every kind of state: ballots, abstentions, history, sockets, a spectator."""
-    session = team("Alice", "Bob", anonymous=True, mode="open")
+    """A session with every kind of state: ballots, abstentions, reasons, history, sockets, a
+    spectator, a countdown, auto-reveal, someone removed and the facilitator role handed on."""
+    session = team("Alice", "Bob", "Cat", anonymous=True, mode="open")
     session = with_people(session, person("Watcher", "spectator"))
     session = rules.attach(rules.attach(session, "alice", "sid-1"), "alice", "sid-2")
-    session = scored(session, "realtime", {"alice": 4, "bob": None, "fay": 0})
+    session = control(session, "open", "realtime")
+    session = rules.vote(session, "alice", "realtime", 4, reason="Chat is the product")
+    session = cast(session, "realtime", {"bob": None, "fay": 0})
+    session = control(session, "reveal", "realtime")
     session = control(session, "revote", "realtime")
-    session = cast(session, "realtime", {"alice": 3})
-    return control(session, "lock", "realtime")
+    session = rules.vote(session, "alice", "realtime", 3, reason="Less sure now")
+    session = control(session, "lock", "realtime")
+    session = control(session, "open", "prototype")
+    session = rules.vote(session, "bob", "prototype", 2, reason="An MVP in <b>two</b> weeks")
+    session = rules.countdown(session, "fay", "prototype", 90, 1_234.5)
+    session = rules.remove(session, "fay", "cat", keep_ballots=True)
+    session = rules.set_auto_reveal(session, "fay", True)
+    session = rules.hand_over(session, "fay", "alice")
+    return replace(session, join_code="7KQM4X")
 
 
 def test_a_session_survives_a_dump_and_load() -> None:
@@ -466,7 +484,12 @@ def test_a_session_survives_a_dump_and_load() -> None:
     case = loaded.case("realtime")
     assert case is not None
     assert case.history == (
-        Round(round=1, status="revealed", ballots={"alice": 4, "bob": None, "fay": 0}),
+        Round(
+            round=1,
+            status="revealed",
+            ballots={"alice": 4, "bob": None, "fay": 0},
+            reasons={"alice": "Chat is the product"},
+        ),
     )
     alice = loaded.participant("alice")
     assert alice is not None
@@ -506,6 +529,89 @@ async def test_the_version_is_readable_on_its_own(store: Store) -> None:
     await store.update(session.id, lambda s: rules.control(s, "fay", "open_all", None))
     assert await store.version(session.id) == session.version + 1
     assert await store.version("missing") is None
+
+
+async def test_reasons_deadlines_and_roles_survive_each_change(store: Store) -> None:
+    # Each change stored as the field writes it makes (not the whole session) reads back whole.
+    session = fresh("Ann", "Ben", "Cat")
+    await store.create(session)
+    steps: list[Callable[[Session], Session]] = [
+        lambda s: rules.attach(rules.attach(s, "ann", "i:1"), "ben", "i:2"),
+        lambda s: control(s, "open_all"),
+        lambda s: rules.vote(s, "ann", "realtime", 4, reason="Chat is <i>core</i> | really"),
+        lambda s: rules.vote(s, "ben", "realtime", None, reason="Not sure"),
+        lambda s: rules.vote(s, "ben", "realtime", 1),
+        lambda s: rules.countdown(s, "fay", "realtime", 30, 2_000.25),
+        lambda s: rules.countdown(s, "fay", None, 600, 2_001.5),
+        lambda s: rules.close_overdue(s, 2_601.5),
+        lambda s: control(s, "revote", "realtime"),
+        lambda s: rules.vote(s, "ann", "realtime", 3, reason="Changed my mind"),
+        lambda s: rules.set_auto_reveal(s, "fay", True),
+        lambda s: rules.hand_over(s, "fay", "ann"),
+        # Ben leaves from the middle of the list: the newcomers after him keep their places.
+        lambda s: rules.remove(s, "ann", "ben", keep_ballots=False),
+        lambda s: with_people(s, person("Dan"), person("Eve")),
+        lambda s: rules.remove(s, "ann", "cat", keep_ballots=True),
+    ]
+    for step in steps:
+        updated = await store.update(session.id, step)
+        assert updated.changed
+        assert await store.get(session.id) == updated.session
+    final = await store.get(session.id)
+    assert final is not None
+    assert [p.id for p in final.participants] == ["fay", "ann", "dan", "eve"]
+    assert (final.auto_reveal, final.facilitator_hash) == (True, "")
+    realtime = case_in(final, "realtime")
+    assert realtime.reasons == {"ann": "Changed my mind"}
+    assert realtime.history[0].reasons == {"ann": "Chat is <i>core</i> | really"}
+    assert rules.next_deadline(final) is None
+
+
+async def test_a_countdown_survives_a_round_trip(store: Store) -> None:
+    session = fresh("Ann")
+    await store.create(session)
+    await store.update(session.id, lambda s: control(s, "open", "realtime"))
+    counted = await store.update(
+        session.id, lambda s: rules.countdown(s, "fay", "realtime", 45, 1_700_000_000.123)
+    )
+    stored = await store.get(session.id)
+    assert stored == counted.session
+    assert stored is not None
+    assert case_in(stored, "realtime").deadline == 1_700_000_045.123
+
+
+async def test_a_join_code_finds_its_session_and_no_other_takes_it(store: Store) -> None:
+    session = replace(fresh("Ann"), join_code=f"{next(_counter) % 10**6:06d}")
+    await store.create(session)
+    assert await store.find_join_code(session.join_code or "") == session.id
+    assert await store.find_join_code("ZZZZZZ") is None
+    other = replace(fresh("Ben"), join_code=session.join_code)
+    with pytest.raises(JoinCodeTaken):
+        await store.create(other)
+    assert await store.get(other.id) is None
+    assert await store.find_join_code(session.join_code or "") == session.id
+
+
+async def test_a_join_code_goes_with_its_session() -> None:
+    clock = Clock()
+    store = MemoryStore(lifetimes=lasting(60), clock=clock)
+    session = replace(team("Ann", now=clock.now), join_code="ABCDEF")
+    await store.create(session)
+    clock.now += 61
+    assert await store.find_join_code("ABCDEF") is None
+    newer = replace(team("Ann", session_id="s2", now=clock.now), join_code="ABCDEF")
+    await store.create(newer)
+    assert await store.find_join_code("ABCDEF") == "s2"
+
+
+async def test_redis_forgets_a_join_code_with_its_session(redis: RedisServer) -> None:
+    store = RedisStore(redis.url, lifetimes=lasting(0.5), prefix=f"test{next(_prefixes)}")
+    session = replace(fresh("Ann"), join_code="QWERTY")
+    await store.create(session)
+    assert await store.find_join_code("QWERTY") == session.id
+    await asyncio.sleep(0.8)
+    assert await store.find_join_code("QWERTY") is None
+    await store.close()
 
 
 # Redis only: the in-memory store lives and dies with its single process.

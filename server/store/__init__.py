@@ -6,6 +6,7 @@ from __future__ import annotations
 from server.settings import Settings, SettingsError
 from server.store.base import (
     Conflict,
+    JoinCodeTaken,
     Lifetimes,
     OutcomeUnknown,
     SessionNotFound,
@@ -19,6 +20,7 @@ from server.store.memory import MemoryStore
 
 __all__ = [
     "Conflict",
+    "JoinCodeTaken",
     "Lifetimes",
     "MemoryStore",
     "OutcomeUnknown",

@@ -52,6 +52,10 @@ class StoreFull(Exception):
     """The store holds as many sessions as it is configured to."""
 
 
+class JoinCodeTaken(Exception):
+    """Another live session has this join code; nothing was stored."""
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached right now; nothing was written; the request may be retried."""
 
@@ -89,11 +93,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create(self, session: Session) -> None:
-        """Save a new session (raises StoreFull when at capacity)."""
+        """Save a new session (raises StoreFull when at capacity, JoinCodeTaken when another
+        live session has its join code)."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> Session | None:
         """The current session, or None if unknown or expired."""
+
+    @abc.abstractmethod
+    async def find_join_code(self, code: str) -> str | None:
+        """The id of the live session with this join code, if any. A code lives as long as
+        its session."""
 
     @abc.abstractmethod
     async def commit(self, before: Session, after: Session, ops: Sequence[Op]) -> None:

@@ -29,7 +29,6 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPubSub, RedisCluster
-from redis.exceptions import RedisError
 
 from server.ops import Record, load_record
 
@@ -100,9 +99,12 @@ class Feed:
         while self._still_reading(name):
             try:
                 message = await receive()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                # Connection errors, and whatever redis-py raises while a cluster's nodes come
+                # and go under it (seen: RuntimeError, AttributeError from a closed connection):
+                # the reader must outlive them all.
                 if healthy:
-                    log.warning("change feed interrupted (%s); will check every room", exc)
+                    log.warning("change feed interrupted (%r); will check every room", exc)
                 healthy = False
                 self._handler(None)
                 await asyncio.sleep(BACKOFF)

@@ -5,14 +5,20 @@ All keys of a session carry its id in braces (a Redis Cluster hash tag), so they
 node and one script can change them together.
 
     <prefix>:{id}          meta: v version, u last change, st status, on people online,
-                           m the parts that never change (title, template, ...), x expiry
-    <prefix>:{id}:p        participant id -> {"n": join order, "p": participant}
-    <prefix>:{id}:c        case id -> {"status", "round"}
-    <prefix>:{id}:h        case id -> earlier rounds
+                           ar auto-reveal (1 or 0), f the facilitator link's hash once it
+                           changed, m the parts that never change (title, template, join
+                           code, ...), x expiry
+    <prefix>:{id}:p        participant id -> {"n": place in the list, "p": participant}
+    <prefix>:{id}:c        case id -> {"status", "round", "deadline"}
+    <prefix>:{id}:h        case id -> earlier rounds (with their reasons)
     <prefix>:{id}:u        case id -> anonymous ballots not shown yet
     <prefix>:{id}:b:<case> participant id -> score (null = abstain); "~" + participant id ->
                            [client, seq] of their last vote; "=" + participant id -> the score
-                           shown so far (anonymous sessions in open mode)
+                           shown so far (anonymous sessions in open mode); "!" + participant
+                           id -> the reason given with the ballot
+
+A vote writes its ballot's fields (score, sequence number, reason) in the one hash of its case.
+A join code is a key of its own, <prefix>:code:<code> -> session id (server.store.redis).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from server.models import CaseState, CaseStatus, Mode, Participant, Round, Sessi
 
 SEQUENCE = "~"
 SHOWN = "="
+REASON = "!"
 
 
 class _Static(msgspec.Struct, frozen=True):
@@ -36,6 +43,7 @@ class _Static(msgspec.Struct, frozen=True):
     template: Template
     facilitator_hash: str
     created_at: float
+    join_code: str | None = None
 
 
 class _Person(msgspec.Struct, frozen=True):
@@ -46,6 +54,7 @@ class _Person(msgspec.Struct, frozen=True):
 class _Head(msgspec.Struct, frozen=True):
     status: CaseStatus
     round: int
+    deadline: float | None = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -56,6 +65,7 @@ _rounds = msgspec.json.Decoder(tuple[Round, ...]).decode
 _names = msgspec.json.Decoder(tuple[str, ...]).decode
 _score = msgspec.json.Decoder(int | None).decode
 _sequence = msgspec.json.Decoder(tuple[str, int]).decode
+_text = msgspec.json.Decoder(str).decode
 
 
 class Keys:
@@ -88,6 +98,7 @@ def everything(keys: Keys, session: Session) -> Writes:
         status="active",
         version=0,
         updated_at=0.0,
+        auto_reveal=False,
     )
     found = changes(keys, empty, session)
     static = _Static(
@@ -98,6 +109,7 @@ def everything(keys: Keys, session: Session) -> Writes:
         template=session.template,
         facilitator_hash=session.facilitator_hash,
         created_at=session.created_at,
+        join_code=session.join_code,
     )
     found[keys.meta] |= {"m": _encode(static), "st": session.status.encode()}
     found[keys.meta].setdefault("on", b"0")
@@ -112,6 +124,10 @@ def changes(keys: Keys, before: Session, after: Session) -> Writes:
     }
     if after.status != before.status:
         out[keys.meta]["st"] = after.status.encode()
+    if after.auto_reveal != before.auto_reveal:
+        out[keys.meta]["ar"] = b"1" if after.auto_reveal else b"0"
+    if after.facilitator_hash != before.facilitator_hash:
+        out[keys.meta]["f"] = _encode(after.facilitator_hash)
     if after.participants is not before.participants:
         old = {p.id: p for p in before.participants}
         people = out.setdefault(keys.people, {})
@@ -120,6 +136,13 @@ def changes(keys: Keys, before: Session, after: Session) -> Writes:
                 people[p.id] = _encode(_Person(n=n, p=p))
         for gone in old:
             people[gone] = None
+        if old:
+            # Someone left the list and those after them moved up: their places are written
+            # again, so that a newcomer's place never equals an older one's.
+            places = before.people().positions
+            for n, p in enumerate(after.participants):
+                if p.id not in people and places.get(p.id) != n:
+                    people[p.id] = _encode(_Person(n=n, p=p))
         online = sum(1 for p in after.participants if p.sids)
         out[keys.meta]["on"] = str(online).encode()
     if after.cases is not before.cases:
@@ -132,8 +155,14 @@ def changes(keys: Keys, before: Session, after: Session) -> Writes:
 
 def _case_changes(keys: Keys, before: CaseState | None, after: CaseState, out: Writes) -> None:
     before = before or CaseState(id=after.id, status="pending", round=0)
-    if (before.status, before.round) != (after.status, after.round):
-        out.setdefault(keys.cases, {})[after.id] = _encode(_Head(after.status, after.round))
+    if (before.status, before.round, before.deadline) != (
+        after.status,
+        after.round,
+        after.deadline,
+    ):
+        out.setdefault(keys.cases, {})[after.id] = _encode(
+            _Head(after.status, after.round, after.deadline)
+        )
     if before.history != after.history:
         out.setdefault(keys.history, {})[after.id] = _encode(after.history)
     if before.unshown != after.unshown:
@@ -144,6 +173,7 @@ def _case_changes(keys: Keys, before: CaseState | None, after: CaseState, out: W
     _dict_changes(before.ballots, after.ballots, "", ballots)
     _dict_changes(before.sequence, after.sequence, SEQUENCE, ballots)
     _dict_changes(before.shown, after.shown, SHOWN, ballots)
+    _dict_changes(before.reasons, after.reasons, REASON, ballots)
 
 
 def _dict_changes(
@@ -170,13 +200,15 @@ def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) ->
     for case_id, ballots_raw in zip(case_ids, per_case, strict=True):
         key = case_id.encode()
         head = _head(cases[key]) if key in cases else _Head("pending", 1)
-        ballots, sequence, shown = {}, {}, {}
+        ballots, sequence, shown, reasons = {}, {}, {}, {}
         for field, value in ballots_raw.items():
             name = field.decode()
             if name.startswith(SEQUENCE):
                 sequence[name[1:]] = _sequence(value)
             elif name.startswith(SHOWN):
                 shown[name[1:]] = _score(value)
+            elif name.startswith(REASON):
+                reasons[name[1:]] = _text(value)
             else:
                 ballots[name] = _score(value)
         states.append(
@@ -189,6 +221,8 @@ def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) ->
                 sequence=sequence,
                 shown=shown,
                 unshown=_names(unshown[key]) if key in unshown else (),
+                reasons=reasons,
+                deadline=head.deadline,
             )
         )
     return Session(
@@ -197,14 +231,21 @@ def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) ->
         mode=static.mode,
         anonymous=static.anonymous,
         template=static.template,
-        facilitator_hash=static.facilitator_hash,
+        facilitator_hash=_text(meta[b"f"]) if b"f" in meta else static.facilitator_hash,
         created_at=static.created_at,
         updated_at=float(meta[b"u"]),
         status="finished" if meta.get(b"st") == b"finished" else "active",
         version=int(meta[b"v"]),
         participants=tuple(x.p for x in persons),
         cases=tuple(states),
+        auto_reveal=meta.get(b"ar") == b"1",
+        join_code=static.join_code,
     )
+
+
+def join_code(meta: Mapping[Any, Any]) -> str | None:
+    """The session's join code, from its meta hash (None if it has none)."""
+    return _static(meta[b"m"]).join_code if b"m" in meta else None
 
 
 def case_ids(meta: Mapping[Any, Any]) -> list[str] | None:

@@ -8,7 +8,14 @@ from collections.abc import Callable, Collection, Sequence
 
 from server.models import Session
 from server.ops import Op
-from server.store.base import Conflict, Lifetimes, SessionNotFound, Store, StoreFull
+from server.store.base import (
+    Conflict,
+    JoinCodeTaken,
+    Lifetimes,
+    SessionNotFound,
+    Store,
+    StoreFull,
+)
 
 
 class MemoryStore(Store):
@@ -21,6 +28,8 @@ class MemoryStore(Store):
     ) -> None:
         # Least recently changed first.
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        # Join code -> session id, for the sessions held.
+        self._codes: dict[str, str] = {}
         self._lifetimes = lifetimes or Lifetimes()
         self._max = max_sessions
         self._clock = clock
@@ -32,14 +41,31 @@ class MemoryStore(Store):
             self._forget_expired()
         if len(self._sessions) >= self._max and not self._evict_one():
             raise StoreFull("this server holds as many sessions as it is allowed to")
+        code = session.join_code
+        if code is not None:
+            holder = self._codes.get(code)
+            if holder is not None and await self.get(holder) is not None:
+                raise JoinCodeTaken(code)
+            self._codes[code] = session.id
         self._sessions[session.id] = session
 
     async def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
         if session is not None and self._expired(session):
-            del self._sessions[session_id]
+            self._forget(session_id)
             return None
         return session
+
+    async def find_join_code(self, code: str) -> str | None:
+        session_id = self._codes.get(code)
+        if session_id is None or await self.get(session_id) is None:
+            return None
+        return session_id
+
+    def _forget(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id)
+        if session.join_code is not None and self._codes.get(session.join_code) == session_id:
+            del self._codes[session.join_code]
 
     def now(self) -> float:
         return self._clock()
@@ -76,13 +102,13 @@ class MemoryStore(Store):
 
     def _forget_expired(self) -> None:
         for session_id in [k for k, s in self._sessions.items() if self._expired(s)]:
-            del self._sessions[session_id]
+            self._forget(session_id)
 
     def _evict_one(self) -> bool:
         """Forget the session idle longest, if any is idle."""
         now = self._clock()
         for session_id, session in self._sessions.items():
             if self._lifetimes.idle(session, now):
-                del self._sessions[session_id]
+                self._forget(session_id)
                 return True
         return False

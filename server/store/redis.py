@@ -27,6 +27,7 @@ from server.settings import Rate
 from server.store import layout, urls
 from server.store.base import (
     Conflict,
+    JoinCodeTaken,
     Lifetimes,
     OutcomeUnknown,
     SessionNotFound,
@@ -168,6 +169,12 @@ _UNREACHABLE = (
     ClusterError,
     TryAgainError,
     SlotNotCoveredError,
+    # What redis-py's cluster client raises when a connection closes under a command (seen
+    # while primaries failed over and slots moved: uvloop's RuntimeError on a closed
+    # transport, AttributeError on a connection whose writer is already gone): the connection
+    # is lost, whatever the type says.
+    RuntimeError,
+    AttributeError,
 )
 
 
@@ -269,6 +276,10 @@ class RedisStore(Store):
     def keys(self, session_id: str) -> layout.Keys:
         return layout.Keys(self._prefix, session_id)
 
+    def _code_key(self, code: str) -> str:
+        # A key of its own, outside the session's hash tag: it is found by the code alone.
+        return f"{self._prefix}:code:{code}"
+
     @property
     def _index(self) -> str:
         # Every session, scored by the time its expiry was last pushed back (about its last
@@ -290,19 +301,46 @@ class RedisStore(Store):
             keys = self.keys(session.id)
             every = keys.all(layout_case_ids(session))
             ttl = self._ttl_ms(session)
-            created = await self._create(
-                keys=every,
-                args=[
-                    ttl,
-                    int(self.now() * 1000) + ttl,
-                    *_encode_writes(every, layout.everything(keys, session)),
-                ],
-            )
+            code = session.join_code
+            # The code first (on a cluster it lives on another node, so no script can write
+            # both): a code another live session holds is refused before anything is stored.
+            if code is not None and not await self._redis.set(
+                self._code_key(code), session.id, nx=True, px=ttl
+            ):
+                raise JoinCodeTaken(code)
+            try:
+                created = await self._create(
+                    keys=every,
+                    args=[
+                        ttl,
+                        int(self.now() * 1000) + ttl,
+                        *_encode_writes(every, layout.everything(keys, session)),
+                    ],
+                )
+            except BaseException:
+                if code is not None:
+                    await self._redis.delete(self._code_key(code))
+                raise
             if not created:
+                if code is not None:
+                    await self._redis.delete(self._code_key(code))
                 raise ValueError(f"session {session.id} exists already")
             await self._redis.zadd(self._index, {session.id: self.now()})
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def find_join_code(self, code: str) -> str | None:
+        try:
+            raw = await self._redis.get(self._code_key(code))
+            if raw is None:
+                return None
+            session_id = _text(raw)
+            # An evicted session's code may outlive it by a moment: only a live one counts.
+            if not await self._redis.exists(self.keys(session_id).meta):
+                return None
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return session_id
 
     async def get(self, session_id: str) -> Session | None:
         keys = self.keys(session_id)
@@ -404,6 +442,8 @@ class RedisStore(Store):
         try:
             every = self.keys(session.id).all(layout_case_ids(session))
             await self._refresh(keys=every, args=[ttl, int(self.now() * 1000) + ttl])
+            if session.join_code is not None:
+                await self._redis.pexpire(self._code_key(session.join_code), ttl)
             await self._redis.zadd(self._index, {session.id: self.now()})
         except _UNREACHABLE as exc:
             log.warning("could not push back the expiry of %s: %s", session.id, exc)
@@ -420,6 +460,9 @@ class RedisStore(Store):
             case_ids = layout.case_ids(meta) or []
             if await self._evict(keys=keys.all(case_ids), args=[cutoff]):
                 await self._redis.zrem(self._index, session_id)
+                code = layout.join_code(meta)
+                if code is not None:
+                    await self._redis.delete(self._code_key(code))
                 if meta:
                     log.info("evicted idle session %s to make room", session_id)
                 return True

@@ -252,6 +252,7 @@ function onRemoved(notice) {
   room.token = null;
   room.me = null;
   identity.forgetMe();
+  outbox.waiting.clear(); // votes I had not seen counted must not come back as a newcomer's
 }
 
 function onDisconnect(reason) {
