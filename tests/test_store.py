@@ -26,6 +26,7 @@ from server.store import (
     SessionNotFound,
     Store,
     StoreFull,
+    Unconfirmed,
     Updated,
 )
 from server.store.redis import RedisStore
@@ -644,3 +645,21 @@ async def test_redis_knows_which_instances_stopped_beating(redis_store: RedisSto
     # An instance that was presumed dead learns it on its next beat.
     assert await redis_store.heartbeat("dying", [], ttl=5) is True
     await redis_store.close()
+
+
+async def test_with_wait_a_change_no_replica_confirmed_is_stored_but_unconfirmed(
+    redis: RedisServer,
+) -> None:
+    # The test Redis has no replica: WAIT can only time out.
+    store = RedisStore(redis.url, prefix=f"test{next(_prefixes)}", wait_replicas=1, wait_ms=50)
+    session = fresh("ann")
+    await store.create(session)
+    current = await store.get(session.id)
+    assert current is not None
+    opened = control(current, "open", "realtime")
+    after = replace(opened, version=current.version + 1)
+    with pytest.raises(Unconfirmed, match="0 of 1 replicas"):
+        await store.commit(current, after, ())
+    # Stored all the same (the primary has it), just not acknowledged as safe.
+    assert await store.version(session.id) == current.version + 1
+    await store.close()
