@@ -10,6 +10,12 @@
 //           (uniform jitter of +-50 %) for --duration seconds
 //   idle    --rooms rooms of --per-room clients, connected and silent for --duration seconds
 //
+// Where clients go when there are several URLs (--placement): "connection" (the default) sends
+// each new connection to the next server in turn, as a round-robin load balancer does, so a
+// room's people are spread over every server; "room" puts every client of a room (and the
+// request creating it) on one server, as a balancer hashing on the session would.
+// --quiet-facilitator: the facilitator opens the cases and reveals, but does not vote.
+//
 // Every client keeps its own view of its room from `state` and `delta` events (a delta whose
 // base is not the client's version makes it ask for `sync`), and the time each version
 // reached it. Printed on stdout while running: "PHASE <name>" lines (the driver samples the
@@ -32,6 +38,8 @@ const { values } = parseArgs({
     "connect-concurrency": { type: "string", default: "100" },
     "ack-timeout": { type: "string", default: "10" },
     seed: { type: "string", default: "1" },
+    placement: { type: "string", default: "connection" },
+    "quiet-facilitator": { type: "boolean", default: false },
   },
 });
 const URLS = values.url.split(",").map((u) => u.replace(/\/+$/, ""));
@@ -39,6 +47,10 @@ const SCENARIO = values.scenario;
 const ROOMS = Number(values.rooms);
 const PER_ROOM = Number(values["per-room"]);
 const ACK_TIMEOUT = Number(values["ack-timeout"]) * 1000;
+const PLACEMENT = values.placement;
+if (!["connection", "room"].includes(PLACEMENT)) {
+  throw new Error(`--placement must be connection or room, not ${PLACEMENT}`);
+}
 for (const url of URLS) {
   if (!["127.0.0.1", "localhost"].includes(new URL(url).hostname)) {
     throw new Error(`only local servers may be loaded, not ${url}`);
@@ -234,13 +246,14 @@ async function seat(rooms) {
 async function makeRooms() {
   const rooms = [];
   for (let r = 0; r < ROOMS; r += 1) {
-    const url = URLS[0];
+    const url = URLS[r % URLS.length];
     const created = await post(url, "/api/sessions", { title: `bench ${r}`, template: "django" });
-    const room = { id: created.id, clients: [], acked: new Map(), uncertain: new Set(), votes: [] };
+    const room = { id: created.id, url, clients: [], acked: new Map(), uncertain: new Set(), votes: [] };
     for (let n = 0; n < PER_ROOM; n += 1) {
       const auth = { session: created.id, name: `P${r}-${n}` };
       if (n === 0) auth.facilitator_token = created.facilitator_token;
-      room.clients.push(new Client(room, URLS[(r * PER_ROOM + n) % URLS.length], auth));
+      const server = PLACEMENT === "room" ? url : URLS[(r * PER_ROOM + n) % URLS.length];
+      room.clients.push(new Client(room, server, auth));
     }
     rooms.push(room);
   }
@@ -297,8 +310,9 @@ async function settle(rooms) {
   phase("check");
   const check = { clients: 0, behind: 0, mismatched: 0, results_ok: 0, results_wrong: 0, wrong_examples: [] };
   for (const room of rooms) {
-    const server = await get(URLS[0], `/api/sessions/${room.id}`);
-    const results = await get(URLS[0], `/api/sessions/${room.id}/results`);
+    // Asked where the room was created (the same answer from any server sharing a store).
+    const server = await get(room.url, `/api/sessions/${room.id}`);
+    const results = await get(room.url, `/api/sessions/${room.id}/results`);
     for (const client of room.clients) {
       check.clients += 1;
       if (client.version < server.version) check.behind += 1;
@@ -353,11 +367,29 @@ function visibility(rooms) {
   return out;
 }
 
+function clientsMessages(rooms) {
+  return rooms.flatMap((r) => r.clients.map((c) => c.messages));
+}
+
+/** Per server: its clients, and the messages they received in all and while voting. */
+function perServer(rooms, voteMessages) {
+  const out = new Map(URLS.map((url) => [url, { url, clients: 0, messages: 0, vote_messages: 0 }]));
+  for (const [i, client] of rooms.flatMap((r) => r.clients).entries()) {
+    const entry = out.get(client.url);
+    entry.clients += 1;
+    entry.messages += client.messages;
+    entry.vote_messages += voteMessages ? voteMessages[i] : 0;
+  }
+  return [...out.values()];
+}
+
+let voteMessages = null;
+
 async function main() {
   const cpuStart = process.cpuUsage();
   const rooms = await makeRooms();
   await seat(rooms);
-  const cases = (await get(URLS[0], `/api/sessions/${rooms[0].id}`)).cases.map((c) => c.id);
+  const cases = (await get(rooms[0].url, `/api/sessions/${rooms[0].id}`)).cases.map((c) => c.id);
   await Promise.all(rooms.map((r) => r.clients[0].call("control", { action: "open_all" })));
   await sleep(300);
 
@@ -368,10 +400,12 @@ async function main() {
     phase("idle-end");
   } else {
     phase("vote");
+    const before = clientsMessages(rooms);
     const plans = [];
     for (const room of rooms) {
       for (const client of room.clients) {
         if (!client.id) continue;
+        if (values["quiet-facilitator"] && client === room.clients[0]) continue;
         const times = [];
         if (SCENARIO === "storm") {
           const window = Number(values["vote-window"]) * 1000;
@@ -390,6 +424,7 @@ async function main() {
     }
     await Promise.all(plans);
     phase("vote-end");
+    voteMessages = clientsMessages(rooms).map((n, i) => n - before[i]);
     await sleep(1000);
     check = await settle(rooms);
   }
@@ -410,6 +445,7 @@ async function main() {
     },
     messages: clients.reduce((n, c) => n + c.messages, 0),
     gaps: clients.reduce((n, c) => n + c.gaps, 0),
+    per_server: perServer(rooms, voteMessages),
     check,
     generator_cpu_s: (cpu.user + cpu.system) / 1e6,
   };
