@@ -562,7 +562,7 @@ def main() -> int:
         "--retries",
         type=int,
         default=1,
-        help=f"runs again a run during which other processes took over {NOISY:.0%} of a core",
+        help=f"runs again a run during which others took over {NOISY * 100:.0f}%% of a core",
     )
     options = parser.parse_args()
     placements = [p for p in options.placement.split(",") if p]
