@@ -57,9 +57,10 @@ class Settings:
     instance_ttl_seconds: float = 15.0
     # Rate limits ("N/second", "N/minute", several joined with ";"): socket events per
     # connection, new connections per client address, sessions created per client address.
-    # A token bucket per rate: "60/second;600/minute" lets 60 in at once and 10 a second after
-    # that, so an office of 300 behind one address gets in within seconds (and back in after
-    # a network blip), while one address cannot open more than 10 connections a second.
+    # A token bucket per rate: "60/second;600/minute" lets 60 in at once, then up to 60 a
+    # second until the minute's 600 are used, then 10 a second; so an office of 300 behind one
+    # address gets in within seconds (and back in after a network blip), while one address
+    # cannot keep up more than 10 connections a second.
     limit_events: str = "20/second;300/minute"
     limit_connects: str = "60/second;600/minute"
     limit_creates: str = "10/minute;100/day"

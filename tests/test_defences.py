@@ -259,10 +259,11 @@ async def test_one_address_cannot_flood_the_server_with_connections(
     took = time.monotonic() - started
     admitted = [m for m in attempts if m.client.connected]
     refused = [m for m in attempts if m.refused]
-    # The burst allowance (60), and what refilled meanwhile (10 a second, with a second to
-    # spare for the handshakes under way); everything else is turned away. (On a busy machine
-    # the attempts take longer, and more refills.)
-    allowed = 60 + 10 * (took + 1)
+    # The burst allowance (60), and what the per-second bucket refilled meanwhile (60 a second;
+    # the minute's bucket, 600, does not bind yet), with a little to spare for handshakes under
+    # way; everything else is turned away. (On a busy machine the attempts take longer, and
+    # more refills.)
+    allowed = 60 + 60 * took + 5
     assert len(admitted) <= allowed and len(refused) >= 300 - allowed
     assert len(admitted) + len(refused) == 300
     assert all("Too many connections" in (m.refused or "") for m in refused)
