@@ -465,13 +465,44 @@ def overview(results: list[tuple[Config, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def curve(results: list[tuple[Config, dict[str, Any]]]) -> tuple[str, dict[str, bool]]:
-    """Per group: an instance's CPU per delivered message at each size, and the ratios to 1
-    instance. Also, per group of room channels, whether the target holds at every size."""
-    groups: dict[str, dict[int, dict[str, Any]]] = {}
-    for config, summary in results:
-        groups.setdefault(config.group, {})[config.instances] = summary
-    sizes = sorted({config.instances for config, _ in results})
+def _median(values: list[float]) -> float:
+    ranked = sorted(values)
+    middle = len(ranked) // 2
+    return ranked[middle] if len(ranked) % 2 else (ranked[middle - 1] + ranked[middle]) / 2
+
+
+def _spread(values: list[float], digits: str = ".2f") -> str:
+    """The median, and the range when there are several values."""
+    if not values:
+        return ""
+    text = f"{_median(values):{digits}}"
+    if len(values) > 1:
+        text += f" ({min(values):{digits}} to {max(values):{digits}})"
+    return text
+
+
+Passes = dict[Config, list[dict[str, Any]]]  # each configuration's summaries, in pass order
+
+
+def _ratios(runs: list[dict[str, Any]], ones: list[dict[str, Any]]) -> list[float]:
+    """Per pass: CPU per message here over the same pass's at 1 instance (runs of one pass
+    are minutes apart, passes are not: this keeps a slow spell of the machine out of a
+    ratio)."""
+    return [
+        run["us_per_message"] / one["us_per_message"]
+        for run, one in zip(runs, ones, strict=False)
+        if one["us_per_message"]
+    ]
+
+
+def curve(passes: Passes) -> tuple[str, dict[str, bool]]:
+    """Per group: an instance's CPU per delivered message at each size, and its ratio to 1
+    instance (medians over the passes, with their range). Also, per group of room channels,
+    whether the target holds at every size."""
+    groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for config, runs in passes.items():
+        groups.setdefault(config.group, {})[config.instances] = runs
+    sizes = sorted({config.instances for config in passes})
     header = [
         "configuration",
         *(f"µs/msg at {n}" for n in sizes),
@@ -482,45 +513,82 @@ def curve(results: list[tuple[Config, dict[str, Any]]]) -> tuple[str, dict[str, 
     met: dict[str, bool] = {}
     for group, by_size in groups.items():
         cells = [group]
-        cells += [fmt(by_size[n]["us_per_message"]) if n in by_size else "" for n in sizes]
-        one = by_size.get(1, {}).get("us_per_message")
+        for n in sizes:
+            cells.append(_spread([r["us_per_message"] for r in by_size.get(n, [])], ".0f"))
+        ones = by_size.get(1, [])
         for n in sizes:
             if n == 1:
                 continue
-            if n in by_size and one:
-                ratio = by_size[n]["us_per_message"] / one
-                cells.append(f"{ratio:.2f}")
-                if "room channels" in group:
-                    met[group] = met.get(group, True) and ratio <= TARGET
-            else:
-                cells.append("")
-        correct = all(s["correct"] == "yes" for s in by_size.values())
+            ratios = _ratios(by_size.get(n, []), ones)
+            cells.append(_spread(ratios))
+            if ratios and "room channels" in group:
+                met[group] = met.get(group, True) and _median(ratios) <= TARGET
+        correct = all(r["correct"] == "yes" for runs in by_size.values() for r in runs)
         cells.append("yes" if correct else "NO")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), met
 
 
-def against_control(results: list[tuple[Config, dict[str, Any]]]) -> list[str]:
+def against_control(passes: Passes) -> list[str]:
     """With a room on one instance, each group's growth over the memory store's (instances
-    that share nothing): what sharing the sessions through Redis adds to splitting the load."""
-    by = {(c.group, c.instances): s["us_per_message"] for c, s in results}
-    controls = {c: s for c, s in results if c.store == "memory"}
+    that share nothing), pass by pass: what sharing the sessions through Redis adds to
+    splitting the same load over more processes."""
+    control = {c.instances: runs for c, runs in passes.items() if c.store == "memory"}
+    ones = {c.group: runs for c, runs in passes.items() if c.instances == 1}
     lines = []
-    for config, summary in results:
+    for config, runs in passes.items():
         if config.store == "memory" or config.placement != "room" or config.instances == 1:
             continue
-        control = next((s for c, s in controls.items() if c.instances == config.instances), None)
-        control_one = next((s for c, s in controls.items() if c.instances == 1), None)
-        one = by.get((config.group, 1))
-        if control is None or control_one is None or not one:
+        if config.instances not in control or 1 not in control or config.group not in ones:
             continue
-        growth = summary["us_per_message"] / one
-        base = control["us_per_message"] / control_one["us_per_message"]
+        growth = _ratios(runs, ones[config.group])
+        base = _ratios(control[config.instances], control[1])
+        extra = [g / b for g, b in zip(growth, base, strict=False)]
+        if not extra:
+            continue
         lines.append(
-            f"{config.label}: {growth:.2f}x of 1 instance, against {base:.2f}x for the memory "
-            f"store: {growth / base:.2f}x from sharing through Redis."
+            f"{config.label}: {_median(growth):.2f}x of 1 instance, against "
+            f"{_median(base):.2f}x for the memory store: {_spread(extra)}x from sharing through "
+            "Redis."
         )
     return lines
+
+
+def report(passes: Passes) -> bool:
+    """Print the overview, the curve and the verdicts; whether every run was correct."""
+    repeat = max(len(runs) for runs in passes.values())
+    median_runs = []
+    for config, runs in passes.items():
+        ranked = sorted(runs, key=lambda run: float(run["us_per_message"]))
+        median_runs.append((config, ranked[(len(ranked) - 1) // 2]))
+    if repeat > 1:
+        print(f"Each configuration ran {repeat} times; below, its median run (CPU per message).\n")
+    print("### Every configuration, over its voting window\n")
+    print(overview(median_runs))
+    print()
+    table, met = curve(passes)
+    print("### The curve: an instance's CPU per delivered message (mean over instances)\n")
+    if repeat > 1:
+        print(
+            "Medians over the passes (range in brackets); a ratio is taken within each pass, "
+            "then the median of those.\n"
+        )
+    print(table)
+    print()
+    for group, ok in met.items():
+        verdict = "met" if ok else "NOT met"
+        print(f"Target (within {TARGET}x of 1 instance) for {group}: {verdict}.")
+    for line in against_control(passes):
+        print(line)
+    return all(run["correct"] == "yes" for runs in passes.values() for run in runs)
+
+
+def from_file(path: str) -> Passes:
+    """The passes of a run saved with --out (every run, in the order they ran)."""
+    passes: Passes = {}
+    for result in json.loads(Path(path).read_text()):
+        passes.setdefault(Config(**result["config"]), []).append(summarise(result))
+    return passes
 
 
 @contextmanager
@@ -554,6 +622,9 @@ def main() -> int:
         "--vote-interval", type=float, default=2, help="mean seconds between a voter's votes"
     )
     parser.add_argument("--out", default="", help="write every raw result as JSON here")
+    parser.add_argument(
+        "--report", default="", help="print the tables again from a file written by --out"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
     parser.add_argument(
         "--repeat", type=int, default=1, help="run every configuration this many times"
@@ -565,6 +636,8 @@ def main() -> int:
         help=f"runs again a run during which others took over {NOISY * 100:.0f}%% of a core",
     )
     options = parser.parse_args()
+    if options.report:
+        return 0 if report(from_file(options.report)) else 1
     placements = [p for p in options.placement.split(",") if p]
     if not placements or any(p not in PLACEMENTS for p in placements):
         parser.error("--placement takes connection, room or connection,room")
@@ -617,29 +690,11 @@ def main() -> int:
                 quietest = min(tries, key=lambda pair: float(pair[1]["others"]))
                 passes[config].append(quietest)
                 raw.append(quietest[0])
+                if options.out:  # after every run: a long session stopped midway keeps its runs
+                    Path(options.out).write_text(json.dumps(raw, indent=1))
                 print(detail(config, quietest[1]), flush=True)
                 print(flush=True)
-    done: list[tuple[Config, dict[str, Any]]] = []
-    for config, runs in passes.items():
-        ranked = sorted(runs, key=lambda pair: float(pair[1]["us_per_message"]))
-        done.append((config, ranked[(len(ranked) - 1) // 2][1]))
-    if options.repeat > 1:
-        print(f"Below, per configuration, the median of {options.repeat} runs (CPU per message).")
-        print()
-    print("### Every configuration, over its voting window\n")
-    print(overview(done))
-    print()
-    table, met = curve(done)
-    print("### The curve: an instance's CPU per delivered message (mean over instances)\n")
-    print(table)
-    print()
-    for group, ok in met.items():
-        verdict = "met" if ok else "NOT met"
-        print(f"Target (within {TARGET}x of 1 instance) for {group}: {verdict}.")
-    for line in against_control(done):
-        print(line)
-    if options.out:
-        Path(options.out).write_text(json.dumps(raw, indent=1))
+    correct = report({config: [summary for _, summary in runs] for config, runs in passes.items()})
     with contextlib.suppress(Exception):
         node = subprocess.run(["node", "--version"], capture_output=True, text=True)
         binary = redis7_binary() or redis_binary() or "?"
@@ -648,8 +703,7 @@ def main() -> int:
             f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; "
             f"node {node.stdout.strip()}; {version.stdout.split(' sha')[0]}"
         )
-    failed = any(s["correct"] != "yes" for _, s in done)
-    return 1 if failed else 0
+    return 0 if correct else 1
 
 
 if __name__ == "__main__":
