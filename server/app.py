@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import protocol, routes
+from server import i18n, protocol, routes
 from server.deadlines import Deadlines
 from server.fanout import Fanout
 from server.gate import GatedServer, RoomsBySid
@@ -190,6 +190,7 @@ def create_app(
     static_dir = resource_dir("static")
     pages = Jinja2Templates(directory=resource_dir("templates"))
     pages.env.globals["static"] = _static_versioner(static_dir)
+    i18n.install(pages.env)
 
     throttle = Throttle(settings, shared=store.shared_limiter(), metrics=metrics)
     load = Load(busy_after=settings.busy_lag_ms / 1000, metrics=metrics)
