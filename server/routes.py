@@ -218,6 +218,7 @@ async def room(request: Request) -> Response:
             "template": msgspec.to_builtins(session.template),
             "join_code": session.join_code,
             "join_page_url": f"{base_url(request)}/join",
+            "present_url": f"/s/{session.id}/present",
         },
     )
 
