@@ -23,7 +23,8 @@ export class RoomBar {
   showEvent(event, titleOf) {
     const link = this.dom.barEvent;
     clearTimeout(this.eventTimer);
-    setText(link, event.caseId ? t("Show “{title}”", { title: titleOf(event.caseId) }) : "");
+    setText(link, event.caseId ? t("Show") : "");
+    link.setAttribute("aria-label", event.caseId ? t("Show “{title}”", { title: titleOf(event.caseId) }) : "");
     link.href = event.caseId ? `#case-${event.caseId}` : "#recommendation";
     link.dataset.focusCase = event.caseId || "";
     setHidden(link, !event.caseId);

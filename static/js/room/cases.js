@@ -20,6 +20,12 @@ const CONTROLS = {
   lock: ["revealed"],
 };
 
+const BAND_SHORT = {
+  strong: () => t("strong"),
+  moderate: () => t("moderate"),
+  weak: () => t("weak"),
+};
+
 // A nudge older than this is history, not a reminder.
 const NUDGE_FRESH_S = 600;
 
@@ -182,7 +188,10 @@ export class CaseCard {
 
     // A new round starts with an empty reason; otherwise keep what the person is typing.
     if (this.reasonRound !== state.round) {
-      if (this.reasonRound !== null) this.reasonInput.value = "";
+      if (this.reasonRound !== null) {
+        this.reasonInput.value = "";
+        this.reason.open = false;
+      }
       this.reasonRound = state.round;
     }
     if (document.activeElement !== this.reasonInput) {
@@ -303,9 +312,9 @@ export class CaseCard {
         }
         return el(
           "li",
-          { class: "reasons__item" },
-          el("q", { class: "reasons__text", text: r.text }),
-          el("span", { class: "reasons__who", text: ` — ${who}` }),
+          { class: "case-reasons__item" },
+          el("q", { class: "case-reasons__text", text: r.text }),
+          el("span", { class: "case-reasons__who", text: ` — ${who}` }),
         );
       }),
     );
@@ -337,7 +346,7 @@ export class CaseCard {
               round: round.round,
               median: formatNumber(round.median),
               consensus: formatNumber(round.consensus),
-              band: bandWord(round.band).toLowerCase(),
+              band: BAND_SHORT[round.band]?.() ?? "",
               n: round.n,
             })
           : t("Round {round}: no scores", { round: round.round });
