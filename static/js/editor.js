@@ -63,7 +63,8 @@ function draftFrom(template) {
     name: text(stack && stack.name),
     idTouched: true,
   }));
-  const byId = new Map(stacks.map((stack) => [stack.id, stack.key]));
+  // Weights go to the first stack with their id (a later one with the same id is an error).
+  const byId = new Map(stacks.map((stack) => [stack.id, stack.key]).reverse());
   const cases = (Array.isArray(template.cases) ? template.cases : []).map((item) => {
     const fit = new Map();
     const weights = item && typeof item.fit === "object" && item.fit ? item.fit : {};
@@ -217,17 +218,32 @@ function stackRow(stack, index) {
     dataset: { action: "remove-stack" },
   });
   remove.addEventListener("click", () => removeStack(index));
+  const number = index + 1;
+  // Visible labels stay short; the hidden part tells a screen reader which stack it is in.
+  const label = (input, visible, hidden) =>
+    el(
+      "label",
+      { class: "field__label", for: input.id },
+      visible,
+      el("span", { class: "visually-hidden", text: hidden }),
+    );
   return el(
     "li",
     { class: "editor__stack", dataset: { key: stack.key } },
-    el("p", { class: "editor__item-label", text: t("Stack {number}", { number: index + 1 }) }),
+    el("span", { class: "editor__stack-number", "aria-hidden": "true", text: `${number}` }),
     el(
       "div",
-      { class: "editor__stack-fields" },
-      field(t("Name"), nameInput),
-      field(t("Id"), idInput, "editor__id"),
-      remove,
+      { class: "field" },
+      label(nameInput, t("Name"), ` ${t("of stack {number}", { number })}`),
+      nameInput,
     ),
+    el(
+      "div",
+      { class: "field editor__id" },
+      label(idInput, t("Id"), ` ${t("of stack {number}", { number })}`),
+      idInput,
+    ),
+    remove,
   );
 }
 
@@ -639,6 +655,7 @@ function clearProblems() {
 
 function showProblems(found) {
   problems = found;
+  if (!found.length) sessionError.textContent = "";
   clearProblems();
   checkList.replaceChildren();
   for (const problem of found) {
