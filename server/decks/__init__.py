@@ -157,8 +157,8 @@ def _consistency(data: dict[str, Any]) -> Iterator[Problem]:
                 "must not be blank",
                 f"the title of case {_case_name(case, index)} is blank",
             )
-    # Which stacks exist is only known when every one of them is readable.
-    if not isinstance(data.get("stacks"), list) or len(stacks) != len(data["stacks"]):
+    # Which stacks exist is only known when there are some and every one of them is readable.
+    if not stacks or len(stacks) != len(data["stacks"]):
         return
     known = {s.get("id") for _, s in stacks}
     for index, case in cases:

@@ -553,28 +553,40 @@ let checkedOk = false;
 function scheduleCheck() {
   clearTimeout(checkTimer);
   checkedOk = false;
+  // Until the answer comes the last verdict stays up, dimmed, rather than a "checking" flicker.
+  checkStatus.dataset.state = "checking";
+  checkStatus.setAttribute("aria-busy", "true");
+  if (!checkStatus.textContent) checkStatus.textContent = t("Checking…");
   checkTimer = setTimeout(check, CHECK_DELAY_MS);
+}
+
+/** Say how the set stands; unchanged words are not set again, so they are not re-announced. */
+function setCheckStatus(state, words) {
+  checkStatus.dataset.state = state;
+  checkStatus.removeAttribute("aria-busy");
+  if (checkStatus.textContent !== words) checkStatus.textContent = words;
 }
 
 async function check() {
   const seq = ++checkSeq;
-  checkStatus.dataset.state = "checking";
-  checkStatus.textContent = t("Checking…");
   let response;
-  let body = null;
   try {
     response = await fetch(config.validate, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(templateOf(draft)),
     });
-    body = await response.json();
   } catch {
     if (seq !== checkSeq) return;
-    checkStatus.dataset.state = "offline";
-    checkStatus.textContent = t("The server could not be reached to check this set. Trying again soon.");
+    setCheckStatus("offline", t("The server could not be reached to check this set. Trying again soon."));
     checkTimer = setTimeout(check, RETRY_MS);
     return;
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // A proxy's error page is not JSON; the status code still says what happened.
   }
   if (seq !== checkSeq) return;
   if (response.ok) {
@@ -583,12 +595,13 @@ async function check() {
   } else if (response.status === 400 && body && Array.isArray(body.errors)) {
     showProblems(body.errors);
   } else if (response.status === 429) {
-    checkStatus.dataset.state = "paused";
-    checkStatus.textContent = t("Checks are paused for a moment; they resume by themselves.");
+    setCheckStatus("paused", t("Checks are paused for a moment; they resume by themselves."));
     checkTimer = setTimeout(check, RETRY_MS);
   } else {
-    const message = body && typeof body.error === "string" ? body.error : `${response.status}`;
-    showProblems([{ path: "", message }]);
+    const message = body && typeof body.error === "string" ? body.error : null;
+    showProblems([
+      { path: "", message: message || t("The server could not check this set ({status}).", { status: response.status }) },
+    ]);
   }
 }
 
@@ -691,11 +704,9 @@ function showProblems(found) {
     checkList.append(el("li", {}, link));
   }
   if (found.length) {
-    checkStatus.dataset.state = "problems";
-    checkStatus.textContent = tn("{count} thing to fix:", "{count} things to fix:", found.length);
+    setCheckStatus("problems", tn("{count} thing to fix:", "{count} things to fix:", found.length));
   } else if (checkedOk) {
-    checkStatus.dataset.state = "ok";
-    checkStatus.textContent = t("All good: this set can be used for a session.");
+    setCheckStatus("ok", t("All good: this set can be used for a session."));
   }
 }
 

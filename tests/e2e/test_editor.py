@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, ViewportSize, expect
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+from playwright.sync_api import Locator, Page, ViewportSize, expect
 
 from tests.e2e.conftest import Person, join
 from tests.live import LiveServer
@@ -27,8 +27,8 @@ def open_editor(page: Page, url: str) -> None:
     expect(page.get_by_test_id("check-status")).to_have_attribute("data-state", "ok")
 
 
-def case_card(page: Page, number: int) -> Page:
-    return page.get_by_test_id("case").nth(number - 1)  # type: ignore[return-value]
+def case_card(page: Page, number: int) -> Locator:
+    return page.get_by_test_id("case").nth(number - 1)
 
 
 def no_sideways_scroll(page: Page) -> None:
@@ -38,11 +38,12 @@ def no_sideways_scroll(page: Page) -> None:
 
 def serious_axe_violations(page: Page) -> list[str]:
     results = Axe().run(page)
-    return [
+    found: list[str] = [
         f"{v['id']}: {v['help']} ({len(v['nodes'])})"
         for v in results.response["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+    return found
 
 
 def test_build_a_set_from_the_django_one_check_export_and_run_it(
@@ -198,7 +199,7 @@ def test_a_blank_set_and_a_pasted_one_on_a_narrow_screen(
     expect(page.get_by_test_id("case")).to_have_count(2)
     expect(problems.get_by_role("listitem")).to_have_count(2)
     expect(problems).to_contain_text("Stack 2 · Id: another stack already has this id")
-    expect(problems).to_contain_text("must be a number from −2 to 2")
+    expect(problems).to_contain_text("must be a number from \u22122 to 2")
     weight = case_card(page, 1).get_by_label("Kafka")
     expect(weight).to_have_attribute("aria-invalid", "true")
 
