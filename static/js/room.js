@@ -2,6 +2,7 @@
 
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t } from "./i18n.js";
+import { rememberSession } from "./recent.js";
 import { MyBallots } from "./room/ballots.js";
 import { RoomBar, renderWaiting } from "./room/bar.js";
 import { CaseCard } from "./room/cases.js";
@@ -275,6 +276,7 @@ function onWelcome(welcome) {
     role: welcome.role,
   });
   if (welcome.name) room.name = welcome.name;
+  rememberSession({ id: sessionId, title: dom.title.textContent, role: welcome.role });
   mine.restore(welcome.ballots, welcome.reasons);
   showRoom();
   if (room.snapshot) render();
