@@ -403,8 +403,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for session_id, sids in list(self.local.items()):
             for sid in list(sids):
                 whom = self.whom.get(sid)
-                if whom is None:
-                    continue  # disconnected meanwhile; nothing to attach
+                if whom is None or sid in self.leaving:
+                    continue  # disconnected or being sent away meanwhile; nothing to attach
                 try:
                     await self.rooms.apply(session_id, ops.Attach(whom[1], self.socket_key(sid)))
                 except rules.RuleError:

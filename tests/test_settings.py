@@ -288,7 +288,7 @@ def test_people_are_away_after_two_minutes_offline_unless_configured() -> None:
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "soon"])
 def test_an_unusable_away_time_is_refused(value: str) -> None:
-    with pytest.raises(SettingsError, match="AWAY_AFTER_SECONDS|away_after_seconds"):
+    with pytest.raises(SettingsError, match=r"AWAY_AFTER_SECONDS|away_after_seconds"):
         Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": value})
 
 
