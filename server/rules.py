@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import is_not
 from typing import Literal
 
 from msgspec.structs import replace
@@ -693,11 +695,13 @@ def moved_between(before: Session, after: Session) -> set[str]:
     """Ids of the participants whose token changed between `before` and `after` (taken over
     on another device: their sockets from before no longer speak for them)."""
     old, new = before.participants, after.participants
-    if old is new:
+    if old is new or before.people().tokens is after.people().tokens:
         return set()
     pairs: Iterable[tuple[Participant, Participant]]
     if len(new) >= len(old) and (not old or new[len(old) - 1].id == old[-1].id):
-        pairs = zip(old, new, strict=False)  # nobody left: everyone is where they were
+        # Nobody left: everyone is where they were; find who changed in C, not one by one
+        # (a room of a thousand joining would otherwise cost a loop per join).
+        pairs = ((old[i], new[i]) for i in compress(range(len(old)), map(is_not, old, new)))
     else:
         positions = after.people().positions
         pairs = ((p, new[positions[p.id]]) for p in old if p.id in positions)
