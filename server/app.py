@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import i18n, protocol, routes
+from server import i18n, ops, protocol, routes, rules
 from server.deadlines import Deadlines
 from server.fanout import Fanout
 from server.gate import GatedServer, RoomsBySid
@@ -228,12 +228,29 @@ def create_app(
         lambda session_id: rooms.current(session_id),
         lambda session_id, op: rooms.apply(session_id, op),
     )
+    # People offline for long are marked away (with the same kind of timer).
+    away_after = settings.away_after_seconds
+    away = Deadlines(
+        lambda session_id: rooms.current(session_id),
+        lambda session_id, op: rooms.apply(session_id, op),
+        due=lambda session: rules.next_away(session, away_after),
+        op=lambda: ops.MarkAway(away_after),
+        depends=lambda session: session.participants,
+        what="marking people away",
+    )
 
-    def changed(session_id: str, before: Session, after: Session) -> None:
+    def changed(
+        session_id: str, before: Session, after: Session, applied: tuple[ops.Op, ...] | None
+    ) -> None:
         fanout.changed(session_id, before, after)
-        namespace.changed(session_id, before, after)
+        namespace.changed(session_id, before, after, applied)
 
-    rooms = Rooms(store, changed, metrics=metrics, on_copy=deadlines.watch)
+    def copied(session_id: str, session: Session | None) -> None:
+        deadlines.watch(session_id, session)
+        if away_after > 0:
+            away.watch(session_id, session)
+
+    rooms = Rooms(store, changed, metrics=metrics, on_copy=copied)
     namespace = RoomNamespace(
         store,
         rooms,
@@ -250,6 +267,7 @@ def create_app(
             protocol.VOTE: namespace.on_vote,
             protocol.CONTROL: namespace.on_control,
             protocol.SYNC: namespace.on_sync,
+            protocol.LEAVE: namespace.on_leave,
         }
     )
     upkeep = Upkeep(namespace, store, rooms)
@@ -269,6 +287,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             deadlines.close()
+            away.close()
             await store.close()
 
     # For the operator (Prometheus scrapes each instance directly); the public proxy refuses it.

@@ -57,7 +57,7 @@ def _no_ping_yet() -> None:
 
 ONE_ARGUMENT = "An event takes one argument at most."
 UNREADABLE_CONNECT = "The connection request could not be read."
-UNKNOWN_EVENT = "This server does not know that event; it takes vote, control and sync."
+UNKNOWN_EVENT = "This server does not know that event; it takes vote, control, sync and leave."
 
 
 class RoomsBySid(socketio.AsyncManager):  # type: ignore[misc]

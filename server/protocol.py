@@ -18,15 +18,18 @@ STATE = "state"
 DELTA = "delta"
 # Whether this server can reach its storage: {"storage": "ok" | "unavailable"}.
 STATUS = "status"
-# The facilitator removed this participant: {"message"}; the connection closes after it.
+# This connection no longer speaks for its participant: {"reason", "message"}, reason
+# "removed" (by the facilitator), "left" (they left) or "moved" (the facilitator link was
+# opened on another device, which is now this person); the connection closes after it.
 REMOVED = "removed"
 # Client -> server events.
 VOTE = "vote"
 CONTROL = "control"
 SYNC = "sync"
+LEAVE = "leave"
 # The only events a client may emit; any other name (`connect` and `disconnect` included) is
 # refused before it reaches a handler (server.gate).
-CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC})
+CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC, LEAVE})
 
 Token = Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -111,6 +114,12 @@ class Control(Struct, forbid_unknown_fields=True):
                 raise ValueError(f"{name} goes only with {users}")
         if self.action in ("hand_over", "remove", "auto_reveal") and self.case is not None:
             raise ValueError(f"{self.action} is not about a case; leave case out")
+
+
+class Leave(Struct, forbid_unknown_fields=True):
+    """A participant leaving by themselves; `keep_ballots` as with `remove`."""
+
+    keep_ballots: bool = True
 
 
 # Messages for the fields people most often get wrong, in their terms rather than a schema's.

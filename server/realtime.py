@@ -39,6 +39,13 @@ BUSY = "The server is busy right now; this was not counted, please try again in 
 BUSY_CONNECTING = "The server is busy right now; please try again in a moment."
 GONE = "This session no longer exists."
 REMOVED = "The facilitator removed you from this session."
+LEFT = "You left this session."
+MOVED = (
+    "The facilitator link was opened on another device, which now runs this session as you. "
+    "Open the link here again to take it back."
+)
+# Why a connection is sent away (the `removed` event's reason), in words for people.
+SENT_AWAY = {"removed": REMOVED, "left": LEFT, "moved": MOVED}
 
 
 class Refused(Exception):
@@ -144,6 +151,8 @@ def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
         case "remove":
             assert command.participant is not None
             return ops.Remove(participant_id, command.participant, bool(command.keep_ballots))
+        case "nudge":
+            return ops.Nudge(participant_id, command.case)
     return ops.Control(participant_id, command.action, command.case)
 
 
@@ -177,6 +186,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.pending_detach: set[tuple[str, str, str]] = set()
         # Who each socket here speaks for: socket id -> (session id, participant id).
         self.whom: dict[str, tuple[str, str]] = {}
+        # Sockets being sent away (their person left, was removed or moved to another
+        # device): until they are closed, they speak for nobody.
+        self.leaving: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
         metrics.connections.set_function(lambda: len(self.whom))
@@ -282,6 +294,17 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             # else: the link stopped working when the role was handed over; its holder is
             # still a participant and comes back as one.
 
+        # The link names one person: the facilitator. A device that is not them yet becomes
+        # them (or joins as them, if nobody facilitates yet); a participant opening it while
+        # nobody facilitates takes up the role as themselves.
+        if link is not None and (
+            known is None
+            or (
+                known.role != "facilitator"
+                and any(p.role == "facilitator" for p in session.participants)
+            )
+        ):
+            return await self._take_over(session, request, socket, link)
         if known is not None and token is not None:
             await self.rooms.apply(session.id, ops.Attach(known.id, socket, promote, link))
             return known.id, promote or known.role, token
@@ -297,6 +320,33 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.rooms.apply(session.id, ops.Join(newcomer, socket, self.max_participants, link))
         return newcomer.id, newcomer.role, token
 
+    async def _take_over(
+        self, session: Session, request: protocol.Auth, socket: str, link: str
+    ) -> tuple[str, Role, str]:
+        """The facilitator link on a new device: it becomes the facilitator here (whose name
+        it keeps, so the name given is not needed), or joins as the facilitator under the
+        name given if there is none."""
+        try:
+            name = rules.clean_name(request.name)
+        except rules.RuleError:
+            if not any(p.role == "facilitator" for p in session.participants):
+                raise
+            name = ""  # not needed: the person taken over keeps their name
+        token = new_token()
+        newcomer = Participant(
+            id=new_participant_id(), name=name, role="facilitator", token_hash=hash_token(token)
+        )
+        await self.rooms.apply(
+            session.id, ops.TakeOver(newcomer, socket, self.max_participants, link)
+        )
+        current = self.rooms.current(session.id) or session
+        found = current.participant(newcomer.id) or rules.find_by_token(
+            current, newcomer.token_hash
+        )
+        if found is None:
+            raise Refused(MOVED, "moved")  # taken over again meanwhile, by yet another device
+        return found.id, found.role, token
+
     # --- leaving
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -308,6 +358,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _disconnect(self, sid: str) -> None:
         self.throttle.forget_event(sid)
+        self.leaving.discard(sid)
         whom = self.whom.pop(sid, None)
         if whom is None:
             return
@@ -352,8 +403,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for session_id, sids in list(self.local.items()):
             for sid in list(sids):
                 whom = self.whom.get(sid)
-                if whom is None:
-                    continue  # disconnected meanwhile; nothing to attach
+                if whom is None or sid in self.leaving:
+                    continue  # disconnected or being sent away meanwhile; nothing to attach
                 try:
                     await self.rooms.apply(session_id, ops.Attach(whom[1], self.socket_key(sid)))
                 except rules.RuleError:
@@ -361,29 +412,49 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # --- removals
 
-    def changed(self, session_id: str, before: Session, after: Session) -> None:
-        """A copy changed (here or on another instance): the sockets here of anyone it
-        removed are told and closed, wherever the removal was made."""
+    def changed(
+        self,
+        session_id: str,
+        before: Session,
+        after: Session,
+        applied: tuple[ops.Op, ...] | None = None,
+    ) -> None:
+        """A copy changed (here or on another instance) by the ops `applied` (None: not
+        known): the sockets here of anyone who left, was removed or was taken over on another
+        device are told and closed, wherever the change was made."""
         sids = self.local.get(session_id)
         if not sids:
             return
         gone = rules.removed_between(before, after)
-        if not gone:
+        moved = rules.moved_between(before, after)
+        if not gone and not moved:
             return
+        left = {op.participant for op in applied or () if isinstance(op, ops.Leave)}
         for sid in list(sids):
             whom = self.whom.get(sid)
-            if whom is not None and whom[1] in gone:
-                self._spawn(self._send_away(sid))
+            if whom is None or sid in self.leaving:
+                continue
+            reason = None
+            if whom[1] in gone:
+                reason = "left" if whom[1] in left else "removed"
+            elif whom[1] in moved:
+                person = after.participant(whom[1])
+                if person is None or self.socket_key(sid) not in person.sids:
+                    reason = "moved"
+            if reason is not None:
+                self.leaving.add(sid)
+                self._spawn(self._send_away(sid, reason))
 
-    async def _send_away(self, sid: str) -> None:
-        log.info("closing connection %s: its participant was removed", sid)
+    async def _send_away(self, sid: str, reason: str) -> None:
+        log.info("closing connection %s: its participant %s", sid, reason)
         try:
             try:
-                await self.emit(protocol.REMOVED, {"message": REMOVED}, to=sid)
+                message = {"reason": reason, "message": SENT_AWAY[reason]}
+                await self.emit(protocol.REMOVED, message, to=sid)
             finally:
                 await self.disconnect(sid)
         except Exception:
-            log.exception("closing connection %s of a removed participant failed", sid)
+            log.exception("closing connection %s (%s) failed", sid, reason)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -394,7 +465,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def _whom(self, sid: str) -> tuple[str, str]:
         whom = self.whom.get(sid)
-        if whom is None:
+        if whom is None or sid in self.leaving:
             raise rules.RuleError("You are not part of this session any more; please join again.")
         return whom
 
@@ -423,6 +494,13 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise Busy("control")
         session_id, participant_id = self._whom(sid)
         return protocol.ok(await self.rooms.apply(session_id, command_op(participant_id, command)))
+
+    @acknowledged("controls")
+    async def on_leave(self, sid: str, data: Any = None) -> dict[str, Any]:
+        request = protocol.parse(protocol.Leave, {} if data is None else data)
+        session_id, participant_id = self._whom(sid)
+        op = ops.Leave(participant_id, request.keep_ballots)
+        return protocol.ok(await self.rooms.apply(session_id, op))
 
     @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:

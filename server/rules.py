@@ -9,13 +9,25 @@ object, so the store can skip the write.
 
 from __future__ import annotations
 
+import math
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import is_not
 from typing import Literal
 
 from msgspec.structs import replace
 
-from server.models import CaseState, Participant, Role, Round, Session, evolve
+from server.models import (
+    CaseState,
+    Nudge,
+    Participant,
+    PeopleIndex,
+    Role,
+    Round,
+    Session,
+    evolve,
+)
 
 Action = Literal["open", "open_all", "reveal", "reveal_all", "revote", "lock", "finish"]
 ACTIONS: tuple[Action, ...] = (
@@ -29,7 +41,7 @@ ACTIONS: tuple[Action, ...] = (
 )
 CASE_ACTIONS: frozenset[str] = frozenset({"open", "reveal", "revote", "lock"})
 # Every command a facilitator may send: the status changes above, and those with rules of
-# their own below (countdown, auto_reveal, hand_over, remove).
+# their own below (countdown, auto_reveal, hand_over, remove, nudge).
 Command = Literal[
     "open",
     "open_all",
@@ -42,13 +54,24 @@ Command = Literal[
     "auto_reveal",
     "hand_over",
     "remove",
+    "nudge",
 ]
-COMMANDS: tuple[Command, ...] = (*ACTIONS, "countdown", "auto_reveal", "hand_over", "remove")
+COMMANDS: tuple[Command, ...] = (
+    *ACTIONS,
+    "countdown",
+    "auto_reveal",
+    "hand_over",
+    "remove",
+    "nudge",
+)
 
 NAME_MAX = 40
 REASON_MAX = 280
 # The longest countdown: a day, time enough to score asynchronously.
 COUNTDOWN_MAX = 86_400
+# The shortest time between two reminders to vote in a session: a reminder is a ping on
+# everyone's screen, not a hammer.
+NUDGE_INTERVAL = 10
 
 
 class RuleError(Exception):
@@ -138,35 +161,73 @@ def attach(session: Session, participant_id: str, sid: str, role: Role | None = 
 
     def change(p: Participant) -> Participant:
         sids = p.sids if sid in p.sids else (*p.sids, sid)
-        return replace(p, sids=sids, role=role or p.role)
+        # Back online: no longer away, whatever the time.
+        return replace(p, sids=sids, role=role or p.role, offline_since=None, away=False)
 
     return _update_participant(session, participant_id, change)
 
 
-def detach(session: Session, participant_id: str, sid: str) -> Session:
-    """A socket went away; the participant stays, offline if it was their last."""
+def detach(session: Session, participant_id: str, sid: str, now: float) -> Session:
+    """A socket went away at `now`; the participant stays, offline if it was their last.
+
+    Going offline does not reveal anything with auto-reveal: someone whose connection blinked
+    is still waited for, until they have been away long enough (mark_away)."""
     participant = session.participant(participant_id)
     if participant is None or sid not in participant.sids:
         return session
-    left = _update_participant(
-        session, participant_id, lambda p: replace(p, sids=tuple(s for s in p.sids if s != sid))
-    )
-    # Someone who had not voted going offline may leave everyone present done.
-    return _reveal_when_all_voted(left)
+    return _update_participant(session, participant_id, lambda p: _without_socket(p, sid, now))
 
 
-def drop_sockets(session: Session, prefix: str) -> Session:
-    """Forget every socket whose id starts with `prefix` (those of a server instance that died)."""
+def _without_socket(p: Participant, sid: str, now: float) -> Participant:
+    sids = tuple(s for s in p.sids if s != sid)
+    return replace(p, sids=sids, offline_since=None if sids else now)
+
+
+def drop_sockets(session: Session, prefix: str, now: float) -> Session:
+    """Forget every socket whose id starts with `prefix` (those of a server instance that died,
+    noticed at `now`)."""
     if not any(s.startswith(prefix) for p in session.participants for s in p.sids):
         return session
+
+    def dropped(p: Participant) -> Participant:
+        sids = tuple(s for s in p.sids if not s.startswith(prefix))
+        return replace(p, sids=sids, offline_since=None if sids else now)
+
     participants = tuple(
-        replace(p, sids=tuple(s for s in p.sids if not s.startswith(prefix)))
-        if any(s.startswith(prefix) for s in p.sids)
-        else p
-        for p in session.participants
+        dropped(p) if any(s.startswith(prefix) for s in p.sids) else p for p in session.participants
     )
-    dropped = evolve(session, session.people().same_people(participants), participants=participants)
-    return _reveal_when_all_voted(dropped)
+    return evolve(session, session.people().same_people(participants), participants=participants)
+
+
+def take_over(
+    session: Session, newcomer: Participant, sid: str, *, limit: int, link: str
+) -> Session:
+    """The facilitator link opened on a device that is nobody here yet.
+
+    With a facilitator here already, the device becomes that person: same id, ballots and
+    reasons, now known by `newcomer`'s token and connected through `sid` alone (their other
+    sockets stop speaking for them, and their old token names nobody). With none yet,
+    `newcomer` joins as the facilitator. So the link never makes a second facilitator, however
+    many devices open it at once: these changes are applied one after the other.
+    """
+    check_link(session, link)
+    if session.participant(newcomer.id) is not None:
+        return attach(session, newcomer.id, sid)  # joined by this very change, applied again
+    facilitator = next((p for p in session.participants if p.role == "facilitator"), None)
+    if facilitator is None:
+        if not newcomer.name:
+            raise RuleError("Please enter a name.")
+        joined = join(session, replace(newcomer, role="facilitator"), limit=limit)
+        return attach(joined, newcomer.id, sid)
+    if facilitator.token_hash == newcomer.token_hash:
+        return attach(session, facilitator.id, sid)  # taken over by this very change
+    moved = replace(
+        facilitator, token_hash=newcomer.token_hash, sids=(sid,), offline_since=None, away=False
+    )
+    position = session.people().positions[facilitator.id]
+    old = session.participants
+    participants = (*old[:position], moved, *old[position + 1 :])
+    return evolve(session, PeopleIndex.of(participants), participants=participants)
 
 
 def _update_participant(
@@ -447,15 +508,22 @@ def set_auto_reveal(session: Session, participant_id: str, on: bool) -> Session:
 
 
 def everyone_here_voted(session: Session, case: CaseState) -> bool:
-    """Whether every participant who is online and votes (not a spectator) has a ballot on
-    `case`, and there is at least one of them. Offline people do not hold the room up."""
-    present = False
+    """Whether every participant who votes (not a spectator) and is here has a ballot on
+    `case`, and at least one of them is online. Here means online, or offline for a short
+    while only (not yet away): a connection that blinks does not trigger a reveal, and people
+    long gone do not hold the room up."""
+    online = False
     for p in session.participants:
-        if p.sids and p.counts:
+        if p.counts and _here(p):
             if p.id not in case.ballots:
                 return False
-            present = True
-    return present
+            online = online or p.online
+    return online
+
+
+def _here(p: Participant) -> bool:
+    # Offline with no time recorded: never connected since this was recorded; not waited for.
+    return p.online or (not p.away and p.offline_since is not None)
 
 
 def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Session:
@@ -474,6 +542,67 @@ def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Sess
     if not done:
         return session
     return evolve(session, cases=tuple(_revealed(c) if c.id in done else c for c in session.cases))
+
+
+# --- reminders
+
+
+def nudge(session: Session, participant_id: str, case_id: str | None, now: float) -> Session:
+    """Remind those who have not voted yet on `case_id` (or, without one, on every case being
+    voted on). Clients show it to whoever has not voted on a case it names, while that case is
+    still being voted on in the same round."""
+    _facilitator(session, participant_id)
+    if case_id is None:
+        cases = {c.id: c.round for c in session.cases if c.status == "voting"}
+        if not cases:
+            raise RuleError("Nothing is open for voting, so there is nobody to remind.")
+    else:
+        case = _case(session, case_id)
+        if case.status != "voting":
+            raise RuleError("This case is not open for voting, so there is nobody to remind.")
+        cases = {case.id: case.round}
+    last = session.nudge
+    if last is not None and now - last.at < NUDGE_INTERVAL:
+        wait = max(1, math.ceil(last.at + NUDGE_INTERVAL - now))
+        raise RuleError(f"You sent a reminder just now; you can send another in {wait} s.")
+    return evolve(session, nudge=Nudge(at=now, cases=cases))
+
+
+# --- away
+#
+# Someone offline for `after` seconds is away: "n of m" leaves them out and auto-reveal stops
+# waiting for them. Like a countdown, it is a change judged by its op's time (server.deadlines
+# keeps the timer), so every instance agrees on who is away and when.
+
+
+def mark_away(session: Session, now: float, after: float) -> Session:
+    """Mark away everyone offline for at least `after` seconds at `now` (0: nobody ever), and
+    reveal what nobody still here has to vote on. The same change again changes nothing."""
+    if after <= 0 or not any(_due_away(p, now, after) for p in session.participants):
+        return session
+    participants = tuple(
+        replace(p, away=True) if _due_away(p, now, after) else p for p in session.participants
+    )
+    marked = evolve(session, session.people().same_people(participants), participants=participants)
+    return _reveal_when_all_voted(marked)
+
+
+def _due_away(p: Participant, now: float, after: float) -> bool:
+    return not p.online and not p.away and (p.offline_since or 0.0) + after <= now
+
+
+def next_away(session: Session, after: float) -> float | None:
+    """When the next person offline will have been so for `after` seconds, if anyone is."""
+    if after <= 0:
+        return None
+    return min(
+        (
+            (p.offline_since or 0.0) + after
+            for p in session.participants
+            if not p.online and not p.away
+        ),
+        default=None,
+    )
 
 
 # --- people
@@ -518,6 +647,29 @@ def remove(session: Session, participant_id: str, whom: str, *, keep_ballots: bo
         raise RuleError("You cannot remove yourself; hand the session over first.")
     if session.participant(whom) is None:
         raise RuleError("That person is not part of this session any more.")
+    return _drop(session, whom, keep_ballots)
+
+
+HAND_OVER_FIRST = (
+    "Hand the session over first: you are its only facilitator, and nobody could run it after "
+    "you leave."
+)
+
+
+def leave(session: Session, participant_id: str, *, keep_ballots: bool) -> Session:
+    """A participant leaves by themselves, as if the facilitator had removed them (remove says
+    what happens to their ballots). The only facilitator cannot leave: nobody could steer."""
+    participant = session.participant(participant_id)
+    if participant is None:
+        raise RuleError("You are not part of this session any more.")
+    if participant.role == "facilitator" and not any(
+        p.role == "facilitator" and p.id != participant_id for p in session.participants
+    ):
+        raise RuleError(HAND_OVER_FIRST)
+    return _drop(session, participant_id, keep_ballots)
+
+
+def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
     participants = tuple(p for p in session.participants if p.id != whom)
     cases = session.cases
     if not keep_ballots:
@@ -537,6 +689,23 @@ def _without(case: CaseState, whom: str) -> CaseState:
         sequence={p: q for p, q in case.sequence.items() if p != whom},
         unshown=tuple(p for p in case.unshown if p != whom),
     )
+
+
+def moved_between(before: Session, after: Session) -> set[str]:
+    """Ids of the participants whose token changed between `before` and `after` (taken over
+    on another device: their sockets from before no longer speak for them)."""
+    old, new = before.participants, after.participants
+    if old is new or before.people().tokens is after.people().tokens:
+        return set()
+    pairs: Iterable[tuple[Participant, Participant]]
+    if len(new) >= len(old) and (not old or new[len(old) - 1].id == old[-1].id):
+        # Nobody left: everyone is where they were; find who changed in C, not one by one
+        # (a room of a thousand joining would otherwise cost a loop per join).
+        pairs = ((old[i], new[i]) for i in compress(range(len(old)), map(is_not, old, new)))
+    else:
+        positions = after.people().positions
+        pairs = ((p, new[positions[p.id]]) for p in old if p.id in positions)
+    return {p.id for was, p in pairs if was is not p and was.token_hash != p.token_hash}
 
 
 def removed_between(before: Session, after: Session) -> set[str]:

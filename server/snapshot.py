@@ -118,7 +118,20 @@ def summary(session: Session) -> dict[str, Any]:
         "anonymous": session.anonymous,
         "status": session.status,
         "auto_reveal": session.auto_reveal,
+        "nudge": nudge_view(session),
     }
+
+
+def nudge_view(session: Session) -> dict[str, Any] | None:
+    """The last reminder to vote, naming only the cases it was about that are still being
+    voted on in the same round; None once there are none (or there was no reminder)."""
+    nudge = session.nudge
+    if nudge is None:
+        return None
+    cases = [
+        c.id for c in session.cases if c.status == "voting" and nudge.cases.get(c.id) == c.round
+    ]
+    return {"at": nudge.at, "cases": cases} if cases else None
 
 
 def participant_view(session: Session, p: Participant) -> dict[str, Any]:
@@ -127,6 +140,7 @@ def participant_view(session: Session, p: Participant) -> dict[str, Any]:
         "name": p.name,
         "role": p.role,
         "online": p.online,
+        "away": p.away,
         "voted": [c.id for c in session.cases if p.id in c.ballots],
     }
 

@@ -281,6 +281,18 @@ def test_an_unusable_instance_ttl_is_refused(value: str) -> None:
         Settings.from_env({"STACKVOTE_INSTANCE_TTL_SECONDS": value})
 
 
+def test_people_are_away_after_two_minutes_offline_unless_configured() -> None:
+    assert Settings.from_env({}).away_after_seconds == 120
+    assert Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": "0"}).away_after_seconds == 0
+    assert Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": "30"}).away_after_seconds == 30
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "soon"])
+def test_an_unusable_away_time_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"AWAY_AFTER_SECONDS|away_after_seconds"):
+        Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": value})
+
+
 @pytest.mark.parametrize(
     ("url", "kind", "hosts", "service", "db"),
     [
