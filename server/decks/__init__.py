@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from server.models import Template
+from server.text import N_
 
 DEFAULT_TEMPLATE = "django"
 WEIGHT_LIMIT = 2
@@ -21,12 +22,12 @@ class TemplateError(ValueError):
 def parse_template(data: Any) -> Template:
     """Validate a template given as decoded JSON, raising TemplateError with a clear message."""
     if not isinstance(data, dict):
-        raise TemplateError("a template must be a JSON object")
+        raise TemplateError(N_("a template must be a JSON object"))
     _check_weights(data)
     try:
         template = msgspec.convert(data, Template)
     except msgspec.ValidationError as exc:
-        raise TemplateError(f"invalid template: {_plain(str(exc))}") from None
+        raise TemplateError(N_("invalid template: %(detail)s", detail=_plain(str(exc)))) from None
     _check_consistency(template)
     return template
 
@@ -40,8 +41,14 @@ def _check_weights(data: dict[str, Any]) -> None:
             number = isinstance(weight, int | float) and not isinstance(weight, bool)
             if not number or not -WEIGHT_LIMIT <= weight <= WEIGHT_LIMIT:
                 raise TemplateError(
-                    f"invalid template: case {case.get('id')!r} gives stack {stack!r} the weight "
-                    f"{weight!r}; weights are numbers from -{WEIGHT_LIMIT} to {WEIGHT_LIMIT}"
+                    N_(
+                        "invalid template: case %(case)s gives stack %(stack)s the weight "
+                        "%(weight)s; weights are numbers from -%(limit)d to %(limit)d",
+                        case=repr(case.get("id")),
+                        stack=repr(stack),
+                        weight=repr(weight),
+                        limit=WEIGHT_LIMIT,
+                    )
                 )
 
 
@@ -50,30 +57,48 @@ def _plain(message: str) -> str:
     return message.replace("`$.", "`").replace("`$`", "the template")
 
 
+def _used_twice(ids: list[str]) -> str | None:
+    seen: set[str] = set()
+    for ident in ids:
+        if ident in seen:
+            return ident
+        seen.add(ident)
+    return None
+
+
 def _check_consistency(template: Template) -> None:
     stack_ids = [s.id for s in template.stacks]
     case_ids = [c.id for c in template.cases]
-    for kind, ids in (("stack", stack_ids), ("case", case_ids)):
-        seen: set[str] = set()
-        for ident in ids:
-            if ident in seen:
-                raise TemplateError(f"invalid template: {kind} id {ident!r} is used twice")
-            seen.add(ident)
-    for text, where in [(template.title, "title")] + [
-        (c.title, f"title of case {c.id!r}") for c in template.cases
-    ]:
-        if not text.strip():
-            raise TemplateError(f"invalid template: the {where} is blank")
+    twice = _used_twice(stack_ids)
+    if twice is not None:
+        raise TemplateError(N_("invalid template: stack id %(id)s is used twice", id=repr(twice)))
+    twice = _used_twice(case_ids)
+    if twice is not None:
+        raise TemplateError(N_("invalid template: case id %(id)s is used twice", id=repr(twice)))
+    if not template.title.strip():
+        raise TemplateError(N_("invalid template: the title is blank"))
+    for c in template.cases:
+        if not c.title.strip():
+            raise TemplateError(
+                N_("invalid template: the title of case %(case)s is blank", case=repr(c.id))
+            )
     known = set(stack_ids)
     for case in template.cases:
         unknown = sorted(set(case.fit) - known)
         if unknown:
             raise TemplateError(
-                f"invalid template: case {case.id!r} weighs unknown stack {unknown[0]!r}"
+                N_(
+                    "invalid template: case %(case)s weighs unknown stack %(stack)s",
+                    case=repr(case.id),
+                    stack=repr(unknown[0]),
+                )
             )
     if template.favourite is not None and template.favourite not in known:
         raise TemplateError(
-            f"invalid template: favourite {template.favourite!r} is not one of the stacks"
+            N_(
+                "invalid template: favourite %(stack)s is not one of the stacks",
+                stack=repr(template.favourite),
+            )
         )
 
 
