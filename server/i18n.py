@@ -140,9 +140,17 @@ def choose(*, asked: str | None, cookie: str | None, accept_language: str | None
     return known(asked) or known(cookie) or negotiate(accept_language)
 
 
+# Where a connection's environ keeps its language once its headers are dropped
+# (server.connection).
+ENVIRON_KEY = "stackvote.locale"
+
+
 def from_environ(environ: Mapping[str, Any]) -> str:
     """The language of a Socket.IO connection, from its handshake (the cookie the pages set,
     else the browser's Accept-Language)."""
+    decided = environ.get(ENVIRON_KEY)
+    if isinstance(decided, str):
+        return decided
     cookies = cookie_parser(str(environ.get("HTTP_COOKIE", "")))
     return choose(
         asked=None,
