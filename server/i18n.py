@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode
 from babel.core import negotiate_locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import get_decimal_symbol
 from babel.support import Translations
 from jinja2 import Environment
 from starlette.datastructures import Headers
@@ -239,6 +240,17 @@ def say(text: str, locale: str | None = None) -> str:
         return english
 
 
+def decimal_mark(number: object) -> str:
+    """A number already formatted the English way, with the current language's decimal mark
+    (so the digits and their rounding are the same in every language)."""
+    return str(number).replace(".", _decimal_symbol(LOCALE.get()))
+
+
+@cache
+def _decimal_symbol(locale: str) -> str:
+    return get_decimal_symbol(locale)
+
+
 def script_catalogue() -> dict[str, Any]:
     """What the page embeds for static/js/i18n.js."""
     locale = LOCALE.get()
@@ -272,4 +284,5 @@ def install(env: Environment) -> None:
     env.globals["current_locale"] = current
     env.globals["script_catalogue"] = script_catalogue
     env.globals["language_switch"] = switch_links
+    env.filters["decimal_mark"] = decimal_mark
     catalogues()
