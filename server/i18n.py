@@ -179,7 +179,10 @@ class Locales:
             cookie=cookie_parser(headers.get("cookie", "")).get(COOKIE),
             accept_language=headers.get("accept-language"),
         )
-        extra = [(b"content-language", locale.encode()), (b"vary", b"Accept-Language, Cookie")]
+        extra: list[tuple[bytes, bytes]] = []
+        if not scope.get("path", "").startswith("/static/"):
+            # Pages and messages differ by language; static files never do.
+            extra += [(b"content-language", locale.encode()), (b"vary", b"Accept-Language, Cookie")]
         if asked:
             cookie = f"{COOKIE}={asked}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax"
             extra.append((b"set-cookie", cookie.encode()))

@@ -106,6 +106,11 @@ def test_pages_follow_the_browsers_language(client: TestClient) -> None:
     assert html_lang(french.text) == "en"
     assert "Create session" in french.text
 
+    # Caches keep pages apart by language; static files are the same in every language.
+    assert "Accept-Language" in german.headers["vary"]
+    static = client.get("/static/css/app.css", headers={"Accept-Language": "de"})
+    assert "content-language" not in static.headers and "vary" not in static.headers
+
 
 def test_the_lang_cookie_beats_the_browsers_language(client: TestClient) -> None:
     client.cookies.set("lang", "de")
