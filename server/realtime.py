@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 from prometheus_client import Counter
 
-from server import ops, protocol, rules, snapshot
+from server import i18n, ops, protocol, rules, snapshot
 from server.fanout import Fanout
 from server.load import Load
 from server.logs import CONNECTION
@@ -29,18 +29,23 @@ from server.security import (
     token_matches,
 )
 from server.store import OutcomeUnknown, SessionNotFound, Store, StoreUnavailable
+from server.text import N_, text_of
 from server.throttle import SLOW_DOWN, Throttle
 from server.transport import EXTENSION, Message, Outlet
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = "The server cannot reach its storage right now; please try again in a moment."
-BUSY = "The server is busy right now; this was not counted, please try again in a moment."
-BUSY_CONNECTING = "The server is busy right now; please try again in a moment."
-GONE = "This session no longer exists."
-REMOVED = "The facilitator removed you from this session."
-LEFT = "You left this session."
-MOVED = (
+UNAVAILABLE = N_("The server cannot reach its storage right now; please try again in a moment.")
+BUSY = N_("The server is busy right now; this was not counted, please try again in a moment.")
+BUSY_CONNECTING = N_("The server is busy right now; please try again in a moment.")
+GONE = N_("This session no longer exists.")
+REMOVED = N_("The facilitator removed you from this session.")
+NO_SESSION = N_("There is no session at this link; it may have expired.")
+TOO_MANY_CONNECTIONS = N_("Too many connections from your address; wait a minute and try again.")
+BAD_FACILITATOR_LINK = N_("This facilitator link is not valid for this session.")
+CRASHED = N_("Something went wrong on the server; please try again.")
+LEFT = N_("You left this session.")
+MOVED = N_(
     "The facilitator link was opened on another device, which now runs this session as you. "
     "Open the link here again to take it back."
 )
@@ -56,9 +61,12 @@ class Refused(Exception):
         self.code = code
 
 
-def _refuse(message: str, code: str) -> Exception:
-    # The client sees err.message (for people) and err.data.code (for code).
-    error: Exception = socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+def _refuse(message: str, code: str, locale: str) -> Exception:
+    # The client sees err.message (for people, in the language of its handshake) and
+    # err.data.code (for code).
+    error: Exception = socketio.exceptions.ConnectionRefusedError(
+        i18n.say(message, locale), {"code": code}
+    )
     return error
 
 
@@ -116,25 +124,25 @@ def acknowledged(
 
 async def _answer(namespace: RoomNamespace, handler: Handler, sid: str, data: Any) -> Any:
     if not namespace.throttle.allow_event(sid):
-        return protocol.error(SLOW_DOWN, retry=True)
+        return protocol.error(namespace.say(sid, SLOW_DOWN), retry=True)
     try:
         return await handler(namespace, sid, data)
     except (protocol.ProtocolError, rules.RuleError) as exc:
-        return protocol.error(str(exc))
+        return protocol.error(namespace.say(sid, text_of(exc)))
     except Busy:
-        return protocol.error(BUSY, retry=True)
+        return protocol.error(namespace.say(sid, BUSY), retry=True)
     except SessionNotFound:
-        return protocol.error(GONE)
+        return protocol.error(namespace.say(sid, GONE))
     except OutcomeUnknown:
         # Storage stopped answering mid-write and cannot be read: whether this counted is
         # not known, so no answer at all; the client sends it again, which is safe.
         log.warning("%s from %s: outcome unknown, not answered", handler.__name__, sid)
         return namespace.server.not_handled
     except StoreUnavailable:
-        return protocol.error(UNAVAILABLE, retry=True)
+        return protocol.error(namespace.say(sid, UNAVAILABLE), retry=True)
     except Exception:
         log.exception("%s from %s failed", handler.__name__, sid)
-        return protocol.error("Something went wrong on the server; please try again.")
+        return protocol.error(namespace.say(sid, CRASHED))
 
 
 def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
@@ -189,6 +197,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # Sockets being sent away (their person left, was removed or moved to another
         # device): until they are closed, they speak for nobody.
         self.leaving: set[str] = set()
+        # The language each socket here was given at connect (server.i18n).
+        self.locales: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
         metrics.connections.set_function(lambda: len(self.whom))
@@ -198,6 +208,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def socket_key(self, sid: str) -> str:
         return f"{self.instance}:{sid}"
+
+    def say(self, sid: str, text: str) -> str:
+        """A message for the person at socket `sid`, in their language."""
+        return i18n.say(text, self.locales.get(sid, i18n.DEFAULT))
 
     # --- connecting
 
@@ -209,24 +223,20 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             CONNECTION.reset(token)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        locale = i18n.from_environ(environ)
         if not await self.throttle.allow_address("connect", client_address(environ)):
-            raise _refuse(
-                "Too many connections from your address; wait a minute and try again.",
-                "rate_limited",
-            )
+            raise _refuse(TOO_MANY_CONNECTIONS, "rate_limited", locale)
         if self.load.busy:
-            raise _refuse(BUSY_CONNECTING, "busy")
+            raise _refuse(BUSY_CONNECTING, "busy", locale)
         try:
             request = protocol.parse(protocol.Auth, auth if auth is not None else {})
             session = await self.rooms.open(request.session)
         except protocol.ProtocolError as exc:
-            raise _refuse(str(exc), "refused") from None
+            raise _refuse(text_of(exc), "refused", locale) from None
         except SessionNotFound:
-            raise _refuse(
-                "There is no session at this link; it may have expired.", "unknown_session"
-            ) from None
+            raise _refuse(NO_SESSION, "unknown_session", locale) from None
         except StoreUnavailable:
-            raise _refuse(UNAVAILABLE, "unavailable") from None
+            raise _refuse(UNAVAILABLE, "unavailable", locale) from None
         try:
             participant_id, role, token = await self._admit(sid, request, session)
             current = self.rooms.current(session.id) or session
@@ -236,8 +246,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Refused(REMOVED, "removed")
         except BaseException as exc:
             await self.rooms.close(session.id)
-            raise self._refusal(exc) from None
+            raise self._refusal(exc, locale) from None
         self.whom[sid] = (session.id, participant_id)
+        self.locales[sid] = locale
         self.local.setdefault(session.id, set()).add(sid)
         log.debug("joined session %s as %s (%s)", session.id, participant_id, role)
         welcome = {
@@ -255,17 +266,17 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # has returned and Socket.IO has told the client it is connected.
         self.fanout.add(session.id, sid, outlet, Message(protocol.WELCOME, welcome))
 
-    def _refusal(self, exc: BaseException) -> BaseException:
+    def _refusal(self, exc: BaseException, locale: str) -> BaseException:
         if isinstance(exc, Refused):
-            return _refuse(str(exc), exc.code)
+            return _refuse(text_of(exc), exc.code, locale)
         if isinstance(exc, protocol.ProtocolError | rules.RuleError):
-            return _refuse(str(exc), "refused")
+            return _refuse(text_of(exc), "refused", locale)
         if isinstance(exc, Busy):
-            return _refuse(BUSY_CONNECTING, "busy")
+            return _refuse(BUSY_CONNECTING, "busy", locale)
         if isinstance(exc, SessionNotFound):
-            return _refuse(GONE, "unknown_session")
+            return _refuse(GONE, "unknown_session", locale)
         if isinstance(exc, StoreUnavailable):
-            return _refuse(UNAVAILABLE, "unavailable")
+            return _refuse(UNAVAILABLE, "unavailable", locale)
         return exc
 
     async def _admit(
@@ -288,7 +299,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Refused(
                     rules.LINK_HANDED_OVER
                     if not session.facilitator_hash
-                    else "This facilitator link is not valid for this session.",
+                    else BAD_FACILITATOR_LINK,
                     "bad_facilitator_token",
                 )
             # else: the link stopped working when the role was handed over; its holder is
@@ -359,6 +370,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _disconnect(self, sid: str) -> None:
         self.throttle.forget_event(sid)
         self.leaving.discard(sid)
+        self.locales.pop(sid, None)
         whom = self.whom.pop(sid, None)
         if whom is None:
             return
@@ -449,7 +461,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         log.info("closing connection %s: its participant %s", sid, reason)
         try:
             try:
-                message = {"reason": reason, "message": SENT_AWAY[reason]}
+                message = {"reason": reason, "message": self.say(sid, SENT_AWAY[reason])}
                 await self.emit(protocol.REMOVED, message, to=sid)
             finally:
                 await self.disconnect(sid)
@@ -466,7 +478,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def _whom(self, sid: str) -> tuple[str, str]:
         whom = self.whom.get(sid)
         if whom is None or sid in self.leaving:
-            raise rules.RuleError("You are not part of this session any more; please join again.")
+            raise rules.RuleError(rules.NOT_HERE)
         return whom
 
     @acknowledged("votes")

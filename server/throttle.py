@@ -27,10 +27,11 @@ from prometheus_client import Counter
 
 from server.metrics import Metrics
 from server.settings import Rate, Settings, parse_rates
+from server.text import N_
 
 log = logging.getLogger(__name__)
 
-SLOW_DOWN = "You are sending too much too fast; wait a moment and try again."
+SLOW_DOWN = N_("You are sending too much too fast; wait a moment and try again.")
 
 AddressKind = Literal["connect", "create", "join", "validate"]
 
