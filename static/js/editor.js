@@ -1,6 +1,7 @@
 // Template editor: build a question set, check it against the server's rules as you type,
 // keep the draft in this browser, export it as JSON or start a session with it.
 
+import { enterRoom, lastName, NAME_MAX } from "/static/js/creator.js";
 import { t, tn } from "/static/js/i18n.js";
 import { el } from "/static/js/room/dom.js";
 
@@ -234,13 +235,13 @@ function stackRow(stack, index) {
     el(
       "div",
       { class: "field" },
-      label(nameInput, t("Name"), ` ${t("of stack {number}", { number })}`),
+      label(nameInput, t("Name"), " " + t("of stack {number}", { number })),
       nameInput,
     ),
     el(
       "div",
       { class: "field editor__id" },
-      label(idInput, t("Id"), ` ${t("of stack {number}", { number })}`),
+      label(idInput, t("Id"), " " + t("of stack {number}", { number })),
       idInput,
     ),
     remove,
@@ -465,7 +466,7 @@ function load(template, what) {
   changed();
   let message = t("Loaded {what}.", { what });
   if (dropped.length) {
-    message += ` ${t("Left out what the editor cannot show: {items}.", { items: dropped.join(", ") })}`;
+    message += " " + t("Left out what the editor cannot show: {items}.", { items: dropped.join(", ") });
   }
   say(message, true);
 }
@@ -647,7 +648,7 @@ function placeOf(path) {
     if (!name) return item;
     if (name === "fit" && stackId !== undefined) {
       const stack = draft.stacks.find((s) => s.id === stackId);
-      return `${item} · ${t("Weight for {stack}", { stack: (stack && stack.name) || stackId })}`;
+      return item + " · " + t("Weight for {stack}", { stack: (stack && stack.name) || stackId });
     }
     return `${item} · ${fieldName[name] || name}`;
   }
@@ -799,8 +800,10 @@ sessionForm.addEventListener("submit", async (event) => {
     sessionFailed(t("The server answered in a way we didn't expect. Please try again."));
     return;
   }
-  location.assign(created.facilitator_url);
+  enterRoom(created, body.title, $("creator-name").value.trim().slice(0, NAME_MAX));
 });
+
+$("creator-name").value ||= lastName();
 
 window.addEventListener("pageshow", () => {
   sessionSubmit.disabled = false;

@@ -1,6 +1,8 @@
 // Landing page: builds the create-session request and moves the creator into the room.
 
+import { enterRoom, lastName, NAME_MAX } from "/static/js/creator.js";
 import { t } from "/static/js/i18n.js";
+import { showRecent } from "/static/js/recent-list.js";
 
 const CUSTOM = "__custom__";
 
@@ -38,6 +40,7 @@ const EXAMPLE_TEMPLATE = {
 
 const form = document.getElementById("create-form");
 const titleInput = document.getElementById("title");
+const nameInput = document.getElementById("creator-name");
 const templateSelect = document.getElementById("template");
 const templateDescription = document.getElementById("template-description");
 const customField = document.getElementById("custom-field");
@@ -140,6 +143,15 @@ async function onSubmit(event) {
     showError(t("Keep the title to {limit} characters or fewer.", { limit: 120 }), titleInput);
     return;
   }
+  const name = nameInput.value.trim();
+  if (!name) {
+    showError(t("Please enter your name: the others will see it."), nameInput);
+    return;
+  }
+  if (name.length > NAME_MAX) {
+    showError(t("Please keep your name to {max} characters.", { max: NAME_MAX }), nameInput);
+    return;
+  }
   const template = readTemplate();
   if (template === null) return;
 
@@ -155,7 +167,7 @@ async function onSubmit(event) {
   submitButton.textContent = t("Creating…");
   try {
     const created = await createSession(body);
-    location.assign(created.facilitator_url);
+    enterRoom(created, title, name);
   } catch (err) {
     showError(err.message);
     submitButton.disabled = false;
@@ -163,7 +175,13 @@ async function onSubmit(event) {
   }
 }
 
-templateSelect.addEventListener("change", syncTemplateChoice);
+templateSelect.addEventListener("change", () => {
+  // An error about the previous choice no longer applies.
+  clearError();
+  syncTemplateChoice();
+nameInput.value ||= lastName();
+showRecent(document.getElementById("recent"), document.getElementById("recent-list"));
+});
 exampleButton.addEventListener("click", () => {
   customInput.value = JSON.stringify(EXAMPLE_TEMPLATE, null, 2);
   customInput.focus();
@@ -172,7 +190,11 @@ form.addEventListener("submit", onSubmit);
 // Browsers may restore the previous selection on back/forward; reflect it.
 window.addEventListener("pageshow", () => {
   syncTemplateChoice();
+nameInput.value ||= lastName();
+showRecent(document.getElementById("recent"), document.getElementById("recent-list"));
   submitButton.disabled = false;
   submitButton.textContent = t("Create session");
 });
 syncTemplateChoice();
+nameInput.value ||= lastName();
+showRecent(document.getElementById("recent"), document.getElementById("recent-list"));

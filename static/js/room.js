@@ -107,6 +107,7 @@ const room = {
   removed: "", // why the server is about to close the connection, if it said
   removedReason: "", // "removed", "left" or "moved"
   focusOnRender: false, // just joined: put focus where the person will act
+  autoRevealWanted: null, // the auto-reveal switch's state while a change is on its way
 };
 
 let socket = null;
@@ -437,7 +438,8 @@ function render() {
   for (const button of dom.facilitatorBar.querySelectorAll("button[data-action]")) {
     button.setAttribute("aria-disabled", String(offline || !applicable[button.dataset.action]));
   }
-  dom.autoReveal.checked = Boolean(session.auto_reveal);
+  // While a change of the switch is on its way, it shows what was asked for.
+  dom.autoReveal.checked = room.autoRevealWanted ?? Boolean(session.auto_reveal);
   dom.autoReveal.disabled = offline;
   setHidden(dom.keyboardHint, role === "spectator" || finished);
   setHidden(dom.leaveRow, !room.joined || facilitator);
@@ -684,7 +686,7 @@ function onToolbarClick(event) {
   if (button.dataset.confirm !== "true") {
     button.dataset.confirm = "true";
     button.textContent = t("Press again to finish");
-    messages.announce(t("Press Finish again to end voting for everyone."));
+    messages.announce(t("Press the button again to end voting for everyone."));
     finishTimer = setTimeout(resetFinish, FINISH_CONFIRM_MS);
     return;
   }
@@ -698,8 +700,11 @@ function resetFinish() {
   dom.finishButton.textContent = t("Finish session");
 }
 
-function onAutoReveal() {
-  control("auto_reveal", null, null, null, { on: dom.autoReveal.checked });
+async function onAutoReveal() {
+  room.autoRevealWanted = dom.autoReveal.checked;
+  await control("auto_reveal", null, null, null, { on: dom.autoReveal.checked });
+  room.autoRevealWanted = null;
+  render();
 }
 
 // The facilitator's buttons in the people list.

@@ -343,3 +343,118 @@ def test_the_facilitator_hands_over_and_removes_people(
     expect(fran.get_by_test_id("facilitator-bar")).to_be_hidden()
     roles = {p["name"]: p["role"] for p in api_state(server.url, created["id"])["participants"]}
     assert roles == {"Fran": "voter", "Ana": "facilitator"}
+
+
+def test_a_nudge_highlights_the_question_for_those_who_have_not_voted(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana, ben = person().page, person().page
+    join(ana, url, "Ana")
+    join(ben, url, "Ben")
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-2").click()
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("1 of 3 voted")
+
+    fran.get_by_test_id("control-nudge").click()
+    expect(ben.get_by_test_id("nudge-realtime")).to_be_visible()
+    expect(ben.get_by_test_id("case-realtime")).to_have_attribute("data-nudged", "true")
+    expect(ben.get_by_test_id("roombar-status")).to_contain_text("waiting for your score")
+    # Whoever has voted is left in peace.
+    expect(ana.get_by_test_id("nudge-realtime")).to_be_hidden()
+    # A second nudge straight away is refused, and the facilitator is told why.
+    fran.get_by_test_id("control-nudge").click()
+    expect(fran.locator("#toast")).to_contain_text("reminder just now")
+    # Voting ends the reminder.
+    ben.get_by_test_id("score-realtime-1").click()
+    expect(ben.get_by_test_id("nudge-realtime")).to_be_hidden()
+
+
+def test_someone_leaves_by_themselves(server: LiveServer, person: Callable[..., Person]) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    # The only facilitator has no leave button: someone must run the session.
+    expect(fran.get_by_test_id("leave")).to_be_hidden()
+
+    ana.get_by_test_id("leave").click()
+    expect(ana.get_by_test_id("confirm")).to_contain_text("Leave this session?")
+    ana.get_by_test_id("confirm-ok").click()
+    expect(ana.get_by_test_id("join-error")).to_contain_text("You left this session")
+    expect(fran.get_by_test_id("presence")).not_to_contain_text("Ana")
+    names = [p["name"] for p in api_state(server.url, created["id"])["participants"]]
+    assert names == ["Fran"]
+    # Back as someone new, by choice.
+    ana.get_by_test_id("join-submit").click()
+    expect(fran.get_by_test_id("presence")).to_contain_text("Ana")
+
+
+def test_the_facilitator_link_on_another_device_moves_the_same_person(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    laptop = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    laptop.get_by_test_id("control-open-realtime").click()
+    laptop.get_by_test_id("score-realtime-4").click()
+    expect(ana.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+
+    phone = person(PHONE).page
+    phone.goto(created["facilitator_url"])
+    expect(phone.get_by_test_id("join-continue")).to_be_visible()
+    expect(phone.locator("#join-continue-text")).to_contain_text("Fran")
+    phone.get_by_test_id("join-continue").click()
+    expect(phone.locator("#room")).to_have_attribute("data-state", "joined")
+
+    # The same person: the same ballot, still two people, control on the phone only.
+    expect(phone.get_by_test_id("score-realtime-4")).to_have_attribute("aria-pressed", "true")
+    expect(ana.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+    expect(phone.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(laptop.get_by_test_id("join-continue")).to_be_visible()
+    expect(laptop.locator("#join-continue-text")).to_contain_text("another tab or on another device")
+    names = [p["name"] for p in api_state(server.url, created["id"])["participants"]]
+    assert names == ["Fran", "Ana"]
+
+    # And back again on the laptop.
+    laptop.get_by_test_id("join-continue").click()
+    expect(laptop.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(phone.get_by_test_id("join-continue")).to_be_visible()
+
+
+def test_the_creator_lands_in_the_room_and_the_landing_page_lists_their_sessions(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    fran = person().page
+    fran.goto(server.url + "/")
+    fran.get_by_label("What are you deciding?").fill("Queue for the billing jobs")
+    fran.get_by_label("Your name").fill("Fran")
+    fran.get_by_role("button", name="Create session").click()
+    expect(fran.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(fran.get_by_test_id("presence")).to_contain_text("Fran")
+    session_id = fran.url.rsplit("/", 1)[1]
+
+    # Someone else's session, joined from a link.
+    other, other_url = room(server, title="Mobile backend")
+    join(fran, other_url, "Fran")
+
+    fran.goto(server.url + "/")
+    recent = fran.get_by_test_id("recent")
+    expect(recent).to_be_visible()
+    items = recent.locator(".recent__item")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text("Mobile backend")
+    expect(items.nth(0)).to_contain_text("You joined")
+    expect(items.nth(1)).to_contain_text("Queue for the billing jobs")
+    expect(items.nth(1)).to_contain_text("You ran it")
+    expect(items.nth(1)).to_contain_text("In progress")
+    # The name is offered again for the next session.
+    expect(fran.get_by_label("Your name")).to_have_value("Fran")
+
+    items.nth(0).get_by_role("button", name="Forget “Mobile backend”").click()
+    expect(items).to_have_count(1)
+    items.nth(0).get_by_role("link").click()
+    expect(fran).to_have_url(re.compile(f"/s/{session_id}$"))
+    expect(fran.get_by_test_id("facilitator-bar")).to_be_visible()

@@ -43,7 +43,7 @@ export class RoomBar {
     const { dom } = this;
     setHidden(dom.bar, !view.joined);
     const here = snapshot.participants.filter((p) => p.online).length;
-    setText(dom.barPeople, tn("{count} here", "{count} here", here));
+    setText(dom.barPeople, t("{count} here", { count: here }));
     const finished = snapshot.session.status === "finished";
     setHidden(dom.barVerdict, !(snapshot.recommendation && (finished || !open(snapshot).length)));
     setText(dom.barStatus, this.event || statusLine(snapshot, view));
@@ -77,7 +77,7 @@ export function statusLine(snapshot, view) {
       voted,
       total,
     });
-    if (c.deadline) line += ` · ${t("closes in {left}", { left: formatLeft(c.deadline) })}`;
+    if (c.deadline) line += " · " + t("closes in {left}", { left: formatLeft(c.deadline) });
     return line;
   }
   if (voting.length > 1) {
@@ -127,7 +127,11 @@ export function renderWaiting(dom, snapshot, view) {
     setText(dom.waitingTitle, started ? t("Ready for the next question?") : t("Everyone in?"));
     setText(
       dom.waitingText,
-      `${who} ${t("Open a question below when you're ready, or open them all and let people score at their own pace.")}`,
+      who +
+        " " +
+        t(
+          "Open a question below when you're ready, or open them all and let people score at their own pace.",
+        ),
     );
     return;
   }

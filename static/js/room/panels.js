@@ -83,7 +83,7 @@ export function renderPresence(dom, snapshot, view) {
           "span",
           { class: "presence__name", title: p.name },
           p.name,
-          isMe ? el("span", { class: "presence__you", text: ` (${t("you")})` }) : null,
+          isMe ? el("span", { class: "presence__you", text: " (" + t("you") + ")" }) : null,
           el("span", { class: "visually-hidden", text: `, ${state}` }),
         ),
         el("span", { class: `role role--${p.role}`, text: role }),
