@@ -49,6 +49,7 @@ def test_the_footer_switch_turns_the_landing_page_german(
         "Gib der Sitzung einen Titel, damit alle wissen, was sie bewerten."
     )
     page.get_by_label("Was entscheidet ihr?").fill("Welche Queue?")
+    page.get_by_label("Dein Name").fill("Franzi")
     page.get_by_label("Fragenkatalog").select_option("__custom__")
     expect(page.locator("#template-description")).to_have_text(
         "Füg einen eigenen Fragenkatalog als JSON ein."
@@ -77,6 +78,7 @@ def test_a_german_browser_gets_german_pages_and_server_messages(
     page.goto(server.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "de")
     page.get_by_label("Was entscheidet ihr?").fill("Welche Queue?")
+    page.get_by_label("Dein Name").fill("Franzi")
     page.get_by_label("Fragenkatalog").select_option("__custom__")
     page.get_by_label("Deine Vorlage (JSON)").fill('{"title": "Ohne Fragen"}')
     page.get_by_role("button", name="Sitzung anlegen").click()
