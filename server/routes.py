@@ -181,8 +181,8 @@ async def validate_template(request: Request) -> Response:
     try:
         template = parse_template(await _json_body(request))
     except TemplateError as exc:
-        problems = [{"path": p.path, "message": p.message} for p in exc.problems]
-        return JSONResponse({"error": str(exc), "errors": problems}, status_code=400)
+        problems = [{"path": p.path, "message": i18n.say(p.message)} for p in exc.problems]
+        return JSONResponse({"error": i18n.say(text_of(exc)), "errors": problems}, status_code=400)
     return JSONResponse({"ok": True, "template": public_template(template)})
 
 

@@ -130,7 +130,7 @@ PROBLEMS: list[tuple[str, Any, str, str]] = [
         "same case id twice",
         lambda d: d["cases"].append({"id": "scale", "title": "Again"}),
         "cases.2.id",
-        "another case already has this id",
+        "another question already has this id",
     ),
     ("blank case title", lambda d: d["cases"][1].update(title=" "), "cases.1.title", "blank"),
     (

@@ -12,6 +12,7 @@ import msgspec
 import msgspec.inspect as schema
 
 from server.models import Ident, Template
+from server.text import N_, Text
 
 DEFAULT_TEMPLATE = "django"
 WEIGHT_LIMIT = 2
@@ -42,15 +43,15 @@ class TemplateError(ValueError):
 def parse_template(data: Any) -> Template:
     """Validate a template given as decoded JSON, raising TemplateError with a clear message."""
     if not isinstance(data, dict):
-        message = "a template must be a JSON object"
-        raise TemplateError(message, (Problem("", "must be a JSON object", message),))
+        message = N_("a template must be a JSON object")
+        raise TemplateError(message, (Problem("", N_("must be a JSON object"), message),))
     problems = tuple(template_problems(data))
     if problems:
         raise TemplateError(problems[0].summary, problems)
     try:
         return msgspec.convert(data, Template)
     except msgspec.ValidationError as exc:  # pragma: no cover - the walk checks every field
-        message = f"invalid template: {_plain(str(exc))}"
+        message = _invalid(_plain(str(exc)))
         raise TemplateError(message, (Problem("", message, message),)) from None
 
 
@@ -96,7 +97,8 @@ def _walk(value: Any, annotation: Any, path: Path) -> Iterator[Problem]:
 
 
 def _walk_struct(value: Any, struct: type[msgspec.Struct], path: Path) -> Iterator[Problem]:
-    if (problem := _convert(value, dict[str, Any], path, expected="must be an object")) is not None:
+    expected = N_("must be an object")
+    if (problem := _convert(value, dict[str, Any], path, expected=expected)) is not None:
         yield problem
         return
     fields = msgspec.structs.fields(struct)
@@ -107,14 +109,14 @@ def _walk_struct(value: Any, struct: type[msgspec.Struct], path: Path) -> Iterat
         elif field.required:
             yield _problem(
                 (*path, field.encode_name),
-                "is required",
+                N_("is required"),
                 f"Object missing required field `{field.encode_name}`{_at(path)}",
             )
     for key in value:
         if key not in known:
             yield _problem(
                 (*path, key),
-                "is not something a template can have",
+                N_("is not something a template can have"),
                 f"Object contains unknown field `{key}`{_at(path)}",
             )
 
@@ -141,21 +143,28 @@ def _consistency(data: dict[str, Any]) -> Iterator[Problem]:
         for index, item in items:
             ident = item.get("id")
             if isinstance(ident, str) and ident in seen:
+                twice = (
+                    N_("stack id %(id)s is used twice", id=repr(ident))
+                    if kind == "stack"
+                    else N_("case id %(id)s is used twice", id=repr(ident))
+                )
                 yield _problem(
                     (group, index, "id"),
-                    f"another {kind} already has this id",
-                    f"{kind} id {ident!r} is used twice",
+                    N_("another stack already has this id")
+                    if kind == "stack"
+                    else N_("another question already has this id"),
+                    twice,
                 )
             elif isinstance(ident, str):
                 seen.add(ident)
     if _blank(data.get("title")):
-        yield _problem(("title",), "must not be blank", "the title is blank")
+        yield _problem(("title",), N_("must not be blank"), N_("the title is blank"))
     for index, case in cases:
         if _blank(case.get("title")):
             yield _problem(
                 ("cases", index, "title"),
-                "must not be blank",
-                f"the title of case {_case_name(case, index)} is blank",
+                N_("must not be blank"),
+                N_("the title of case %(case)s is blank", case=_case_name(case, index)),
             )
     # Which stacks exist is only known when there are some and every one of them is readable.
     if not stacks or len(stacks) != len(data["stacks"]):
@@ -167,15 +176,19 @@ def _consistency(data: dict[str, Any]) -> Iterator[Problem]:
             if _fits(stack, Ident) and stack not in known:
                 yield _problem(
                     ("cases", index, "fit", stack),
-                    "no stack has this id",
-                    f"case {case.get('id')!r} weighs unknown stack {stack!r}",
+                    N_("no stack has this id"),
+                    N_(
+                        "case %(case)s weighs unknown stack %(stack)s",
+                        case=repr(case.get("id")),
+                        stack=repr(stack),
+                    ),
                 )
     favourite = data.get("favourite")
     if isinstance(favourite, str) and favourite not in known:
         yield _problem(
             ("favourite",),
-            "must be the id of one of the stacks",
-            f"favourite {favourite!r} is not one of the stacks",
+            N_("must be the id of one of the stacks"),
+            N_("favourite %(stack)s is not one of the stacks", stack=repr(favourite)),
         )
 
 
@@ -206,11 +219,14 @@ def _blank(value: Any) -> bool:
 
 # --- wording
 
-_ROOT = "invalid template: "
+
+def _invalid(detail: str) -> Text:
+    """The whole template's message: "invalid template: <what and where>"."""
+    return N_("invalid template: %(detail)s", detail=detail)
 
 
 def _problem(path: Path, message: str, summary: str) -> Problem:
-    return Problem(".".join(str(p) for p in path), message, _ROOT + summary)
+    return Problem(".".join(str(p) for p in path), message, _invalid(summary))
 
 
 def _expected(annotation: Any) -> str:
@@ -224,22 +240,33 @@ def _expected(annotation: Any) -> str:
         info = info.type
     if isinstance(info, schema.StrType):
         if description:
-            return f"must be {description}"
+            return N_(
+                "must be lower-case letters, digits and _, starting with a letter, at most 40"
+            )
+            return N_(
+                "must be lower-case letters, digits and _, starting with a letter, at most 40"
+            )
         if info.min_length and info.max_length:
-            return f"must be text of {info.min_length} to {info.max_length} characters"
+            return N_(
+                "must be text of %(low)d to %(high)d characters",
+                low=info.min_length,
+                high=info.max_length,
+            )
         if info.max_length:
-            return f"must be text of at most {info.max_length} characters"
-        return "must be text"
+            return N_("must be text of at most %(high)d characters", high=info.max_length)
+        return N_("must be text")
     if isinstance(info, schema.FloatType | schema.IntType):
-        return f"must be a number from {_number(info.ge)} to {_number(info.le)}"
+        return N_(
+            "must be a number from %(low)s to %(high)s", low=_number(info.ge), high=_number(info.le)
+        )
     if isinstance(info, schema.VarTupleType | schema.ListType):
         low, high = info.min_length, info.max_length
         if low is not None and low == high:
-            return f"must have exactly {low} entries"
+            return N_("must have exactly %(count)d entries", count=low)
         if low is not None and high is not None:
-            return f"must have {low} to {high} entries"
-        return "must be a list"
-    return "must be an object"
+            return N_("must have %(low)d to %(high)d entries", low=low, high=high)
+        return N_("must be a list")
+    return N_("must be an object")
 
 
 def _number(value: float | None) -> str:
@@ -264,9 +291,15 @@ def _name_weight(problem: Problem, data: dict[str, Any]) -> Problem:
     if len(parts) != 4 or parts[0] != "cases" or parts[2] != "fit" or " in `" in problem.summary:
         return problem
     case = data["cases"][int(parts[1])]
-    summary = (
-        f"{_ROOT}case {case.get('id')!r} gives stack {parts[3]!r} the weight "
-        f"{case['fit'][parts[3]]!r}; weights are numbers from -{WEIGHT_LIMIT} to {WEIGHT_LIMIT}"
+    summary = _invalid(
+        N_(
+            "case %(case)s gives stack %(stack)s the weight %(weight)s; weights are numbers "
+            "from -%(limit)d to %(limit)d",
+            case=repr(case.get("id")),
+            stack=repr(parts[3]),
+            weight=repr(case["fit"][parts[3]]),
+            limit=WEIGHT_LIMIT,
+        )
     )
     return Problem(problem.path, problem.message, summary)
 
