@@ -74,8 +74,9 @@ def person(browser: Browser) -> Iterator[Callable[..., Person]]:
     """Make a person with a separate browser context (own storage, own connection)."""
     people: list[Person] = []
 
-    def make(viewport: ViewportSize | None = None) -> Person:
-        context = browser.new_context(viewport=viewport or DESKTOP)
+    def make(viewport: ViewportSize | None = None, **options: Any) -> Person:
+        """`options`: more of Playwright's context options (color_scheme, storage_state...)."""
+        context = browser.new_context(viewport=viewport or DESKTOP, **options)
         context.set_default_timeout(10_000)
         page = context.new_page()
         someone = Person(page=page, context=context)
