@@ -169,6 +169,14 @@ def _join_form(page: Page) -> None:
     expect(page.get_by_test_id("join-name")).to_be_visible()
 
 
+def _landing_error(page: Page) -> None:
+    """The create form after a mistake: a custom template chosen but left empty."""
+    page.get_by_label("Question set").select_option("__custom__")
+    page.get_by_label("What are you deciding?").fill("Backend for the booking app")
+    page.get_by_role("button", name="Create session").click()
+    expect(page.locator("#create-error")).not_to_be_empty()
+
+
 def _room_visit(room: Room, *markers: str) -> Visit:
     return Visit(f"/s/{room.id}", room.storage, _in_room("presence", *markers))
 
@@ -179,6 +187,7 @@ SCREENS: dict[str, Callable[[Rooms], Visit]] = {
     "landing": lambda rooms: Visit(
         "/", ready=lambda p: expect(p.locator("#title")).to_be_visible()
     ),
+    "landing-error": lambda rooms: Visit("/", ready=_landing_error),
     "join-code": lambda rooms: Visit("/join"),
     "join-code-unknown": lambda rooms: Visit("/join?code=ZZZ-ZZZ", expected_errors=("404",)),
     "room-join-form": lambda rooms: Visit(f"/s/{rooms.get('joined').id}", ready=_join_form),
