@@ -18,8 +18,14 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from server import exports, protocol, snapshot
-from server.decks import DEFAULT_TEMPLATE, TemplateError, builtin_templates, parse_template
-from server.models import CaseState, Session, Template
+from server.decks import (
+    DEFAULT_TEMPLATE,
+    TemplateError,
+    builtin_templates,
+    parse_template,
+    public_template,
+)
+from server.models import DEFAULT_SCALE, CaseState, Session, Template
 from server.security import hash_token, new_join_code, new_session_id, new_token, read_join_code
 from server.settings import Settings
 from server.store import JoinCodeTaken, Store, StoreFull, StoreUnavailable
@@ -149,6 +155,20 @@ async def create_session(request: Request) -> Response:
     )
 
 
+async def validate_template(request: Request) -> Response:
+    """Check a template as POST /api/sessions would, naming every problem with its path."""
+    _check_origin(request)
+    throttle: Throttle = request.app.state.throttle
+    if not await throttle.allow_address("validate", client_address(request)):
+        raise ApiError(429, "too many templates checked from your address; try again shortly")
+    try:
+        template = parse_template(await _json_body(request))
+    except TemplateError as exc:
+        problems = [{"path": p.path, "message": p.message} for p in exc.problems]
+        return JSONResponse({"error": str(exc), "errors": problems}, status_code=400)
+    return JSONResponse({"ok": True, "template": public_template(template)})
+
+
 async def _create_with_join_code(store: Store, session: Session) -> Session:
     """Store a new session under a join code no other live session holds."""
     for _ in range(JOIN_CODE_ATTEMPTS):
@@ -204,6 +224,14 @@ async def landing(request: Request) -> Response:
     return _pages(request).TemplateResponse(request, "index.html", {"templates": templates})
 
 
+async def template_editor(request: Request) -> Response:
+    builtins = [public_template(t) for t in builtin_templates().values()]
+    builtins.sort(key=lambda t: t["id"] != DEFAULT_TEMPLATE)
+    return _pages(request).TemplateResponse(
+        request, "editor.html", {"builtins": builtins, "default_scale": list(DEFAULT_SCALE)}
+    )
+
+
 async def room(request: Request) -> Response:
     session = await _session_or_404(request)
     return _pages(request).TemplateResponse(
@@ -218,6 +246,7 @@ async def room(request: Request) -> Response:
             "template": msgspec.to_builtins(session.template),
             "join_code": session.join_code,
             "join_page_url": f"{base_url(request)}/join",
+            "present_url": f"/s/{session.id}/present",
         },
     )
 
@@ -313,6 +342,8 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/api/sessions", create_session, methods=["POST"]),
+    Route("/api/templates/validate", validate_template, methods=["POST"]),
+    Route("/templates/new", template_editor, methods=["GET"]),
     Route("/join", join_page, methods=["GET"]),
     Route("/join/{code:str}", join_by_code, methods=["GET"]),
     Route(SESSION, session_state, methods=["GET"]),

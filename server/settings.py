@@ -67,6 +67,9 @@ class Settings:
     # Join codes looked up per client address (GET /join/<code>): enough for a meeting room
     # behind one address, too few to try codes until one hits (SECURITY.md has the numbers).
     limit_join_codes: str = "60/minute;1000/day"
+    # Templates checked per client address (POST /api/templates/validate): the editor checks
+    # its draft when typing pauses, so this is a writer's pace, not a creator's.
+    limit_validations: str = "120/minute;3000/hour"
     # Engine.IO pings each client this often and lets it go when no pong comes back in time.
     ping_interval_seconds: float = 25
     ping_timeout_seconds: float = 20
@@ -165,7 +168,13 @@ class Settings:
         for url in self.public_urls:
             if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
                 raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
-        for name in ("limit_events", "limit_connects", "limit_creates", "limit_join_codes"):
+        for name in (
+            "limit_events",
+            "limit_connects",
+            "limit_creates",
+            "limit_join_codes",
+            "limit_validations",
+        ):
             try:
                 parse_rates(getattr(self, name))
             except ValueError:

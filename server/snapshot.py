@@ -63,7 +63,7 @@ def round_summary(past: Round) -> dict[str, Any]:
     return {"round": past.round, **{key: stats[key] for key in _ROUND_KEYS}}
 
 
-_ROUND_KEYS = ("n", "median", "iqr", "consensus", "band")
+_ROUND_KEYS = ("n", "histogram", "median", "iqr", "consensus", "band")
 
 
 def ballots_in_join_order(session: Session, ballots: dict[str, int | None]) -> list[dict[str, Any]]:
@@ -117,6 +117,7 @@ def summary(session: Session) -> dict[str, Any]:
         "mode": session.mode,
         "anonymous": session.anonymous,
         "status": session.status,
+        "auto_reveal": session.auto_reveal,
     }
 
 
@@ -140,6 +141,9 @@ def case_view(session: Session, c: CaseState) -> dict[str, Any]:
         "votes_in": len(c.ballots),
         "results": case_results(session, c),
         "deadline": c.deadline,
+        # Earlier rounds were shown to everyone when revealed; they stay in view during a
+        # re-vote, whose own scores are still hidden (so `results` is null then).
+        "history": [round_summary(past) for past in c.history],
     }
 
 

@@ -125,6 +125,7 @@ def test_without_a_public_url_only_the_local_address_is_an_allowed_origin() -> N
         "STACKVOTE_LIMIT_CONNECTS",
         "STACKVOTE_LIMIT_CREATES",
         "STACKVOTE_LIMIT_JOIN_CODES",
+        "STACKVOTE_LIMIT_VALIDATIONS",
     ],
 )
 def test_a_rate_limit_that_cannot_be_read_is_refused(name: str) -> None:

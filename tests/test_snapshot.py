@@ -39,6 +39,7 @@ def test_the_snapshot_has_the_contract_shape() -> None:
         "mode": "hidden",
         "anonymous": False,
         "status": "active",
+        "auto_reveal": False,
     }
     assert state["participants"] == [
         {"id": "fay", "name": "Fay", "role": "facilitator", "online": False, "voted": ["realtime"]},
@@ -48,8 +49,17 @@ def test_the_snapshot_has_the_contract_shape() -> None:
     ]
     assert [c["id"] for c in state["cases"]] == [c.id for c in session.template.cases]
     realtime = case_of(state, "realtime")
-    assert set(realtime) == {"id", "title", "status", "round", "votes_in", "results", "deadline"}
-    assert realtime["deadline"] is None
+    assert set(realtime) == {
+        "id",
+        "title",
+        "status",
+        "round",
+        "votes_in",
+        "results",
+        "deadline",
+        "history",
+    }
+    assert (realtime["deadline"], realtime["history"]) == (None, [])
     assert realtime["title"] == "Live updates are core"
     assert (realtime["status"], realtime["round"]) == ("voting", 1)
 
@@ -132,6 +142,12 @@ def test_a_revote_hides_the_new_round_again() -> None:
     assert realtime["round"] == 2
     assert realtime["votes_in"] == 1
     assert '"score"' not in dumped(snapshot.state(session))
+    # The round everyone saw revealed stays in view while the new one is scored.
+    [first] = realtime["history"]
+    assert first["round"] == 1
+    assert first["n"] == 2
+    assert sum(first["histogram"]) == 2
+    assert "ballots" not in first
 
 
 # --- open mode
@@ -323,7 +339,10 @@ def test_reasons_and_earlier_rounds_show_with_the_results() -> None:
     assert results["reasons"] == []
     first = engine.case_results([1, 4]).as_dict()
     assert results["history"] == [
-        {"round": 1, **{k: first[k] for k in ("n", "median", "iqr", "consensus", "band")}}
+        {
+            "round": 1,
+            **{k: first[k] for k in ("n", "histogram", "median", "iqr", "consensus", "band")},
+        }
     ]
     previous = control(control(session, "revote", "realtime"), "reveal", "realtime")
     assert [

@@ -300,7 +300,7 @@ def test_open_anonymous_session_shows_the_spread_live_without_names(
 
     fran.page.get_by_test_id("control-reveal-realtime").click()
     expect(ana.page.locator('[data-testid="case-realtime"] [data-role="mine"]')).to_have_text(
-        "You scored 3."
+        "You scored 3 (Clearly)."
     )
     expect(ana.page.get_by_test_id("score-realtime-3")).to_be_hidden()
 
