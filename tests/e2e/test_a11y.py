@@ -182,7 +182,7 @@ def _room_visit(room: Room, *markers: str) -> Visit:
 
 
 # Each screen: name -> how to get there. Add a page here and it runs through the whole matrix
-# (e.g. "present": lambda rooms: Visit(f"/s/{rooms.get('revealed').id}/present", ...)).
+# (e.g. "present": lambda rooms: Visit(f"/s/{rooms.get('revealed').id}/present", ready=...)).
 SCREENS: dict[str, Callable[[Rooms], Visit]] = {
     "landing": lambda rooms: Visit(
         "/", ready=lambda p: expect(p.locator("#title")).to_be_visible()
@@ -191,20 +191,26 @@ SCREENS: dict[str, Callable[[Rooms], Visit]] = {
     "join-code": lambda rooms: Visit("/join"),
     "join-code-unknown": lambda rooms: Visit("/join?code=ZZZ-ZZZ", expected_errors=("404",)),
     "room-join-form": lambda rooms: Visit(f"/s/{rooms.get('joined').id}", ready=_join_form),
-    "room-waiting": lambda rooms: _room_visit(rooms.get("joined")),
+    "room-waiting": lambda rooms: _room_visit(rooms.get("joined"), "waiting"),
     "room-voting": lambda rooms: _room_visit(
-        rooms.get("voting", facilitator=True), "control-open_all", "score-realtime-3"
+        rooms.get("voting", facilitator=True), "control-reveal-realtime", "score-realtime-3"
     ),
     "room-revealed": lambda rooms: _room_visit(
         rooms.get("revealed"), "results-realtime", "verdict"
     ),
     "room-revote": lambda rooms: _room_visit(
-        rooms.get("revote", facilitator=True), "score-realtime-2", "verdict"
+        rooms.get("revote", facilitator=True), "score-realtime-2", "history-realtime"
     ),
     "room-finished": lambda rooms: _room_visit(rooms.get("finished"), "results-realtime"),
     "results": lambda rooms: Visit(
         f"/s/{rooms.get('finished').id}/results",
         ready=lambda p: expect(p.get_by_test_id("ranking")).to_be_visible(),
+    ),
+    "template-editor": lambda rooms: Visit(
+        "/templates/new",
+        ready=lambda p: expect(p.get_by_test_id("check-status")).to_have_attribute(
+            "data-state", "ok"
+        ),
     ),
     "not-found": lambda rooms: Visit("/s/no-such-session", expected_errors=("404",)),
 }
