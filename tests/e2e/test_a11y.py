@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.e2e.checks import axe_problems, shoot, sideways_scroll, weak_focus_rings
-from tests.e2e.conftest import Person
+from tests.e2e.conftest import Person, new_person, problems_of
 from tests.live import LiveServer, create_session, facilitate, join
 
 pytestmark = pytest.mark.e2e
@@ -230,44 +230,63 @@ def _screen_params() -> list[Any]:
     return params
 
 
-def _open(
-    screen: str, server: LiveServer, rooms: Rooms, person: Callable[..., Person], **options: Any
-) -> Page:
-    """Open `screen` in a fresh browser context (as its person, if any) and let it settle."""
-    visit = SCREENS[screen](rooms)
-    storage = [{"name": k, "value": v} for k, v in visit.storage.items()]
-    someone = person(
-        # Bars and dots stand still, so screenshots show the settled page.
-        reduced_motion="reduce",
-        storage_state={"cookies": [], "origins": [{"origin": server.url, "localStorage": storage}]},
-        **options,
-    )
-    someone.expected.extend(visit.expected_errors)
-    page = someone.page
-    page.goto(server.url + visit.path)
-    visit.ready(page)
-    return page
+@dataclass
+class Tabs:
+    """One open page per screen and scheme, shared by its widths: the page is resized from one
+    width to the next, as a window is, instead of being loaded again for each."""
+
+    browser: Browser
+    base_url: str
+    rooms: Rooms
+    open: dict[tuple[str, str], Person] = field(default_factory=dict)  # at most one
+
+    def show(self, screen: str, scheme: str, width: int) -> Person:
+        key = (screen, scheme)
+        viewport: ViewportSize = {"width": width, "height": 720}
+        if key in self.open:
+            someone = self.open[key]
+            someone.page.set_viewport_size(viewport)
+            return someone
+        # Tests run width after width for one screen and scheme; the last page is done with.
+        self.close()
+        visit = SCREENS[screen](self.rooms)
+        storage = [{"name": k, "value": v} for k, v in visit.storage.items()]
+        someone = new_person(
+            self.browser,
+            viewport,
+            color_scheme=scheme,
+            # Bars and dots stand still, so screenshots show the settled page.
+            reduced_motion="reduce",
+            storage_state={
+                "cookies": [],
+                "origins": [{"origin": self.base_url, "localStorage": storage}],
+            },
+        )
+        someone.expected.extend(visit.expected_errors)
+        self.open[key] = someone
+        someone.page.goto(self.base_url + visit.path)
+        visit.ready(someone.page)
+        return someone
+
+    def close(self) -> None:
+        for someone in self.open.values():
+            someone.context.close()
+        self.open.clear()
+
+
+@pytest.fixture(scope="module")
+def tabs(browser: Browser, server: LiveServer, rooms: Rooms) -> Iterator[Tabs]:
+    opened = Tabs(browser, server.url, rooms)
+    yield opened
+    opened.close()
 
 
 @pytest.mark.parametrize("width", WIDTHS, ids=lambda w: f"{w}px")
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("screen", _screen_params())
-def test_screen_is_accessible_and_fits(
-    screen: str,
-    scheme: str,
-    width: int,
-    server: LiveServer,
-    rooms: Rooms,
-    person: Callable[..., Person],
-) -> None:
-    page = _open(
-        screen,
-        server,
-        rooms,
-        person,
-        viewport={"width": width, "height": 720},
-        color_scheme=scheme,
-    )
+def test_screen_is_accessible_and_fits(screen: str, scheme: str, width: int, tabs: Tabs) -> None:
+    someone = tabs.show(screen, scheme, width)
+    page = someone.page
     shoot(page, f"{screen}-{scheme}-{width}")
     problems = axe_problems(page) if width in AXE_WIDTHS else []
     overflow = sideways_scroll(page)
@@ -277,4 +296,5 @@ def test_screen_is_accessible_and_fits(
         # Last, as tabbing moves focus (and may scroll): every stop shows a ring of at least
         # 3:1 against its neighbours (WCAG 1.4.11).
         problems += weak_focus_rings(page)
+    problems += [f"the browser reported: {error}" for _, error in problems_of([someone])]
     assert not problems, "\n".join(problems)
