@@ -1227,7 +1227,7 @@ def test_nudges_are_at_most_one_per_interval() -> None:
     ("who", "case_id", "message"),
     [
         ("ann", None, "Only the facilitator can do that."),
-        ("fay", "prototype", "This case is not open for voting, so there is nobody to remind."),
+        ("fay", "prototype", "This question is not open for voting, so there is nobody to remind."),
         ("fay", "cobol", "There is no case 'cobol' in this session."),
     ],
 )
