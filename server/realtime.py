@@ -39,6 +39,7 @@ BUSY = "The server is busy right now; this was not counted, please try again in 
 BUSY_CONNECTING = "The server is busy right now; please try again in a moment."
 GONE = "This session no longer exists."
 REMOVED = "The facilitator removed you from this session."
+WATCHING = "This connection only watches the session; join it to vote or to run it."
 
 
 class Refused(Exception):
@@ -177,9 +178,12 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.pending_detach: set[tuple[str, str, str]] = set()
         # Who each socket here speaks for: socket id -> (session id, participant id).
         self.whom: dict[str, tuple[str, str]] = {}
+        # Watch-only sockets (a presenter screen): socket id -> session id. They get what a
+        # participant gets, but speak for nobody, so the session never lists or counts them.
+        self.watching: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
-        metrics.connections.set_function(lambda: len(self.whom))
+        metrics.connections.set_function(lambda: len(self.whom) + len(self.watching))
         metrics.rooms.set_function(lambda: len(self.local))
         self.votes = Outcomes.of(metrics.votes, "counted")
         self.controls = Outcomes.of(metrics.controls, "applied")
@@ -215,6 +219,14 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             ) from None
         except StoreUnavailable:
             raise _refuse(UNAVAILABLE, "unavailable") from None
+        if request.watch:
+            try:
+                outlet = self._outlet(sid, environ)
+            except BaseException:
+                await self.rooms.close(session.id)
+                raise
+            self._watch(sid, session.id, outlet)
+            return
         try:
             participant_id, role, token = await self._admit(sid, request, session)
             current = self.rooms.current(session.id) or session
@@ -235,13 +247,25 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "ballots": snapshot.own_ballots(current, participant_id),
             "reasons": snapshot.own_reasons(current, participant_id),
         }
-        outlet = Outlet(
+        # The welcome and the snapshot go out with the room's next flush: after this handler
+        # has returned and Socket.IO has told the client it is connected.
+        self.fanout.add(
+            session.id, sid, self._outlet(sid, environ), Message(protocol.WELCOME, welcome)
+        )
+
+    def _watch(self, sid: str, session_id: str, outlet: Outlet) -> None:
+        """A watch-only socket: in the room's fan-out (its first snapshot goes out with the
+        next flush), never in the session."""
+        self.watching[sid] = session_id
+        self.local.setdefault(session_id, set()).add(sid)
+        log.debug("watching session %s", session_id)
+        self.fanout.add(session_id, sid, outlet)
+
+    def _outlet(self, sid: str, environ: dict[str, Any]) -> Outlet:
+        return Outlet(
             self.server.eio.sockets[self.server.manager.eio_sid_from_sid(sid, "/")],
             environ.get("asgi.scope", {}).get("extensions", {}).get(EXTENSION),
         )
-        # The welcome and the snapshot go out with the room's next flush: after this handler
-        # has returned and Socket.IO has told the client it is connected.
-        self.fanout.add(session.id, sid, outlet, Message(protocol.WELCOME, welcome))
 
     def _refusal(self, exc: BaseException) -> BaseException:
         if isinstance(exc, Refused):
@@ -309,17 +333,18 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _disconnect(self, sid: str) -> None:
         self.throttle.forget_event(sid)
         whom = self.whom.pop(sid, None)
-        if whom is None:
+        session_id = whom[0] if whom is not None else self.watching.pop(sid, None)
+        if session_id is None:
             return
-        session_id, participant_id = whom
-        log.debug("left session %s (%s)", session_id, participant_id)
+        log.debug("left session %s (%s)", session_id, whom[1] if whom else "watching")
         self.fanout.remove(session_id, sid)
         room = self.local.get(session_id, set())
         room.discard(sid)
         if not room:
             self.local.pop(session_id, None)
         try:
-            await self.detach(session_id, participant_id, self.socket_key(sid))
+            if whom is not None:
+                await self.detach(session_id, whom[1], self.socket_key(sid))
         finally:
             await self.rooms.close(session_id)
 
@@ -395,6 +420,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def _whom(self, sid: str) -> tuple[str, str]:
         whom = self.whom.get(sid)
         if whom is None:
+            if sid in self.watching:
+                raise rules.RuleError(WATCHING)
             raise rules.RuleError("You are not part of this session any more; please join again.")
         return whom
 
@@ -426,7 +453,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
-        session_id, _ = self._whom(sid)
+        session_id = self.watching.get(sid) or self._whom(sid)[0]
         # Send the room what is waiting first, so this snapshot and the next delta line up.
         self.fanout.sync_now(session_id)
         session = self.rooms.current(session_id)
