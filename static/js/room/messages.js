@@ -30,10 +30,11 @@ export class Messages {
 }
 
 /**
- * One short spoken summary of what changed between two snapshots, or "" if nothing worth
- * saying did. `votesText(id)` is the card's "n of m voted".
+ * What happened to the questions between two snapshots: the ids of those that opened (or
+ * started a new round), of those whose voting ended (revealed, locked), and of those still
+ * being voted on whose count of votes moved.
  */
-export function describeChanges(before, after, titleOf, votesText) {
+export function caseChanges(before, after) {
   const old = new Map(before.cases.map((c) => [c.id, c]));
   const opened = [];
   const revealed = [];
@@ -48,19 +49,37 @@ export function describeChanges(before, after, titleOf, votesText) {
       counted.push(c.id);
     }
   }
+  return { opened, revealed, counted };
+}
 
-  const parts = [];
+/**
+ * The milestones between two snapshots, as sentences to speak: the session finished, or
+ * questions opened and were revealed. Never a single vote.
+ */
+export function milestones(before, after, titleOf, changes = caseChanges(before, after)) {
   if (before.session.status !== "finished" && after.session.status === "finished") {
-    parts.push("The session is finished.");
-  } else {
-    if (opened.length === 1) parts.push(`Voting is open: ${titleOf(opened[0])}.`);
-    else if (opened.length > 1) parts.push(`Voting is open on ${opened.length} questions.`);
-    if (revealed.length === 1) parts.push(`Scores revealed: ${titleOf(revealed[0])}.`);
-    else if (revealed.length > 1) parts.push(`Scores revealed on ${revealed.length} questions.`);
-    // Vote counts only when nothing bigger happened, and one at a time.
-    if (!opened.length && !revealed.length && counted.length === 1) {
-      parts.push(`${titleOf(counted[0])}: ${votesText(counted[0])}.`);
-    }
+    return ["The session is finished."];
+  }
+  const { opened, revealed } = changes;
+  const parts = [];
+  if (opened.length === 1) parts.push(`Voting is open: ${titleOf(opened[0])}.`);
+  else if (opened.length > 1) parts.push(`Voting is open on ${opened.length} questions.`);
+  if (revealed.length === 1) parts.push(`Scores revealed: ${titleOf(revealed[0])}.`);
+  else if (revealed.length > 1) parts.push(`Scores revealed on ${revealed.length} questions.`);
+  return parts;
+}
+
+/**
+ * One short spoken summary of what changed between two snapshots, or "" if nothing worth
+ * saying did. `votesText(id)` is the card's "n of m voted".
+ */
+export function describeChanges(before, after, titleOf, votesText) {
+  const changes = caseChanges(before, after);
+  const parts = milestones(before, after, titleOf, changes);
+  // Vote counts only when nothing bigger happened, and one at a time.
+  const { counted } = changes;
+  if (!parts.length && counted.length === 1) {
+    parts.push(`${titleOf(counted[0])}: ${votesText(counted[0])}.`);
   }
   const verdict = after.recommendation?.verdict;
   if (verdict && verdict !== before.recommendation?.verdict) {

@@ -73,7 +73,7 @@ function caseLink(caseId, titleOf) {
 }
 
 /** Position of a diverging bar for `score` on a scale from min (<= 0) to max (>= 0). */
-function barGeometry(score, min, max) {
+export function barGeometry(score, min, max) {
   const span = max - min || 1;
   const zero = (-min / span) * 100;
   const width = (Math.abs(score) / span) * 100;
