@@ -8,7 +8,7 @@ import { t, tn } from "./i18n.js";
 import { applyDelta } from "./room/delta.js";
 import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
 import { Messages, caseChanges, milestones } from "./room/messages.js";
-import { barGeometry } from "./room/panels.js";
+import { scoreTrack } from "./room/panels.js";
 
 const ACK_TIMEOUT_MS = 8000;
 
@@ -498,15 +498,6 @@ function renderRecommendation(recommendation, finished) {
   const max = Math.max(0, ...scores);
   dom.ranking.replaceChildren(
     ...ranking.map((row, index) => {
-      const { zero, left, width } = barGeometry(row.score, min, max);
-      const bar = el("span", {
-        class: "present-ranking__bar",
-        dataset: { sign: row.score < 0 ? "neg" : "pos" },
-      });
-      bar.style.left = `${left}%`;
-      bar.style.width = `${width}%`;
-      const zeroLine = el("span", { class: "present-ranking__zero" });
-      zeroLine.style.left = `calc(${zero}% - 1px)`;
       return el(
         "li",
         {
@@ -522,7 +513,7 @@ function renderRecommendation(recommendation, finished) {
           text: String(index + 1),
         }),
         el("span", { class: "present-ranking__name", text: row.name }),
-        el("span", { class: "present-ranking__track", "aria-hidden": "true" }, zeroLine, bar),
+        scoreTrack(row.score, min, max),
         el("span", { class: "present-ranking__score", text: formatSigned(row.score) }),
       );
     }),
