@@ -8,6 +8,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import i18n, protocol, routes
+from server import i18n, ops, protocol, routes, rules
 from server.deadlines import Deadlines
 from server.fanout import Fanout
 from server.gate import GatedServer, RoomsBySid
@@ -33,6 +34,7 @@ from server.realtime import RoomNamespace
 from server.rooms import Rooms
 from server.settings import Settings
 from server.store import Store, StoreUnavailable, open_store
+from server.text import N_
 from server.throttle import SLOW_DOWN, Throttle
 from server.upkeep import Upkeep
 
@@ -119,6 +121,7 @@ def _wants_json(request: Request) -> bool:
 
 
 def _error_response(request: Request, status: int, message: str) -> Response:
+    message = i18n.say(message)
     if _wants_json(request):
         return JSONResponse({"error": message}, status_code=status)
     pages: Jinja2Templates = request.app.state.pages
@@ -129,33 +132,40 @@ def _error_response(request: Request, status: int, message: str) -> Response:
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, routes.ApiError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": i18n.say(exc.message)}, status_code=exc.status)
 
 
 _HTTP_MESSAGES = {
-    404: "There is nothing at this address.",
-    405: "This address does not accept that method.",
+    404: N_("There is nothing at this address."),
+    405: N_("This address does not accept that method."),
 }
+
+
+BAD_REQUEST = N_("Bad request.")
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    message = exc.detail if exc.detail and exc.status_code != 405 else None
+    # Starlette's own refusals carry only the status' English phrase ("Not Found").
+    plain = exc.detail == HTTPStatus(exc.status_code).phrase
+    message = exc.detail if exc.detail and not plain and exc.status_code != 405 else None
     return _error_response(
-        request, exc.status_code, message or _HTTP_MESSAGES.get(exc.status_code, "Bad request.")
+        request, exc.status_code, message or _HTTP_MESSAGES.get(exc.status_code, BAD_REQUEST)
     )
 
 
 async def _on_store_down(request: Request, exc: Exception) -> Response:
     log.warning("%s %s: storage unavailable: %s", request.method, request.url.path, exc)
     return _error_response(
-        request, 503, "The server cannot reach its storage right now; please try again shortly."
+        request,
+        503,
+        N_("The server cannot reach its storage right now; please try again shortly."),
     )
 
 
 async def _on_crash(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path)
-    return _error_response(request, 500, "Something went wrong on the server.")
+    return _error_response(request, 500, N_("Something went wrong on the server."))
 
 
 def _static_versioner(static_dir: Path) -> Any:
@@ -197,7 +207,7 @@ def create_app(
     sio = GatedServer(
         client_manager=RoomsBySid(),
         events=protocol.CLIENT_EVENTS,
-        charge=lambda sid: None if throttle.allow_event(sid) else SLOW_DOWN,
+        charge=lambda sid: None if throttle.allow_event(sid) else namespace.say(sid, SLOW_DOWN),
         async_mode="asgi",
         # A socket's events are handled one after the other, in its own reader: no task per
         # event, and a client's votes are applied in the order it sent them.
@@ -228,12 +238,29 @@ def create_app(
         lambda session_id: rooms.current(session_id),
         lambda session_id, op: rooms.apply(session_id, op),
     )
+    # People offline for long are marked away (with the same kind of timer).
+    away_after = settings.away_after_seconds
+    away = Deadlines(
+        lambda session_id: rooms.current(session_id),
+        lambda session_id, op: rooms.apply(session_id, op),
+        due=lambda session: rules.next_away(session, away_after),
+        op=lambda: ops.MarkAway(away_after),
+        depends=lambda session: session.participants,
+        what="marking people away",
+    )
 
-    def changed(session_id: str, before: Session, after: Session) -> None:
+    def changed(
+        session_id: str, before: Session, after: Session, applied: tuple[ops.Op, ...] | None
+    ) -> None:
         fanout.changed(session_id, before, after)
-        namespace.changed(session_id, before, after)
+        namespace.changed(session_id, before, after, applied)
 
-    rooms = Rooms(store, changed, metrics=metrics, on_copy=deadlines.watch)
+    def copied(session_id: str, session: Session | None) -> None:
+        deadlines.watch(session_id, session)
+        if away_after > 0:
+            away.watch(session_id, session)
+
+    rooms = Rooms(store, changed, metrics=metrics, on_copy=copied)
     namespace = RoomNamespace(
         store,
         rooms,
@@ -245,11 +272,13 @@ def create_app(
         metrics=metrics,
     )
     sio.register_namespace(namespace)
+    sio.say = namespace.say
     sio.handle_directly(
         {
             protocol.VOTE: namespace.on_vote,
             protocol.CONTROL: namespace.on_control,
             protocol.SYNC: namespace.on_sync,
+            protocol.LEAVE: namespace.on_leave,
         }
     )
     upkeep = Upkeep(namespace, store, rooms)
@@ -269,6 +298,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             deadlines.close()
+            away.close()
             await store.close()
 
     # For the operator (Prometheus scrapes each instance directly); the public proxy refuses it.
@@ -297,4 +327,4 @@ def create_app(
     site.state.deadlines = deadlines
     site.state.metrics = metrics
     # Outermost, so that every response carries the headers and its id, error pages included.
-    return RequestIds(SecurityHeaders(socketio.ASGIApp(sio, other_asgi_app=site)))
+    return RequestIds(SecurityHeaders(i18n.Locales(socketio.ASGIApp(sio, other_asgi_app=site))))

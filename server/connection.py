@@ -26,6 +26,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as engineio_asgi
 
+from server import i18n
 from server.transport import EXTENSION, FramingProtocol, websocket_frame
 
 if TYPE_CHECKING:
@@ -53,8 +54,10 @@ _KEPT = frozenset({"asgi.scope", "asgi.receive", "asgi.send"})
 
 def _forget_the_request(environ: dict[str, Any]) -> None:
     """Drop the request's headers from a connection that lives on: python-socketio keeps the
-    environ for the whole connection, and a thousand idle ones would hold ~4 KiB each."""
+    environ for the whole connection, and a thousand idle ones would hold ~4 KiB each. The
+    language its headers ask for is kept, decided now (server.i18n)."""
     kept = {k: environ[k] for k in _KEPT if k in environ}
+    kept[i18n.ENVIRON_KEY] = i18n.from_environ(environ)
     environ.clear()  # (deleting keys one by one would keep the dict's full size)
     environ.update(kept)
     scope = environ.get("asgi.scope")

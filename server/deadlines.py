@@ -7,6 +7,9 @@ it and, when that passes, applies ops.Close. The store's compare-and-set lets th
 through; on every other instance the same op finds nothing left to close and stores nothing,
 so the room sees exactly one closing change. Timers are set again whenever a copy is loaded or
 changes, so an instance that restarts, or starts serving the room later, still closes on time.
+
+The same timer, given another `due` and `op`, marks people away once they have been offline
+long enough (rules.next_away, ops.MarkAway): every instance keeps one, the first change wins.
 """
 
 from __future__ import annotations
@@ -44,19 +47,37 @@ class Deadlines:
         *,
         clock: Callable[[], float] = time.time,
         retry: float = RETRY_SECONDS,
+        due: Callable[[Session], float | None] = rules.next_deadline,
+        op: Callable[[], ops.Op] = ops.Close,
+        depends: Callable[[Session], object] = lambda session: session.cases,
+        what: str = "closing voting",
     ) -> None:
         """`current(session_id)`: this instance's copy, if it holds one; `apply(session_id,
-        op)`: check an op by the rules and store it (server.rooms.Rooms.apply)."""
+        op)`: check an op by the rules and store it (server.rooms.Rooms.apply). `due(session)`:
+        when `op()` has something to do next; `depends(session)`: the part of a session `due`
+        reads (while it is the very same object, `due` is not asked again); `what`: for logs."""
         self.current = current
         self.apply = apply
         self.clock = clock
         self.retry = retry
+        self.due = due
+        self.op = op
+        self.depends = depends
+        self.what = what
         self._timers: dict[str, _Timer] = {}
+        self._seen: dict[str, object] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def watch(self, session_id: str, session: Session | None) -> None:
         """This instance's copy of a session is now `session` (None: no copy any more)."""
-        due = None if session is None else rules.next_deadline(session)
+        if session is None:
+            self._seen.pop(session_id, None)
+        else:
+            part = self.depends(session)
+            if self._seen.get(session_id) is part:
+                return
+            self._seen[session_id] = part
+        due = None if session is None else self.due(session)
         timer = self._timers.get(session_id)
         if timer is not None and timer.due == due:
             return
@@ -75,6 +96,7 @@ class Deadlines:
         for timer in self._timers.values():
             timer.handle.cancel()
         self._timers.clear()
+        self._seen.clear()
 
     def _arm(self, session_id: str, due: float, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -97,13 +119,13 @@ class Deadlines:
             self._rearm(session_id, due, early)
             return
         try:
-            await self.apply(session_id, ops.Close())
+            await self.apply(session_id, self.op())
         except (RuleError, SessionNotFound):
             return
         except (StoreUnavailable, Busy) as exc:
-            log.info("could not close voting in %s yet (%s); trying again", session_id, exc)
+            log.info("%s in %s failed for now (%s); trying again", self.what, session_id, exc)
         except Exception:
-            log.exception("closing voting in %s failed; trying again", session_id)
+            log.exception("%s in %s failed; trying again", self.what, session_id)
         # Closed (by this instance or another), the copy no longer waits for `due`; if it
         # still does, the deadline must not be forgotten.
         self._rearm(session_id, due, self.retry)
@@ -112,7 +134,7 @@ class Deadlines:
         session = self.current(session_id)
         if session is None or session_id in self._timers:
             return  # gone, or a newer copy set a timer of its own meanwhile
-        if rules.next_deadline(session) == due:
+        if self.due(session) == due:
             self._arm(session_id, due, delay)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

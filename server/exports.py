@@ -44,7 +44,8 @@ def results(session: Session) -> dict[str, Any]:
         )
     return {
         "session": {
-            **snapshot.summary(session),
+            # A reminder to vote is of the moment, not part of the record.
+            **{k: v for k, v in snapshot.summary(session).items() if k != "nudge"},
             "template": session.template.title,
             "version": session.version,
         },

@@ -25,7 +25,9 @@ import msgspec
 import socketio
 from socketio import packet
 
+from server import i18n
 from server.connection import connection_class
+from server.text import N_
 from server.transport import Mailbox
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,9 @@ def _no_ping_yet() -> None:
     """Stands in for Engine.IO's first ping until the connection schedules its own."""
 
 
-ONE_ARGUMENT = "An event takes one argument at most."
-UNREADABLE_CONNECT = "The connection request could not be read."
-UNKNOWN_EVENT = "This server does not know that event; it takes vote, control and sync."
+ONE_ARGUMENT = N_("An event takes one argument at most.")
+UNREADABLE_CONNECT = N_("The connection request could not be read.")
+UNKNOWN_EVENT = N_("This server does not know that event; it takes vote, control, sync and leave.")
 
 
 class RoomsBySid(socketio.AsyncManager):  # type: ignore[misc]
@@ -109,6 +111,8 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         self.events = frozenset(events)
         self.charge = charge
         self.direct: dict[str, Handler] = {}
+        # A message for the person at a socket, in their language (the namespace knows it).
+        self.say: Callable[[str, str], str] = lambda sid, text: str(text)
         # Malformed packets per Engine.IO connection.
         self.bad_packets: dict[str, int] = {}
         # The WebSocket of each Engine.IO connection.
@@ -136,7 +140,9 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         except Exception as exc:  # any decoding failure is the sender's fault
             if data.startswith("0"):
                 # A connection request we cannot read still deserves an answer.
-                refusal = {"message": UNREADABLE_CONNECT, "data": {"code": "refused"}}
+                locale = i18n.from_environ(self.environ.get(eio_sid) or {})
+                message = i18n.say(UNREADABLE_CONNECT, locale)
+                refusal = {"message": message, "data": {"code": "refused"}}
                 await self._send_packet(
                     eio_sid, self.packet_class(packet.CONNECT_ERROR, data=refusal, namespace="/")
                 )
@@ -188,8 +194,8 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
             await self.malformed(eio_sid, "event without a name, or before connecting")
             return
         if data[0] not in self.events or len(data) > 2:
-            error = self.charge(sid) or (
-                UNKNOWN_EVENT if data[0] not in self.events else ONE_ARGUMENT
+            error = self.charge(sid) or self.say(
+                sid, UNKNOWN_EVENT if data[0] not in self.events else ONE_ARGUMENT
             )
             if pkt.id is not None:
                 await self._send_packet(

@@ -97,7 +97,7 @@ class Metrics:
         self.rate_limited = Counter(
             "stackvote_rate_limited",
             "Refusals by a rate limit: socket events (per connection), connections, "
-            "session creations and join code lookups (per client address).",
+            "session creations, join code lookups and template checks (per client address).",
             ["kind"],
             registry=r,
         )

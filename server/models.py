@@ -75,6 +75,12 @@ class Participant(Struct, frozen=True):
     token_hash: str
     # Socket ids currently connected as this participant; online while non-empty.
     sids: tuple[str, ...] = ()
+    # When their last socket went away (epoch seconds, the time of that change); None while
+    # online, and for people whose going offline was never recorded.
+    offline_since: float | None = None
+    # Offline for longer than the server's away_after_seconds (rules.mark_away): not counted
+    # in "n of m" nor waited for by auto-reveal, until they come back.
+    away: bool = False
 
     @property
     def online(self) -> bool:
@@ -116,6 +122,14 @@ class CaseState(Struct, frozen=True):
     # ballots as last shown, and who changed theirs since, oldest change first.
     shown: dict[str, int | None] = {}
     unshown: tuple[str, ...] = ()
+
+
+class Nudge(Struct, frozen=True):
+    """The facilitator's last reminder to vote: when, and on which cases (id -> the round it
+    was about, so a re-vote of the case is not nudged by an old reminder)."""
+
+    at: float
+    cases: dict[str, int]
 
 
 class PeopleIndex:
@@ -180,6 +194,8 @@ class Session(Struct, frozen=True, dict=True):
     auto_reveal: bool = False
     # The short code people may type at /join instead of opening the link (never changes).
     join_code: str | None = None
+    # The last reminder to vote (rules.nudge), if any.
+    nudge: Nudge | None = None
 
     def people(self) -> PeopleIndex:
         """The index of this session's participants (built once, carried along by `evolve`)."""

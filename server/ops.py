@@ -92,6 +92,36 @@ class Remove(msgspec.Struct, frozen=True, tag="remove"):
     keep_ballots: bool
 
 
+class TakeOver(msgspec.Struct, frozen=True, tag="take_over"):
+    """The facilitator link (`link`: its token's hash) opened on a device that is nobody here
+    yet: it becomes the facilitator already here, or `participant` joins as the facilitator
+    (rules.take_over)."""
+
+    participant: Participant
+    sid: str
+    limit: int
+    link: str
+
+
+class Leave(msgspec.Struct, frozen=True, tag="leave"):
+    participant: str
+    keep_ballots: bool
+
+
+class Nudge(msgspec.Struct, frozen=True, tag="nudge"):
+    """A reminder to vote on `case` (None: every case being voted on), at the op's time."""
+
+    participant: str
+    case: str | None = None
+
+
+class MarkAway(msgspec.Struct, frozen=True, tag="away"):
+    """Everyone offline for `after` seconds at the op's time is away (server.deadlines applies
+    it; the setting travels with the op, so every instance marks the same people)."""
+
+    after: float
+
+
 class Close(msgspec.Struct, frozen=True, tag="close"):
     """Voting ends on every case whose deadline has passed at the op's time (server.deadlines
     applies it; no person asks for it)."""
@@ -108,6 +138,10 @@ Op = (
     | AutoReveal
     | HandOver
     | Remove
+    | TakeOver
+    | Leave
+    | Nudge
+    | MarkAway
     | Close
 )
 
@@ -127,9 +161,9 @@ def change(session: Session, op: Op, now: float) -> Session:
                 rules.check_link(session, link)
             return rules.attach(session, pid, sid, role)
         case Detach(participant=pid, sid=sid):
-            return rules.detach(session, pid, sid)
+            return rules.detach(session, pid, sid, now)
         case DropSockets(prefix=prefix):
-            return rules.drop_sockets(session, prefix)
+            return rules.drop_sockets(session, prefix, now)
         case Vote():
             return rules.vote(
                 session,
@@ -152,6 +186,14 @@ def change(session: Session, op: Op, now: float) -> Session:
             return rules.hand_over(session, pid, to)
         case Remove(participant=pid, whom=whom, keep_ballots=keep):
             return rules.remove(session, pid, whom, keep_ballots=keep)
+        case TakeOver(participant=p, sid=sid, limit=limit, link=link):
+            return rules.take_over(session, p, sid, limit=limit, link=link)
+        case Leave(participant=pid, keep_ballots=keep):
+            return rules.leave(session, pid, keep_ballots=keep)
+        case Nudge(participant=pid, case=case):
+            return rules.nudge(session, pid, case, now)
+        case MarkAway(after=after):
+            return rules.mark_away(session, now, after)
         case Close():
             return rules.close_overdue(session, now)
     raise TypeError(f"not an op: {op!r}")  # pragma: no cover - the match is exhaustive

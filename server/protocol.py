@@ -10,6 +10,7 @@ from msgspec import Meta, Struct
 
 from server.models import Mode, Score, Title
 from server.rules import COMMANDS, COUNTDOWN_MAX, REASON_MAX, Command
+from server.text import N_, Text
 
 # Server -> client events.
 WELCOME = "welcome"
@@ -18,21 +19,35 @@ STATE = "state"
 DELTA = "delta"
 # Whether this server can reach its storage: {"storage": "ok" | "unavailable"}.
 STATUS = "status"
-# The facilitator removed this participant: {"message"}; the connection closes after it.
+# This connection no longer speaks for its participant: {"reason", "message"}, reason
+# "removed" (by the facilitator), "left" (they left) or "moved" (the facilitator link was
+# opened on another device, which is now this person); the connection closes after it.
 REMOVED = "removed"
 # Client -> server events.
 VOTE = "vote"
 CONTROL = "control"
 SYNC = "sync"
+LEAVE = "leave"
 # The only events a client may emit; any other name (`connect` and `disconnect` included) is
 # refused before it reaches a handler (server.gate).
-CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC})
+CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC, LEAVE})
 
 Token = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
 class ProtocolError(ValueError):
-    """A payload of the wrong shape; str(error) is the message for the sender."""
+    """A payload of the wrong shape; str(error) is the message for the sender (in English; its
+    argument is a server.text.Text when the message can be translated)."""
+
+
+# Messages raised inside __post_init__ reach parse() as plain text in msgspec's error; each is
+# remembered here by its English so parse() can hand on the translatable one.
+_RAISED: dict[str, Text] = {}
+
+
+def _invalid(text: Text) -> ValueError:
+    _RAISED.setdefault(str(text), text)
+    return ValueError(text)
 
 
 class CreateSession(Struct, forbid_unknown_fields=True):
@@ -58,7 +73,7 @@ class Auth(Struct, forbid_unknown_fields=True):
             raise ValueError(WATCH_ALONE)
 
 
-WATCH_ALONE = "a watch-only connection takes only the session: no name, token or role"
+WATCH_ALONE = N_("a watch-only connection takes only the session: no name, token or role")
 
 
 ClientId = Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -79,7 +94,7 @@ class Vote(Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if (self.client is None) != (self.seq is None):
-            raise ValueError("client and seq go together")
+            raise _invalid(N_("client and seq go together"))
 
 
 Seconds = Annotated[int, Meta(ge=0, le=COUNTDOWN_MAX)]
@@ -92,10 +107,10 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "remove": ("participant", "keep_ballots"),
 }
 _WANTED = {
-    "seconds": f"seconds: a whole number from 0 to {COUNTDOWN_MAX}",
-    "on": "on: true or false",
-    "participant": "participant: the id of a participant in this session",
-    "keep_ballots": "keep_ballots: true or false",
+    "seconds": N_("seconds: a whole number from 0 to %(limit)d", limit=COUNTDOWN_MAX),
+    "on": N_("on: true or false"),
+    "participant": N_("participant: the id of a participant in this session"),
+    "keep_ballots": N_("keep_ballots: true or false"),
 }
 
 
@@ -116,40 +131,50 @@ class Control(Struct, forbid_unknown_fields=True):
         for name, wanted in _WANTED.items():
             given = getattr(self, name) is not None
             if name in needs and not given:
-                raise ValueError(f"{self.action} needs {wanted}")
+                raise _invalid(N_("%(action)s needs %(wanted)s", action=self.action, wanted=wanted))
             if given and name not in needs:
                 users = " and ".join(a for a, fields in _NEEDS.items() if name in fields)
-                raise ValueError(f"{name} goes only with {users}")
+                raise _invalid(
+                    N_("%(field)s goes only with %(actions)s", field=name, actions=users)
+                )
         if self.action in ("hand_over", "remove", "auto_reveal") and self.case is not None:
-            raise ValueError(f"{self.action} is not about a case; leave case out")
+            raise _invalid(N_("%(action)s is not about a case; leave case out", action=self.action))
+
+
+class Leave(Struct, forbid_unknown_fields=True):
+    """A participant leaving by themselves; `keep_ballots` as with `remove`."""
+
+    keep_ballots: bool = True
 
 
 # Messages for the fields people most often get wrong, in their terms rather than a schema's.
+TITLE_HINT = N_("title must be text of 1 to 120 characters")
 _FIELD_HINTS = {
-    "score": "score must be a whole number from 0 to 4, or null to abstain",
-    "case": "case must be the id of a case in this session",
-    "action": "action must be one of " + ", ".join(COMMANDS),
-    "reason": f"reason must be text of at most {REASON_MAX} characters",
-    "seconds": f"seconds must be a whole number from 0 to {COUNTDOWN_MAX}",
-    "on": "on must be true or false",
-    "participant": "participant must be the id of a participant in this session",
-    "keep_ballots": "keep_ballots must be true or false",
-    "mode": 'mode must be "hidden" or "open"',
-    "anonymous": "anonymous must be true or false",
-    "title": "title must be text of 1 to 120 characters",
-    "role": 'role must be "voter" or "spectator"',
-    "session": "session must be a session id",
-    "client": "client must be 8 to 64 letters, digits, - or _",
-    "seq": "seq must be a whole number from 1 up",
-    "round": "round must be a whole number from 1 up",
-    "name": "name must be text of 1 to 40 characters",
-    "token": "token must be the participant token this server gave you",
-    "facilitator_token": "facilitator_token must be the token from the facilitator link",
-    "template": 'template must be "django" or a template object',
-    "watch": "watch must be true or false",
+    "score": N_("score must be a whole number from 0 to 4, or null to abstain"),
+    "case": N_("case must be the id of a case in this session"),
+    "action": N_("action must be one of %(actions)s", actions=", ".join(COMMANDS)),
+    "reason": N_("reason must be text of at most %(limit)d characters", limit=REASON_MAX),
+    "seconds": N_("seconds must be a whole number from 0 to %(limit)d", limit=COUNTDOWN_MAX),
+    "on": N_("on must be true or false"),
+    "participant": N_("participant must be the id of a participant in this session"),
+    "keep_ballots": N_("keep_ballots must be true or false"),
+    "mode": N_('mode must be "hidden" or "open"'),
+    "anonymous": N_("anonymous must be true or false"),
+    "title": TITLE_HINT,
+    "role": N_('role must be "voter" or "spectator"'),
+    "session": N_("session must be a session id"),
+    "client": N_("client must be 8 to 64 letters, digits, - or _"),
+    "seq": N_("seq must be a whole number from 1 up"),
+    "round": N_("round must be a whole number from 1 up"),
+    "name": N_("name must be text of 1 to 40 characters"),
+    "token": N_("token must be the participant token this server gave you"),
+    "facilitator_token": N_("facilitator_token must be the token from the facilitator link"),
+    "template": N_('template must be "django" or a template object'),
+    "watch": N_("watch must be true or false"),
 }
 _AT_FIELD = re.compile(r"at `\$\.(\w+)")
 _MISSING = re.compile(r"missing required field `(\w+)`")
+_UNKNOWN = re.compile(r"Object contains unknown field (`[^`]*`)\Z")
 
 T = TypeVar("T")
 
@@ -157,7 +182,7 @@ T = TypeVar("T")
 def parse(kind: type[T], data: Any) -> T:
     """Check `data` (decoded JSON) against a payload type, or raise ProtocolError."""
     if not isinstance(data, dict):
-        raise ProtocolError("expected a JSON object")
+        raise ProtocolError(N_("expected a JSON object"))
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
@@ -165,12 +190,17 @@ def parse(kind: type[T], data: Any) -> T:
 
 
 def _explain(message: str) -> str:
+    if message in _RAISED:
+        return _RAISED[message]
     missing = _MISSING.search(message)
     if missing:
-        return f"{missing.group(1)} is required"
+        return N_("%(field)s is required", field=missing.group(1))
     field = _AT_FIELD.search(message)
     if field and field.group(1) in _FIELD_HINTS:
         return _FIELD_HINTS[field.group(1)]
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        return N_("unknown field %(field)s", field=unknown.group(1))
     return message.replace("`$.", "`").replace("Object contains unknown field", "unknown field")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 from prometheus_client import Counter
 
-from server import ops, protocol, rules, snapshot
+from server import i18n, ops, protocol, rules, snapshot
 from server.fanout import Fanout
 from server.load import Load
 from server.logs import CONNECTION
@@ -29,17 +29,29 @@ from server.security import (
     token_matches,
 )
 from server.store import OutcomeUnknown, SessionNotFound, Store, StoreUnavailable
+from server.text import N_, text_of
 from server.throttle import SLOW_DOWN, Throttle
 from server.transport import EXTENSION, Message, Outlet
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = "The server cannot reach its storage right now; please try again in a moment."
-BUSY = "The server is busy right now; this was not counted, please try again in a moment."
-BUSY_CONNECTING = "The server is busy right now; please try again in a moment."
-GONE = "This session no longer exists."
-REMOVED = "The facilitator removed you from this session."
-WATCHING = "This connection only watches the session; join it to vote or to run it."
+UNAVAILABLE = N_("The server cannot reach its storage right now; please try again in a moment.")
+BUSY = N_("The server is busy right now; this was not counted, please try again in a moment.")
+BUSY_CONNECTING = N_("The server is busy right now; please try again in a moment.")
+GONE = N_("This session no longer exists.")
+REMOVED = N_("The facilitator removed you from this session.")
+NO_SESSION = N_("There is no session at this link; it may have expired.")
+TOO_MANY_CONNECTIONS = N_("Too many connections from your address; wait a minute and try again.")
+BAD_FACILITATOR_LINK = N_("This facilitator link is not valid for this session.")
+CRASHED = N_("Something went wrong on the server; please try again.")
+LEFT = N_("You left this session.")
+MOVED = N_(
+    "The facilitator link was opened on another device, which now runs this session as you. "
+    "Open the link here again to take it back."
+)
+# Why a connection is sent away (the `removed` event's reason), in words for people.
+SENT_AWAY = {"removed": REMOVED, "left": LEFT, "moved": MOVED}
+WATCHING = N_("This connection only watches the session; join it to vote or to run it.")
 
 
 class Refused(Exception):
@@ -50,9 +62,12 @@ class Refused(Exception):
         self.code = code
 
 
-def _refuse(message: str, code: str) -> Exception:
-    # The client sees err.message (for people) and err.data.code (for code).
-    error: Exception = socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+def _refuse(message: str, code: str, locale: str) -> Exception:
+    # The client sees err.message (for people, in the language of its handshake) and
+    # err.data.code (for code).
+    error: Exception = socketio.exceptions.ConnectionRefusedError(
+        i18n.say(message, locale), {"code": code}
+    )
     return error
 
 
@@ -110,25 +125,25 @@ def acknowledged(
 
 async def _answer(namespace: RoomNamespace, handler: Handler, sid: str, data: Any) -> Any:
     if not namespace.throttle.allow_event(sid):
-        return protocol.error(SLOW_DOWN, retry=True)
+        return protocol.error(namespace.say(sid, SLOW_DOWN), retry=True)
     try:
         return await handler(namespace, sid, data)
     except (protocol.ProtocolError, rules.RuleError) as exc:
-        return protocol.error(str(exc))
+        return protocol.error(namespace.say(sid, text_of(exc)))
     except Busy:
-        return protocol.error(BUSY, retry=True)
+        return protocol.error(namespace.say(sid, BUSY), retry=True)
     except SessionNotFound:
-        return protocol.error(GONE)
+        return protocol.error(namespace.say(sid, GONE))
     except OutcomeUnknown:
         # Storage stopped answering mid-write and cannot be read: whether this counted is
         # not known, so no answer at all; the client sends it again, which is safe.
         log.warning("%s from %s: outcome unknown, not answered", handler.__name__, sid)
         return namespace.server.not_handled
     except StoreUnavailable:
-        return protocol.error(UNAVAILABLE, retry=True)
+        return protocol.error(namespace.say(sid, UNAVAILABLE), retry=True)
     except Exception:
         log.exception("%s from %s failed", handler.__name__, sid)
-        return protocol.error("Something went wrong on the server; please try again.")
+        return protocol.error(namespace.say(sid, CRASHED))
 
 
 def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
@@ -145,6 +160,8 @@ def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
         case "remove":
             assert command.participant is not None
             return ops.Remove(participant_id, command.participant, bool(command.keep_ballots))
+        case "nudge":
+            return ops.Nudge(participant_id, command.case)
     return ops.Control(participant_id, command.action, command.case)
 
 
@@ -181,6 +198,11 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # Watch-only sockets (a presenter screen): socket id -> session id. They get what a
         # participant gets, but speak for nobody, so the session never lists or counts them.
         self.watching: dict[str, str] = {}
+        # Sockets being sent away (their person left, was removed or moved to another
+        # device): until they are closed, they speak for nobody.
+        self.leaving: set[str] = set()
+        # The language each socket here was given at connect (server.i18n).
+        self.locales: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
         metrics.connections.set_function(lambda: len(self.whom) + len(self.watching))
@@ -190,6 +212,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def socket_key(self, sid: str) -> str:
         return f"{self.instance}:{sid}"
+
+    def say(self, sid: str, text: str) -> str:
+        """A message for the person at socket `sid`, in their language."""
+        return i18n.say(text, self.locales.get(sid, i18n.DEFAULT))
 
     # --- connecting
 
@@ -201,24 +227,20 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             CONNECTION.reset(token)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        locale = i18n.from_environ(environ)
         if not await self.throttle.allow_address("connect", client_address(environ)):
-            raise _refuse(
-                "Too many connections from your address; wait a minute and try again.",
-                "rate_limited",
-            )
+            raise _refuse(TOO_MANY_CONNECTIONS, "rate_limited", locale)
         if self.load.busy:
-            raise _refuse(BUSY_CONNECTING, "busy")
+            raise _refuse(BUSY_CONNECTING, "busy", locale)
         try:
             request = protocol.parse(protocol.Auth, auth if auth is not None else {})
             session = await self.rooms.open(request.session)
         except protocol.ProtocolError as exc:
-            raise _refuse(str(exc), "refused") from None
+            raise _refuse(text_of(exc), "refused", locale) from None
         except SessionNotFound:
-            raise _refuse(
-                "There is no session at this link; it may have expired.", "unknown_session"
-            ) from None
+            raise _refuse(NO_SESSION, "unknown_session", locale) from None
         except StoreUnavailable:
-            raise _refuse(UNAVAILABLE, "unavailable") from None
+            raise _refuse(UNAVAILABLE, "unavailable", locale) from None
         if request.watch:
             try:
                 outlet = self._outlet(sid, environ)
@@ -236,8 +258,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Refused(REMOVED, "removed")
         except BaseException as exc:
             await self.rooms.close(session.id)
-            raise self._refusal(exc) from None
+            raise self._refusal(exc, locale) from None
         self.whom[sid] = (session.id, participant_id)
+        self.locales[sid] = locale
         self.local.setdefault(session.id, set()).add(sid)
         log.debug("joined session %s as %s (%s)", session.id, participant_id, role)
         welcome = {
@@ -267,17 +290,17 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             environ.get("asgi.scope", {}).get("extensions", {}).get(EXTENSION),
         )
 
-    def _refusal(self, exc: BaseException) -> BaseException:
+    def _refusal(self, exc: BaseException, locale: str) -> BaseException:
         if isinstance(exc, Refused):
-            return _refuse(str(exc), exc.code)
+            return _refuse(text_of(exc), exc.code, locale)
         if isinstance(exc, protocol.ProtocolError | rules.RuleError):
-            return _refuse(str(exc), "refused")
+            return _refuse(text_of(exc), "refused", locale)
         if isinstance(exc, Busy):
-            return _refuse(BUSY_CONNECTING, "busy")
+            return _refuse(BUSY_CONNECTING, "busy", locale)
         if isinstance(exc, SessionNotFound):
-            return _refuse(GONE, "unknown_session")
+            return _refuse(GONE, "unknown_session", locale)
         if isinstance(exc, StoreUnavailable):
-            return _refuse(UNAVAILABLE, "unavailable")
+            return _refuse(UNAVAILABLE, "unavailable", locale)
         return exc
 
     async def _admit(
@@ -300,12 +323,23 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Refused(
                     rules.LINK_HANDED_OVER
                     if not session.facilitator_hash
-                    else "This facilitator link is not valid for this session.",
+                    else BAD_FACILITATOR_LINK,
                     "bad_facilitator_token",
                 )
             # else: the link stopped working when the role was handed over; its holder is
             # still a participant and comes back as one.
 
+        # The link names one person: the facilitator. A device that is not them yet becomes
+        # them (or joins as them, if nobody facilitates yet); a participant opening it while
+        # nobody facilitates takes up the role as themselves.
+        if link is not None and (
+            known is None
+            or (
+                known.role != "facilitator"
+                and any(p.role == "facilitator" for p in session.participants)
+            )
+        ):
+            return await self._take_over(session, request, socket, link)
         if known is not None and token is not None:
             await self.rooms.apply(session.id, ops.Attach(known.id, socket, promote, link))
             return known.id, promote or known.role, token
@@ -321,6 +355,33 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.rooms.apply(session.id, ops.Join(newcomer, socket, self.max_participants, link))
         return newcomer.id, newcomer.role, token
 
+    async def _take_over(
+        self, session: Session, request: protocol.Auth, socket: str, link: str
+    ) -> tuple[str, Role, str]:
+        """The facilitator link on a new device: it becomes the facilitator here (whose name
+        it keeps, so the name given is not needed), or joins as the facilitator under the
+        name given if there is none."""
+        try:
+            name = rules.clean_name(request.name)
+        except rules.RuleError:
+            if not any(p.role == "facilitator" for p in session.participants):
+                raise
+            name = ""  # not needed: the person taken over keeps their name
+        token = new_token()
+        newcomer = Participant(
+            id=new_participant_id(), name=name, role="facilitator", token_hash=hash_token(token)
+        )
+        await self.rooms.apply(
+            session.id, ops.TakeOver(newcomer, socket, self.max_participants, link)
+        )
+        current = self.rooms.current(session.id) or session
+        found = current.participant(newcomer.id) or rules.find_by_token(
+            current, newcomer.token_hash
+        )
+        if found is None:
+            raise Refused(MOVED, "moved")  # taken over again meanwhile, by yet another device
+        return found.id, found.role, token
+
     # --- leaving
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -332,6 +393,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _disconnect(self, sid: str) -> None:
         self.throttle.forget_event(sid)
+        self.leaving.discard(sid)
+        self.locales.pop(sid, None)
         whom = self.whom.pop(sid, None)
         session_id = whom[0] if whom is not None else self.watching.pop(sid, None)
         if session_id is None:
@@ -377,8 +440,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for session_id, sids in list(self.local.items()):
             for sid in list(sids):
                 whom = self.whom.get(sid)
-                if whom is None:
-                    continue  # disconnected meanwhile; nothing to attach
+                if whom is None or sid in self.leaving:
+                    continue  # disconnected or being sent away meanwhile; nothing to attach
                 try:
                     await self.rooms.apply(session_id, ops.Attach(whom[1], self.socket_key(sid)))
                 except rules.RuleError:
@@ -386,29 +449,49 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # --- removals
 
-    def changed(self, session_id: str, before: Session, after: Session) -> None:
-        """A copy changed (here or on another instance): the sockets here of anyone it
-        removed are told and closed, wherever the removal was made."""
+    def changed(
+        self,
+        session_id: str,
+        before: Session,
+        after: Session,
+        applied: tuple[ops.Op, ...] | None = None,
+    ) -> None:
+        """A copy changed (here or on another instance) by the ops `applied` (None: not
+        known): the sockets here of anyone who left, was removed or was taken over on another
+        device are told and closed, wherever the change was made."""
         sids = self.local.get(session_id)
         if not sids:
             return
         gone = rules.removed_between(before, after)
-        if not gone:
+        moved = rules.moved_between(before, after)
+        if not gone and not moved:
             return
+        left = {op.participant for op in applied or () if isinstance(op, ops.Leave)}
         for sid in list(sids):
             whom = self.whom.get(sid)
-            if whom is not None and whom[1] in gone:
-                self._spawn(self._send_away(sid))
+            if whom is None or sid in self.leaving:
+                continue
+            reason = None
+            if whom[1] in gone:
+                reason = "left" if whom[1] in left else "removed"
+            elif whom[1] in moved:
+                person = after.participant(whom[1])
+                if person is None or self.socket_key(sid) not in person.sids:
+                    reason = "moved"
+            if reason is not None:
+                self.leaving.add(sid)
+                self._spawn(self._send_away(sid, reason))
 
-    async def _send_away(self, sid: str) -> None:
-        log.info("closing connection %s: its participant was removed", sid)
+    async def _send_away(self, sid: str, reason: str) -> None:
+        log.info("closing connection %s: its participant %s", sid, reason)
         try:
             try:
-                await self.emit(protocol.REMOVED, {"message": REMOVED}, to=sid)
+                message = {"reason": reason, "message": self.say(sid, SENT_AWAY[reason])}
+                await self.emit(protocol.REMOVED, message, to=sid)
             finally:
                 await self.disconnect(sid)
         except Exception:
-            log.exception("closing connection %s of a removed participant failed", sid)
+            log.exception("closing connection %s (%s) failed", sid, reason)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -422,7 +505,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if whom is None:
             if sid in self.watching:
                 raise rules.RuleError(WATCHING)
-            raise rules.RuleError("You are not part of this session any more; please join again.")
+            raise rules.RuleError(rules.NOT_HERE)
+        if sid in self.leaving:
+            raise rules.RuleError(rules.NOT_HERE)
         return whom
 
     @acknowledged("votes")
@@ -450,6 +535,13 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise Busy("control")
         session_id, participant_id = self._whom(sid)
         return protocol.ok(await self.rooms.apply(session_id, command_op(participant_id, command)))
+
+    @acknowledged("controls")
+    async def on_leave(self, sid: str, data: Any = None) -> dict[str, Any]:
+        request = protocol.parse(protocol.Leave, {} if data is None else data)
+        session_id, participant_id = self._whom(sid)
+        op = ops.Leave(participant_id, request.keep_ballots)
+        return protocol.ok(await self.rooms.apply(session_id, op))
 
     @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:

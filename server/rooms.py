@@ -54,7 +54,9 @@ RESOLVE_DEADLINE = 5.0
 # How long a write waits to learn whether storage that was down is back.
 PROBE_TIMEOUT = 0.5
 
-ChangeListener = Callable[[str, Session, Session], None]
+# Told of each change to a copy: (session id, before, after, the ops that made it, when known;
+# None when the copy was read again whole).
+ChangeListener = Callable[[str, Session, Session, tuple[Op, ...] | None], None]
 # Told of this instance's copy of a session whenever it is loaded or changes (None: dropped).
 CopyListener = Callable[[str, Session | None], None]
 
@@ -189,7 +191,7 @@ class Rooms:
         self._advanced(room)
         self.on_copy(session_id, fresh)
         if before is not None and before is not fresh:
-            self.on_change(session_id, before, fresh)
+            self.on_change(session_id, before, fresh, None)
         self._apply_early(session_id, room)
 
     def _advanced(self, room: _Room) -> None:
@@ -249,7 +251,7 @@ class Rooms:
         room.session = after
         self._advanced(room)
         self.on_copy(session_id, after)
-        self.on_change(session_id, before, after)
+        self.on_change(session_id, before, after, record.ops)
 
     def _apply_early(self, session_id: str, room: _Room) -> None:
         while room.session is not None and not room.stale:
@@ -452,7 +454,7 @@ class Rooms:
             room.session = session
             self._advanced(room)
             self.on_copy(session_id, session)
-            self.on_change(session_id, before, session)
+            self.on_change(session_id, before, session, tuple(p.op for p, _ in stored))
             for pending, version in stored:
                 if unconfirmed is None:
                     pending.done.set_result(version)

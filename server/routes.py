@@ -17,23 +17,33 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from server import exports, protocol, snapshot
-from server.decks import DEFAULT_TEMPLATE, TemplateError, builtin_templates, parse_template
-from server.models import CaseState, Session, Template
+from server import exports, i18n, protocol, snapshot
+from server.decks import (
+    DEFAULT_TEMPLATE,
+    TemplateError,
+    builtin_templates,
+    parse_template,
+    public_template,
+)
+from server.models import DEFAULT_SCALE, CaseState, Session, Template
 from server.security import hash_token, new_join_code, new_session_id, new_token, read_join_code
 from server.settings import Settings
 from server.store import JoinCodeTaken, Store, StoreFull, StoreUnavailable
+from server.text import N_, text_of
 from server.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+NO_SESSION = N_("There is no session at this link; it may have expired.")
+SERVER_FULL = N_("this server cannot host more sessions right now")
 # Fresh join codes tried before giving up (a clash is about one in 60,000 at 10,000 sessions).
 JOIN_CODE_ATTEMPTS = 10
 
 
 class ApiError(Exception):
-    """An error a client caused, reported as {"error": message} with a 4xx status."""
+    """An error a client caused, reported as {"error": message} with a 4xx status (the message
+    in the request's language when it is a server.text.Text)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -65,7 +75,7 @@ def base_url(request: Request) -> str:
 async def _session_or_404(request: Request) -> Session:
     session = await _store(request).get(request.path_params["session_id"])
     if session is None:
-        raise HTTPException(404, "There is no session at this link; it may have expired.")
+        raise HTTPException(404, NO_SESSION)
     return session
 
 
@@ -74,13 +84,17 @@ async def _json_body(request: Request) -> Any:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise ApiError(413, f"the request body is larger than {MAX_BODY // 1024} KiB")
+            raise ApiError(
+                413, N_("the request body is larger than %(size)d KiB", size=MAX_BODY // 1024)
+            )
     if protocol.nesting_depth(body) > protocol.MAX_DEPTH:
-        raise ApiError(400, f"the request body nests deeper than {protocol.MAX_DEPTH} levels")
+        raise ApiError(
+            400, N_("the request body nests deeper than %(depth)d levels", depth=protocol.MAX_DEPTH)
+        )
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError:
-        raise ApiError(400, "the request body must be valid JSON") from None
+        raise ApiError(400, N_("the request body must be valid JSON")) from None
 
 
 def _choose_template(requested: str | dict[str, Any]) -> Template:
@@ -88,19 +102,28 @@ def _choose_template(requested: str | dict[str, Any]) -> Template:
         template = builtin_templates().get(requested)
         if template is None:
             known = ", ".join(sorted(builtin_templates()))
-            raise ApiError(400, f"unknown template {requested!r}; built-in templates: {known}")
+            raise ApiError(
+                400,
+                N_(
+                    "unknown template %(template)s; built-in templates: %(known)s",
+                    template=repr(requested),
+                    known=known,
+                ),
+            )
         return template
     try:
         return parse_template(requested)
     except TemplateError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, text_of(exc)) from None
 
 
 def _check_origin(request: Request) -> None:
     """A browser on another site may not act here (cross-site request forgery)."""
     origin = request.headers.get("origin")
     if origin is not None and origin not in _settings(request).allowed_origins:
-        raise ApiError(403, f"requests from {origin} are not accepted by this server")
+        raise ApiError(
+            403, N_("requests from %(origin)s are not accepted by this server", origin=origin)
+        )
 
 
 def client_address(request: Request) -> str:
@@ -111,14 +134,14 @@ async def create_session(request: Request) -> Response:
     _check_origin(request)
     throttle: Throttle = request.app.state.throttle
     if not await throttle.allow_address("create", client_address(request)):
-        raise ApiError(429, "too many sessions created from your address; try again later")
+        raise ApiError(429, N_("too many sessions created from your address; try again later"))
     try:
         payload = protocol.parse(protocol.CreateSession, await _json_body(request))
     except protocol.ProtocolError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400, text_of(exc)) from None
     title = " ".join(payload.title.split())
     if not title or not title.isprintable():
-        raise ApiError(400, "title must be text of 1 to 120 characters")
+        raise ApiError(400, protocol.TITLE_HINT)
     template = _choose_template(payload.template)
     facilitator_token = new_token()
     now = time.time()
@@ -149,6 +172,20 @@ async def create_session(request: Request) -> Response:
     )
 
 
+async def validate_template(request: Request) -> Response:
+    """Check a template as POST /api/sessions would, naming every problem with its path."""
+    _check_origin(request)
+    throttle: Throttle = request.app.state.throttle
+    if not await throttle.allow_address("validate", client_address(request)):
+        raise ApiError(429, N_("too many templates checked from your address; try again shortly"))
+    try:
+        template = parse_template(await _json_body(request))
+    except TemplateError as exc:
+        problems = [{"path": p.path, "message": i18n.say(p.message)} for p in exc.problems]
+        return JSONResponse({"error": i18n.say(text_of(exc)), "errors": problems}, status_code=400)
+    return JSONResponse({"ok": True, "template": public_template(template)})
+
+
 async def _create_with_join_code(store: Store, session: Session) -> Session:
     """Store a new session under a join code no other live session holds."""
     for _ in range(JOIN_CODE_ATTEMPTS):
@@ -156,12 +193,12 @@ async def _create_with_join_code(store: Store, session: Session) -> Session:
         try:
             await store.create(coded)
         except StoreFull:
-            raise ApiError(503, "this server cannot host more sessions right now") from None
+            raise ApiError(503, SERVER_FULL) from None
         except JoinCodeTaken:
             continue
         return coded
     log.error("no free join code after %d attempts", JOIN_CODE_ATTEMPTS)
-    raise ApiError(503, "this server cannot host more sessions right now")
+    raise ApiError(503, SERVER_FULL)
 
 
 async def session_state(request: Request) -> Response:
@@ -173,7 +210,7 @@ async def session_results(request: Request) -> Response:
     document = exports.results(session)
     fmt = request.path_params.get("fmt", "json")
     if fmt not in ("json", "csv", "md"):
-        raise HTTPException(404, "results come as .json, .csv or .md")
+        raise HTTPException(404, N_("results come as .json, .csv or .md"))
     filename = f"stackvote-{session.id}"
     if fmt == "json":
         return JSONResponse(document)
@@ -216,6 +253,14 @@ def _room_page(request: Request, session: Session) -> dict[str, Any]:
     }
 
 
+async def template_editor(request: Request) -> Response:
+    builtins = [public_template(t) for t in builtin_templates().values()]
+    builtins.sort(key=lambda t: t["id"] != DEFAULT_TEMPLATE)
+    return _pages(request).TemplateResponse(
+        request, "editor.html", {"builtins": builtins, "default_scale": list(DEFAULT_SCALE)}
+    )
+
+
 async def room(request: Request) -> Response:
     session = await _session_or_404(request)
     return _pages(request).TemplateResponse(
@@ -225,6 +270,7 @@ async def room(request: Request) -> Response:
             **_room_page(request, session),
             "results_url": f"/s/{session.id}/results",
             "export_urls": _export_urls(session),
+            "present_url": f"/s/{session.id}/present",
         },
     )
 
@@ -235,10 +281,10 @@ async def present(request: Request) -> Response:
     return _pages(request).TemplateResponse(request, "present.html", _room_page(request, session))
 
 
-UNKNOWN_CODE = (
+UNKNOWN_CODE = N_(
     "No session has this code. Check it with the facilitator; codes end with their session."
 )
-TOO_MANY_CODES = "Too many codes tried from your address; wait a few minutes and try again."
+TOO_MANY_CODES = N_("Too many codes tried from your address; wait a few minutes and try again.")
 
 
 async def _find_join_code(request: Request, typed: str) -> str | None:
@@ -260,11 +306,14 @@ async def join_page(request: Request) -> Response:
         session_id = await _find_join_code(request, typed)
     except HTTPException as exc:
         return _pages(request).TemplateResponse(
-            request, "join.html", {"code": typed, "error": exc.detail}, status_code=exc.status_code
+            request,
+            "join.html",
+            {"code": typed, "error": i18n.say(exc.detail)},
+            status_code=exc.status_code,
         )
     if session_id is None:
         return _pages(request).TemplateResponse(
-            request, "join.html", {"code": typed, "error": UNKNOWN_CODE}, status_code=404
+            request, "join.html", {"code": typed, "error": i18n.say(UNKNOWN_CODE)}, status_code=404
         )
     return RedirectResponse(f"/s/{session_id}", status_code=303)
 
@@ -287,11 +336,41 @@ async def results_page(request: Request) -> Response:
             "results": document,
             "template": msgspec.to_builtins(session.template),
             "participants": document["participants"],
+            "verdict": verdict_parts(document["recommendation"], session.template),
             "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "export_urls": _export_urls(session),
             "room_url": f"/s/{session.id}",
         },
     )
+
+
+def verdict_parts(recommendation: dict[str, Any] | None, template: Template) -> dict[str, Any]:
+    """The parts of the engine's verdict sentence (server.engine._verdict), so a page can say it
+    in its reader's language: the top stack, the favourite it is weighed against, and the (up
+    to two) revealed cases that put it ahead of the favourite the most."""
+    if not recommendation or not recommendation["ranking"]:
+        return {}
+    ranking = recommendation["ranking"]
+    top = ranking[0]
+    favourite = next((r for r in ranking if r["stack"] == template.favourite), None)
+    if favourite is not None and favourite["stack"] == top["stack"]:
+        return {"stack": top["name"], "favourite": top["name"], "is_favourite": True, "reasons": []}
+
+    def values(row: dict[str, Any] | None) -> dict[str, float]:
+        return {} if row is None else {c["case"]: c["value"] for c in row["contributions"]}
+
+    ours, theirs = values(top), values(favourite)
+    edges = [
+        (ours.get(c.id, 0.0) - theirs.get(c.id, 0.0), index, c.title)
+        for index, c in enumerate(template.cases)
+    ]
+    reasons = [title for edge, _, title in sorted(edges, key=lambda e: (-e[0], e[1])) if edge > 0]
+    return {
+        "stack": top["name"],
+        "favourite": None if favourite is None else favourite["name"],
+        "is_favourite": False,
+        "reasons": reasons[:2],
+    }
 
 
 async def qr_code(request: Request) -> Response:
@@ -326,6 +405,8 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/api/sessions", create_session, methods=["POST"]),
+    Route("/api/templates/validate", validate_template, methods=["POST"]),
+    Route("/templates/new", template_editor, methods=["GET"]),
     Route("/join", join_page, methods=["GET"]),
     Route("/join/{code:str}", join_by_code, methods=["GET"]),
     Route(SESSION, session_state, methods=["GET"]),

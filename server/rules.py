@@ -9,13 +9,26 @@ object, so the store can skip the write.
 
 from __future__ import annotations
 
+import math
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import is_not
 from typing import Literal
 
 from msgspec.structs import replace
 
-from server.models import CaseState, Participant, Role, Round, Session, evolve
+from server.models import (
+    CaseState,
+    Nudge,
+    Participant,
+    PeopleIndex,
+    Role,
+    Round,
+    Session,
+    evolve,
+)
+from server.text import N_
 
 Action = Literal["open", "open_all", "reveal", "reveal_all", "revote", "lock", "finish"]
 ACTIONS: tuple[Action, ...] = (
@@ -29,7 +42,7 @@ ACTIONS: tuple[Action, ...] = (
 )
 CASE_ACTIONS: frozenset[str] = frozenset({"open", "reveal", "revote", "lock"})
 # Every command a facilitator may send: the status changes above, and those with rules of
-# their own below (countdown, auto_reveal, hand_over, remove).
+# their own below (countdown, auto_reveal, hand_over, remove, nudge).
 Command = Literal[
     "open",
     "open_all",
@@ -42,43 +55,62 @@ Command = Literal[
     "auto_reveal",
     "hand_over",
     "remove",
+    "nudge",
 ]
-COMMANDS: tuple[Command, ...] = (*ACTIONS, "countdown", "auto_reveal", "hand_over", "remove")
+COMMANDS: tuple[Command, ...] = (
+    *ACTIONS,
+    "countdown",
+    "auto_reveal",
+    "hand_over",
+    "remove",
+    "nudge",
+)
 
 NAME_MAX = 40
 REASON_MAX = 280
 # The longest countdown: a day, time enough to score asynchronously.
 COUNTDOWN_MAX = 86_400
+# The shortest time between two reminders to vote in a session: a reminder is a ping on
+# everyone's screen, not a hammer.
+NUDGE_INTERVAL = 10
 
 
 class RuleError(Exception):
-    """A request the rules refuse; str(error) is the message for the user."""
+    """A request the rules refuse; str(error) is the message for the user, in English. Messages
+    are marked with N_ (server.text) and translated where they leave the server."""
 
 
 # Invisible or direction-changing characters make names that look like someone else's; the
 # zero-width joiner stays allowed because emoji sequences (family, flags of people) need it.
 _ALLOWED_FORMAT = {"\u200d"}
 _REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
-INVISIBLE_IN_NAME = "Names cannot contain control characters, line breaks or invisible characters."
+INVISIBLE_IN_NAME = N_(
+    "Names cannot contain control characters, line breaks or invisible characters."
+)
+NO_NAME = N_("Please enter a name.")
+NOT_HERE = N_("You are not part of this session any more; please join again.")
+NOT_FACILITATOR = N_("Only the facilitator can do that.")
+FINISHED = N_("This session has finished.")
+PERSON_GONE = N_("That person is not part of this session any more.")
 
 
 def clean_name(raw: object) -> str:
     """A participant name: 1-40 visible characters, runs of spaces folded into one."""
     if not isinstance(raw, str):
-        raise RuleError("Please enter a name.")
+        raise RuleError(NO_NAME)
     name = unicodedata.normalize("NFC", raw).strip()
     for char in name:
         if unicodedata.category(char) in _REFUSED_CATEGORIES and char not in _ALLOWED_FORMAT:
             raise RuleError(INVISIBLE_IN_NAME)
     name = " ".join(name.split())
     if not name:
-        raise RuleError("Please enter a name.")
+        raise RuleError(NO_NAME)
     if len(name) > NAME_MAX:
-        raise RuleError(f"Names can be at most {NAME_MAX} characters long.")
+        raise RuleError(N_("Names can be at most %(limit)d characters long.", limit=NAME_MAX))
     return name
 
 
-INVISIBLE_IN_REASON = "Reasons cannot contain control characters or invisible characters."
+INVISIBLE_IN_REASON = N_("Reasons cannot contain control characters or invisible characters.")
 
 
 def clean_reason(raw: str | None) -> str | None:
@@ -91,27 +123,35 @@ def clean_reason(raw: str | None) -> str | None:
         if unicodedata.category(char) in _REFUSED_CATEGORIES and char not in _ALLOWED_FORMAT:
             raise RuleError(INVISIBLE_IN_REASON)
     if len(reason) > REASON_MAX:
-        raise RuleError(f"A reason can be at most {REASON_MAX} characters long.")
+        raise RuleError(N_("A reason can be at most %(limit)d characters long.", limit=REASON_MAX))
     return reason or None
 
 
 def join(session: Session, participant: Participant, *, limit: int) -> Session:
     """Add a new participant; names are unique in a session, whatever their case."""
     if session.status == "finished" and participant.role != "spectator":
-        raise RuleError("This session has finished; you can still look at the results.")
+        raise RuleError(N_("This session has finished; you can still look at the results."))
     if len(session.participants) >= limit:
-        raise RuleError(f"This session is full ({limit} people); ask the facilitator.")
+        raise RuleError(
+            N_("This session is full (%(limit)d people); ask the facilitator.", limit=limit)
+        )
     people = session.people()
     if participant.name.casefold() in people.names:
-        raise RuleError(f"Someone called {participant.name!r} is already here; pick another name.")
+        raise RuleError(
+            N_(
+                "Someone called %(name)s is already here; pick another name.",
+                name=repr(participant.name),
+            )
+        )
     participants = (*session.participants, participant)
     return evolve(session, people.appended(participants), participants=participants)
 
 
-LINK_HANDED_OVER = (
+LINK_HANDED_OVER = N_(
     "The facilitator role of this session was handed over, so the facilitator link no longer "
     "gives control."
 )
+BAD_LINK = N_("This facilitator link is not valid for this session.")
 
 
 def check_link(session: Session, link: str) -> None:
@@ -121,7 +161,7 @@ def check_link(session: Session, link: str) -> None:
     if not session.facilitator_hash:
         raise RuleError(LINK_HANDED_OVER)
     if link != session.facilitator_hash:
-        raise RuleError("This facilitator link is not valid for this session.")
+        raise RuleError(BAD_LINK)
 
 
 def find_by_token(session: Session, token_hash: str) -> Participant | None:
@@ -138,35 +178,73 @@ def attach(session: Session, participant_id: str, sid: str, role: Role | None = 
 
     def change(p: Participant) -> Participant:
         sids = p.sids if sid in p.sids else (*p.sids, sid)
-        return replace(p, sids=sids, role=role or p.role)
+        # Back online: no longer away, whatever the time.
+        return replace(p, sids=sids, role=role or p.role, offline_since=None, away=False)
 
     return _update_participant(session, participant_id, change)
 
 
-def detach(session: Session, participant_id: str, sid: str) -> Session:
-    """A socket went away; the participant stays, offline if it was their last."""
+def detach(session: Session, participant_id: str, sid: str, now: float) -> Session:
+    """A socket went away at `now`; the participant stays, offline if it was their last.
+
+    Going offline does not reveal anything with auto-reveal: someone whose connection blinked
+    is still waited for, until they have been away long enough (mark_away)."""
     participant = session.participant(participant_id)
     if participant is None or sid not in participant.sids:
         return session
-    left = _update_participant(
-        session, participant_id, lambda p: replace(p, sids=tuple(s for s in p.sids if s != sid))
-    )
-    # Someone who had not voted going offline may leave everyone present done.
-    return _reveal_when_all_voted(left)
+    return _update_participant(session, participant_id, lambda p: _without_socket(p, sid, now))
 
 
-def drop_sockets(session: Session, prefix: str) -> Session:
-    """Forget every socket whose id starts with `prefix` (those of a server instance that died)."""
+def _without_socket(p: Participant, sid: str, now: float) -> Participant:
+    sids = tuple(s for s in p.sids if s != sid)
+    return replace(p, sids=sids, offline_since=None if sids else now)
+
+
+def drop_sockets(session: Session, prefix: str, now: float) -> Session:
+    """Forget every socket whose id starts with `prefix` (those of a server instance that died,
+    noticed at `now`)."""
     if not any(s.startswith(prefix) for p in session.participants for s in p.sids):
         return session
+
+    def dropped(p: Participant) -> Participant:
+        sids = tuple(s for s in p.sids if not s.startswith(prefix))
+        return replace(p, sids=sids, offline_since=None if sids else now)
+
     participants = tuple(
-        replace(p, sids=tuple(s for s in p.sids if not s.startswith(prefix)))
-        if any(s.startswith(prefix) for s in p.sids)
-        else p
-        for p in session.participants
+        dropped(p) if any(s.startswith(prefix) for s in p.sids) else p for p in session.participants
     )
-    dropped = evolve(session, session.people().same_people(participants), participants=participants)
-    return _reveal_when_all_voted(dropped)
+    return evolve(session, session.people().same_people(participants), participants=participants)
+
+
+def take_over(
+    session: Session, newcomer: Participant, sid: str, *, limit: int, link: str
+) -> Session:
+    """The facilitator link opened on a device that is nobody here yet.
+
+    With a facilitator here already, the device becomes that person: same id, ballots and
+    reasons, now known by `newcomer`'s token and connected through `sid` alone (their other
+    sockets stop speaking for them, and their old token names nobody). With none yet,
+    `newcomer` joins as the facilitator. So the link never makes a second facilitator, however
+    many devices open it at once: these changes are applied one after the other.
+    """
+    check_link(session, link)
+    if session.participant(newcomer.id) is not None:
+        return attach(session, newcomer.id, sid)  # joined by this very change, applied again
+    facilitator = next((p for p in session.participants if p.role == "facilitator"), None)
+    if facilitator is None:
+        if not newcomer.name:
+            raise RuleError(NO_NAME)
+        joined = join(session, replace(newcomer, role="facilitator"), limit=limit)
+        return attach(joined, newcomer.id, sid)
+    if facilitator.token_hash == newcomer.token_hash:
+        return attach(session, facilitator.id, sid)  # taken over by this very change
+    moved = replace(
+        facilitator, token_hash=newcomer.token_hash, sids=(sid,), offline_since=None, away=False
+    )
+    position = session.people().positions[facilitator.id]
+    old = session.participants
+    participants = (*old[:position], moved, *old[position + 1 :])
+    return evolve(session, PeopleIndex.of(participants), participants=participants)
 
 
 def _update_participant(
@@ -175,7 +253,7 @@ def _update_participant(
     people = session.people()
     position = people.positions.get(participant_id)
     if position is None:
-        raise RuleError("You are not part of this session any more; please join again.")
+        raise RuleError(NOT_HERE)
     old = session.participants
     changed = change(old[position])
     if (changed.id, changed.name, changed.token_hash) != (
@@ -188,7 +266,7 @@ def _update_participant(
     return evolve(session, people.same_people(participants), participants=participants)
 
 
-TIME_UP = "Time is up for this case; voting on it is closed."
+TIME_UP = N_("Time is up for this case; voting on it is closed.")
 
 
 def vote(
@@ -212,11 +290,11 @@ def vote(
     """
     participant = session.participant(participant_id)
     if participant is None:
-        raise RuleError("You are not part of this session any more; please join again.")
+        raise RuleError(NOT_HERE)
     if not participant.counts:
-        raise RuleError("Spectators watch without voting.")
+        raise RuleError(N_("Spectators watch without voting."))
     if session.status == "finished":
-        raise RuleError("This session has finished; votes are closed.")
+        raise RuleError(N_("This session has finished; votes are closed."))
     case = _case(session, case_id)
     if client is not None and seq is not None:
         last = case.sequence.get(participant_id)
@@ -227,7 +305,7 @@ def vote(
     if now is not None and case.deadline is not None and now >= case.deadline:
         raise RuleError(TIME_UP)
     if round is not None and round != case.round:
-        raise RuleError("This case was opened again for a new round; please vote again.")
+        raise RuleError(N_("This case was opened again for a new round; please vote again."))
     sequence = case.sequence
     if client is not None and seq is not None:
         sequence = {**case.sequence, participant_id: (client, seq)}
@@ -268,22 +346,22 @@ def _show_in_batches(case: CaseState, participant_id: str) -> CaseState:
 
 def _not_open_message(case: CaseState) -> str:
     if case.status == "pending":
-        return "Voting on this case has not started yet."
-    return "Voting on this case is closed."
+        return N_("Voting on this case has not started yet.")
+    return N_("Voting on this case is closed.")
 
 
 def control(session: Session, participant_id: str, action: str, case_id: str | None) -> Session:
     """A facilitator's command; only facilitators may steer the session."""
     participant = session.participant(participant_id)
     if participant is None or participant.role != "facilitator":
-        raise RuleError("Only the facilitator can do that.")
+        raise RuleError(NOT_FACILITATOR)
     if action not in ACTIONS:
-        raise RuleError(f"Unknown action {action!r}.")
+        raise RuleError(N_("Unknown action %(action)s.", action=repr(action)))
     if session.status == "finished":
-        raise RuleError("This session has finished.")
+        raise RuleError(FINISHED)
     if action in CASE_ACTIONS:
         if case_id is None:
-            raise RuleError(f"Say which case to {action}.")
+            raise RuleError(N_("Say which case to %(action)s.", action=action))
         case = _case(session, case_id)
         return _replace_case(session, _CASE_RULES[action](case))
     if action == "open_all":
@@ -301,13 +379,13 @@ def control(session: Session, participant_id: str, action: str, case_id: str | N
 # leaves "voting" leaves its countdown behind.
 def _open(case: CaseState) -> CaseState:
     if case.status != "pending":
-        raise RuleError("This case is already open or done; use re-vote to score it again.")
+        raise RuleError(N_("This case is already open or done; use re-vote to score it again."))
     return replace(case, status="voting")
 
 
 def _reveal(case: CaseState) -> CaseState:
     if case.status != "voting":
-        raise RuleError("Only a case that is being voted on can be revealed.")
+        raise RuleError(N_("Only a case that is being voted on can be revealed."))
     return _revealed(case)
 
 
@@ -322,7 +400,7 @@ def _locked(case: CaseState) -> CaseState:
 def _revote(case: CaseState) -> CaseState:
     # A new round starts empty; the old one is kept so the decision record shows the change.
     if case.status not in ("revealed", "locked"):
-        raise RuleError("Only a revealed case can be voted on again.")
+        raise RuleError(N_("Only a revealed case can be voted on again."))
     past = Round(round=case.round, status=case.status, ballots=case.ballots, reasons=case.reasons)
     return replace(
         case,
@@ -340,7 +418,7 @@ def _revote(case: CaseState) -> CaseState:
 def _lock(case: CaseState) -> CaseState:
     # Locking freezes the case for the record; a case still being voted on is revealed too.
     if case.status not in ("voting", "revealed"):
-        raise RuleError("Only an open or revealed case can be locked.")
+        raise RuleError(N_("Only an open or revealed case can be locked."))
     return _locked(case)
 
 
@@ -355,7 +433,7 @@ _CASE_RULES: dict[str, Callable[[CaseState], CaseState]] = {
 def _case(session: Session, case_id: str) -> CaseState:
     case = session.case(case_id)
     if case is None:
-        raise RuleError(f"There is no case {case_id!r} in this session.")
+        raise RuleError(N_("There is no case %(case)s in this session.", case=repr(case_id)))
     return case
 
 
@@ -371,7 +449,9 @@ def _every_case(
     require_any: bool = True,
 ) -> Session:
     if require_any and not any(c.status == status for c in session.cases):
-        raise RuleError(f"No case is {'waiting' if status == 'pending' else 'being voted on'}.")
+        raise RuleError(
+            N_("No case is waiting.") if status == "pending" else N_("No case is being voted on.")
+        )
     return evolve(
         session, cases=tuple(change(c) if c.status == status else c for c in session.cases)
     )
@@ -380,9 +460,9 @@ def _every_case(
 def _facilitator(session: Session, participant_id: str) -> None:
     participant = session.participant(participant_id)
     if participant is None or participant.role != "facilitator":
-        raise RuleError("Only the facilitator can do that.")
+        raise RuleError(NOT_FACILITATOR)
     if session.status == "finished":
-        raise RuleError("This session has finished.")
+        raise RuleError(FINISHED)
 
 
 # --- countdowns
@@ -399,13 +479,15 @@ def countdown(
     `now`; 0 stops the countdown. A new countdown replaces the one running."""
     _facilitator(session, participant_id)
     if not 0 <= seconds <= COUNTDOWN_MAX:
-        raise RuleError(f"A countdown lasts from 1 to {COUNTDOWN_MAX} seconds (0 stops it).")
+        raise RuleError(
+            N_("A countdown lasts from 1 to %(limit)d seconds (0 stops it).", limit=COUNTDOWN_MAX)
+        )
     deadline = None if seconds == 0 else now + seconds
     if case_id is None:
         return _every_case(session, "voting", lambda c: replace(c, deadline=deadline))
     case = _case(session, case_id)
     if case.status != "voting":
-        raise RuleError("Only a case that is being voted on can have a countdown.")
+        raise RuleError(N_("Only a case that is being voted on can have a countdown."))
     if case.deadline == deadline:
         return session
     return _replace_case(session, replace(case, deadline=deadline))
@@ -447,15 +529,22 @@ def set_auto_reveal(session: Session, participant_id: str, on: bool) -> Session:
 
 
 def everyone_here_voted(session: Session, case: CaseState) -> bool:
-    """Whether every participant who is online and votes (not a spectator) has a ballot on
-    `case`, and there is at least one of them. Offline people do not hold the room up."""
-    present = False
+    """Whether every participant who votes (not a spectator) and is here has a ballot on
+    `case`, and at least one of them is online. Here means online, or offline for a short
+    while only (not yet away): a connection that blinks does not trigger a reveal, and people
+    long gone do not hold the room up."""
+    online = False
     for p in session.participants:
-        if p.sids and p.counts:
+        if p.counts and _here(p):
             if p.id not in case.ballots:
                 return False
-            present = True
-    return present
+            online = online or p.online
+    return online
+
+
+def _here(p: Participant) -> bool:
+    # Offline with no time recorded: never connected since this was recorded; not waited for.
+    return p.online or (not p.away and p.offline_since is not None)
 
 
 def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Session:
@@ -476,6 +565,71 @@ def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Sess
     return evolve(session, cases=tuple(_revealed(c) if c.id in done else c for c in session.cases))
 
 
+# --- reminders
+
+
+def nudge(session: Session, participant_id: str, case_id: str | None, now: float) -> Session:
+    """Remind those who have not voted yet on `case_id` (or, without one, on every case being
+    voted on). Clients show it to whoever has not voted on a case it names, while that case is
+    still being voted on in the same round."""
+    _facilitator(session, participant_id)
+    if case_id is None:
+        cases = {c.id: c.round for c in session.cases if c.status == "voting"}
+        if not cases:
+            raise RuleError(N_("Nothing is open for voting, so there is nobody to remind."))
+    else:
+        case = _case(session, case_id)
+        if case.status != "voting":
+            raise RuleError(
+                N_("This question is not open for voting, so there is nobody to remind.")
+            )
+        cases = {case.id: case.round}
+    last = session.nudge
+    if last is not None and now - last.at < NUDGE_INTERVAL:
+        wait = max(1, math.ceil(last.at + NUDGE_INTERVAL - now))
+        raise RuleError(
+            N_("You sent a reminder just now; you can send another in %(wait)d s.", wait=wait)
+        )
+    return evolve(session, nudge=Nudge(at=now, cases=cases))
+
+
+# --- away
+#
+# Someone offline for `after` seconds is away: "n of m" leaves them out and auto-reveal stops
+# waiting for them. Like a countdown, it is a change judged by its op's time (server.deadlines
+# keeps the timer), so every instance agrees on who is away and when.
+
+
+def mark_away(session: Session, now: float, after: float) -> Session:
+    """Mark away everyone offline for at least `after` seconds at `now` (0: nobody ever), and
+    reveal what nobody still here has to vote on. The same change again changes nothing."""
+    if after <= 0 or not any(_due_away(p, now, after) for p in session.participants):
+        return session
+    participants = tuple(
+        replace(p, away=True) if _due_away(p, now, after) else p for p in session.participants
+    )
+    marked = evolve(session, session.people().same_people(participants), participants=participants)
+    return _reveal_when_all_voted(marked)
+
+
+def _due_away(p: Participant, now: float, after: float) -> bool:
+    return not p.online and not p.away and (p.offline_since or 0.0) + after <= now
+
+
+def next_away(session: Session, after: float) -> float | None:
+    """When the next person offline will have been so for `after` seconds, if anyone is."""
+    if after <= 0:
+        return None
+    return min(
+        (
+            (p.offline_since or 0.0) + after
+            for p in session.participants
+            if not p.online and not p.away
+        ),
+        default=None,
+    )
+
+
 # --- people
 
 
@@ -485,12 +639,17 @@ def hand_over(session: Session, participant_id: str, to: str) -> Session:
     holder would otherwise take the role back)."""
     _facilitator(session, participant_id)
     if to == participant_id:
-        raise RuleError("You are facilitating already.")
+        raise RuleError(N_("You are facilitating already."))
     heir = session.participant(to)
     if heir is None:
-        raise RuleError("That person is not part of this session any more.")
+        raise RuleError(PERSON_GONE)
     if not heir.online:
-        raise RuleError(f"{heir.name} is not connected right now; hand over to someone who is.")
+        raise RuleError(
+            N_(
+                "%(name)s is not connected right now; hand over to someone who is.",
+                name=heir.name,
+            )
+        )
 
     def role(p: Participant) -> Participant:
         if p.id == to:
@@ -515,9 +674,32 @@ def remove(session: Session, participant_id: str, whom: str, *, keep_ballots: bo
     """
     _facilitator(session, participant_id)
     if whom == participant_id:
-        raise RuleError("You cannot remove yourself; hand the session over first.")
+        raise RuleError(N_("You cannot remove yourself; hand the session over first."))
     if session.participant(whom) is None:
-        raise RuleError("That person is not part of this session any more.")
+        raise RuleError(PERSON_GONE)
+    return _drop(session, whom, keep_ballots)
+
+
+HAND_OVER_FIRST = N_(
+    "Hand the session over first: you are its only facilitator, and nobody could run it after "
+    "you leave."
+)
+
+
+def leave(session: Session, participant_id: str, *, keep_ballots: bool) -> Session:
+    """A participant leaves by themselves, as if the facilitator had removed them (remove says
+    what happens to their ballots). The only facilitator cannot leave: nobody could steer."""
+    participant = session.participant(participant_id)
+    if participant is None:
+        raise RuleError(NOT_HERE)
+    if participant.role == "facilitator" and not any(
+        p.role == "facilitator" and p.id != participant_id for p in session.participants
+    ):
+        raise RuleError(HAND_OVER_FIRST)
+    return _drop(session, participant_id, keep_ballots)
+
+
+def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
     participants = tuple(p for p in session.participants if p.id != whom)
     cases = session.cases
     if not keep_ballots:
@@ -537,6 +719,23 @@ def _without(case: CaseState, whom: str) -> CaseState:
         sequence={p: q for p, q in case.sequence.items() if p != whom},
         unshown=tuple(p for p in case.unshown if p != whom),
     )
+
+
+def moved_between(before: Session, after: Session) -> set[str]:
+    """Ids of the participants whose token changed between `before` and `after` (taken over
+    on another device: their sockets from before no longer speak for them)."""
+    old, new = before.participants, after.participants
+    if old is new or before.people().tokens is after.people().tokens:
+        return set()
+    pairs: Iterable[tuple[Participant, Participant]]
+    if len(new) >= len(old) and (not old or new[len(old) - 1].id == old[-1].id):
+        # Nobody left: everyone is where they were; find who changed in C, not one by one
+        # (a room of a thousand joining would otherwise cost a loop per join).
+        pairs = ((old[i], new[i]) for i in compress(range(len(old)), map(is_not, old, new)))
+    else:
+        positions = after.people().positions
+        pairs = ((p, new[positions[p.id]]) for p in old if p.id in positions)
+    return {p.id for was, p in pairs if was is not p and was.token_hash != p.token_hash}
 
 
 def removed_between(before: Session, after: Session) -> set[str]:

@@ -55,6 +55,9 @@ class Settings:
     # With several instances: one that has not proved itself alive for this long is presumed
     # dead, and the people connected through it are shown offline.
     instance_ttl_seconds: float = 15.0
+    # Someone offline for this long is shown away: not counted in "n of m" and not waited for
+    # by auto-reveal, until they come back; 0 never marks anyone away.
+    away_after_seconds: float = 120
     # Rate limits ("N/second", "N/minute", several joined with ";"): socket events per
     # connection, new connections per client address, sessions created per client address.
     # A token bucket per rate: "60/second;600/minute" lets 60 in at once, then up to 60 a
@@ -67,6 +70,9 @@ class Settings:
     # Join codes looked up per client address (GET /join/<code>): enough for a meeting room
     # behind one address, too few to try codes until one hits (SECURITY.md has the numbers).
     limit_join_codes: str = "60/minute;1000/day"
+    # Templates checked per client address (POST /api/templates/validate): the editor checks
+    # its draft when typing pauses, so this is a writer's pace, not a creator's.
+    limit_validations: str = "120/minute;3000/hour"
     # Engine.IO pings each client this often and lets it go when no pong comes back in time.
     ping_interval_seconds: float = 25
     ping_timeout_seconds: float = 20
@@ -152,6 +158,8 @@ class Settings:
             raise SettingsError("redis_channels must be 'room' (the default) or 'shared'")
         if not math.isfinite(self.instance_ttl_seconds) or self.instance_ttl_seconds < 1:
             raise SettingsError("instance_ttl_seconds must be a number of seconds, at least 1")
+        if not math.isfinite(self.away_after_seconds) or self.away_after_seconds < 0:
+            raise SettingsError("away_after_seconds must be a number of seconds (0: never)")
         if self.log_level.lower() not in LOG_LEVELS:
             raise SettingsError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
@@ -165,7 +173,13 @@ class Settings:
         for url in self.public_urls:
             if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
                 raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
-        for name in ("limit_events", "limit_connects", "limit_creates", "limit_join_codes"):
+        for name in (
+            "limit_events",
+            "limit_connects",
+            "limit_creates",
+            "limit_join_codes",
+            "limit_validations",
+        ):
             try:
                 parse_rates(getattr(self, name))
             except ValueError:

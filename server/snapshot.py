@@ -63,7 +63,7 @@ def round_summary(past: Round) -> dict[str, Any]:
     return {"round": past.round, **{key: stats[key] for key in _ROUND_KEYS}}
 
 
-_ROUND_KEYS = ("n", "median", "iqr", "consensus", "band")
+_ROUND_KEYS = ("n", "histogram", "median", "iqr", "consensus", "band")
 
 
 def ballots_in_join_order(session: Session, ballots: dict[str, int | None]) -> list[dict[str, Any]]:
@@ -117,7 +117,21 @@ def summary(session: Session) -> dict[str, Any]:
         "mode": session.mode,
         "anonymous": session.anonymous,
         "status": session.status,
+        "auto_reveal": session.auto_reveal,
+        "nudge": nudge_view(session),
     }
+
+
+def nudge_view(session: Session) -> dict[str, Any] | None:
+    """The last reminder to vote, naming only the cases it was about that are still being
+    voted on in the same round; None once there are none (or there was no reminder)."""
+    nudge = session.nudge
+    if nudge is None:
+        return None
+    cases = [
+        c.id for c in session.cases if c.status == "voting" and nudge.cases.get(c.id) == c.round
+    ]
+    return {"at": nudge.at, "cases": cases} if cases else None
 
 
 def participant_view(session: Session, p: Participant) -> dict[str, Any]:
@@ -126,6 +140,7 @@ def participant_view(session: Session, p: Participant) -> dict[str, Any]:
         "name": p.name,
         "role": p.role,
         "online": p.online,
+        "away": p.away,
         "voted": [c.id for c in session.cases if p.id in c.ballots],
     }
 
@@ -140,6 +155,9 @@ def case_view(session: Session, c: CaseState) -> dict[str, Any]:
         "votes_in": len(c.ballots),
         "results": case_results(session, c),
         "deadline": c.deadline,
+        # Earlier rounds were shown to everyone when revealed; they stay in view during a
+        # re-vote, whose own scores are still hidden (so `results` is null then).
+        "history": [round_summary(past) for past in c.history],
     }
 
 

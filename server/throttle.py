@@ -3,9 +3,9 @@
 Every limit is a token bucket per key: "20/second" holds 20 tokens and gets 20 back a second,
 so a burst of 20 passes at once and then one every 50 ms; several rates joined with ";" must
 all allow. Socket events are counted per connection, in this process (a connection lives on one
-instance). Connections, session creations and join code lookups are counted per client address,
-with IPv6 addresses grouped by /64 (one home or office line), and, when Redis is configured, in
-Redis, so that N instances do not allow N times the limit.
+instance). Connections, session creations, join code lookups and template checks are counted
+per client address, with IPv6 addresses grouped by /64 (one home or office line), and, when
+Redis is configured, in Redis, so that N instances do not allow N times the limit.
 
 A check costs the same with ten known keys or a million: buckets sit in insertion order of
 their last use, so the least recently used one is always first, and every check drops a few of
@@ -27,12 +27,13 @@ from prometheus_client import Counter
 
 from server.metrics import Metrics
 from server.settings import Rate, Settings, parse_rates
+from server.text import N_
 
 log = logging.getLogger(__name__)
 
-SLOW_DOWN = "You are sending too much too fast; wait a moment and try again."
+SLOW_DOWN = N_("You are sending too much too fast; wait a moment and try again.")
 
-AddressKind = Literal["connect", "create", "join"]
+AddressKind = Literal["connect", "create", "join", "validate"]
 
 # Full buckets dropped per check: more than one, so the table shrinks faster than it grows.
 _SWEEP = 2
@@ -125,6 +126,9 @@ class Throttle:
             ),
             "create": Buckets(parse_rates(settings.limit_creates), max_keys=max_keys, clock=clock),
             "join": Buckets(parse_rates(settings.limit_join_codes), max_keys=max_keys, clock=clock),
+            "validate": Buckets(
+                parse_rates(settings.limit_validations), max_keys=max_keys, clock=clock
+            ),
         }
         self.shared = shared
         limited = (metrics or Metrics()).rate_limited
@@ -133,6 +137,7 @@ class Throttle:
             "connect": limited.labels("connect"),
             "create": limited.labels("create"),
             "join": limited.labels("join"),
+            "validate": limited.labels("validate"),
         }
 
     def allow_event(self, sid: str) -> bool:

@@ -29,7 +29,7 @@ def counting_down(seconds: float) -> Session:
 def instance(store: MemoryStore) -> tuple[Rooms, Deadlines]:
     rooms: Rooms
     deadlines = Deadlines(lambda sid: rooms.current(sid), lambda sid, op: rooms.apply(sid, op))
-    rooms = Rooms(store, lambda sid, before, after: None, on_copy=deadlines.watch)
+    rooms = Rooms(store, lambda *_: None, on_copy=deadlines.watch)
     return rooms, deadlines
 
 
@@ -102,7 +102,7 @@ async def test_a_store_down_at_the_deadline_delays_closing_but_does_not_forget_i
     deadlines = Deadlines(
         lambda sid: rooms.current(sid), lambda sid, op: rooms.apply(sid, op), retry=0.1
     )
-    rooms = Rooms(store, lambda sid, before, after: None, on_copy=deadlines.watch)
+    rooms = Rooms(store, lambda *_: None, on_copy=deadlines.watch)
     await rooms.open(session.id)
     done = await asyncio.wait_for(closed(store, session.id), 10)
     assert store.failures == 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from server import ops, snapshot
 from server.models import Participant, Session
@@ -39,6 +40,10 @@ op = st.one_of(
     st.builds(lambda on: ("auto_reveal", on), st.booleans()),
     st.builds(lambda p, keep: ("remove", p, keep), person, st.booleans()),
     st.builds(lambda p: ("hand_over", p), person),
+    st.builds(lambda p, keep: ("quit", p, keep), person | st.just("fay"), st.booleans()),
+    st.builds(lambda c: ("nudge", c), st.none() | case),
+    st.builds(lambda after: ("away", after), st.sampled_from([1.0, 5.0])),
+    st.builds(lambda n: ("take_over", n), st.integers(0, 1)),
 )
 # After which ops the room is flushed (a delta goes out): coalescing groups the rest.
 steps = st.lists(st.tuples(op, st.booleans()), min_size=1, max_size=60)
@@ -73,11 +78,22 @@ def as_op(step: tuple[Any, ...]) -> ops.Op:
         return ops.Remove("fay", step[1], step[2])
     if kind == "hand_over":
         return ops.HandOver("fay", step[1])
+    if kind == "quit":
+        return ops.Leave(step[1], step[2])
+    if kind == "nudge":
+        return ops.Nudge("fay", step[1])
+    if kind == "away":
+        return ops.MarkAway(step[1])
+    if kind == "take_over":
+        device = Participant(
+            id=f"d{step[1]}", name="", role="facilitator", token_hash=f"t{step[1]}"
+        )
+        return ops.TakeOver(device, f"i:d{step[1]}", 10, "f")
     return ops.Control("fay", step[1], step[2])
 
 
 def started(kind: dict[str, Any]) -> Session:
-    session = new_session(**kind)
+    session = replace(new_session(**kind), facilitator_hash="f")
     fay = Participant(id="fay", name="Fay", role="facilitator", token_hash="f")
     return ops.apply(session, ops.Join(fay, "i:fay", 10), 1.0)
 

@@ -59,6 +59,7 @@ def test_the_results_document_has_the_contract_shape() -> None:
         "mode": "hidden",
         "anonymous": False,
         "status": "active",
+        "auto_reveal": False,
         "template": "Is Django right for this project?",
         "version": session.version,
     }

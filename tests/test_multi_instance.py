@@ -304,3 +304,80 @@ async def test_hand_over_across_instances_moves_control_at_once(
     assert back.id == fay.id and back.welcome["role"] == "voter"
     for member in (ann, back):
         await member.client.disconnect()
+
+
+async def test_the_facilitator_link_on_another_instance_moves_the_same_person(
+    instances: list[LiveServer],
+) -> None:
+    a, b, _ = instances
+    created = create_session(a.url, title="Take-over")
+    laptop = await facilitate(a.url, created)
+    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    opened = await laptop.control("open", "realtime")
+    await ann.until_version(opened["version"])
+    voted = await laptop.vote("realtime", 3)
+    await ann.until_version(voted["version"])
+    phone = await join(
+        b.url,
+        {"session": created["id"], "name": "", "facilitator_token": created["facilitator_token"]},
+    )
+    assert phone.id == laptop.id and phone.welcome["ballots"] == {"realtime": 3}
+    # The laptop, on the other instance, is told and let go.
+    told = await laptop.until_event("removed", timeout=10)
+    assert told["reason"] == "moved"
+    await laptop.until_event("disconnect", timeout=10)
+    state = await phone.call("sync")
+    assert [p["id"] for p in state["participants"]] == [laptop.id, ann.id]
+    assert (await phone.control("reveal", "realtime"))["ok"]
+    # Its old token, on its own instance, no longer names Fay.
+    stale = await join(
+        a.url, {"session": created["id"], "token": laptop.welcome["token"]}, refuse_ok=True
+    )
+    assert stale.refused == "Please enter a name."
+    for member in (phone, ann):
+        await member.client.disconnect()
+
+
+AWAY_AFTER = 2
+
+
+@pytest.fixture(scope="module")
+def quick_away(
+    redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[LiveServer]]:
+    tmp = Path(tmp_path_factory.mktemp("away"))
+    env = {"STACKVOTE_REDIS_URL": redis.url, "STACKVOTE_AWAY_AFTER_SECONDS": str(AWAY_AFTER)}
+    with ExitStack() as stack:
+        yield [stack.enter_context(live_server(tmp, env)) for _ in range(3)]
+
+
+async def test_one_instance_marks_someone_away_and_every_instance_agrees(
+    quick_away: list[LiveServer],
+) -> None:
+    a, b, c = quick_away
+    created = create_session(a.url, title="Away")
+    session = created["id"]
+    # Every instance holds the session: each keeps a timer for Ben being away.
+    fay = await facilitate(a.url, created)
+    ben = await join(a.url, {"session": session, "name": "Ben"})
+    ann = await join(b.url, {"session": session, "name": "Ann"})
+    cat = await join(c.url, {"session": session, "name": "Cat"})
+    await ben.client.disconnect()
+
+    def ben_of(state: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = next(p for p in state["participants"] if p["id"] == ben.id)
+        return found
+
+    offline = await fay.until(lambda s: not ben_of(s)["online"], timeout=10)
+    assert ben_of(offline)["away"] is False
+    seen = [
+        await member.until(lambda s: ben_of(s)["away"], timeout=AWAY_AFTER + 10)
+        for member in (fay, ann, cat)
+    ]
+    # Three timers fired; one change was stored, and everyone sees it at the same version.
+    assert {s["version"] for s in seen} == {offline["version"] + 1}
+    stored = httpx.get(f"{c.url}/api/sessions/{session}").json()
+    assert stored["version"] == offline["version"] + 1
+    assert ben_of(stored)["away"] is True
+    for member in (fay, ann, cat):
+        await member.client.disconnect()

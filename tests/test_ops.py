@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,6 +48,14 @@ op = st.one_of(
     st.builds(lambda p, keep: ops.Remove("fay", p, keep), person, st.booleans()),
     st.builds(lambda p: ops.HandOver("fay", p), person),
     st.just(ops.Close()),
+    st.builds(lambda p, keep: ops.Leave(p, keep), everyone, st.booleans()),
+    st.builds(lambda c: ops.Nudge("fay", c), st.none() | case),
+    st.builds(ops.MarkAway, st.sampled_from([0.0, 2.0, 30.0])),
+    st.builds(
+        lambda n, name: ops.TakeOver(_device(n, name), f"i:device-{n}", 10, "link"),
+        st.integers(0, 2),
+        st.sampled_from(["", "Fay", "Zoe"]),
+    ),
 )
 # Each batch: the ops one write stores, and how far the clock moved before it.
 batches = st.lists(
@@ -67,8 +76,12 @@ def _member(pid: str, role: Any = "voter") -> Participant:
     return Participant(id=pid, name=pid.title(), role=role, token_hash=f"hash-{pid}")
 
 
+def _device(n: int, name: str) -> Participant:
+    return Participant(id=f"device-{n}", name=name, role="facilitator", token_hash=f"dev-{n}")
+
+
 def started(**kind: Any) -> Session:
-    session = new_session(**kind)
+    session = msgspec.structs.replace(new_session(**kind), facilitator_hash="link")
     return ops.apply(session, ops.Join(_member("fay", "facilitator"), "i:fay", 10), START)
 
 
@@ -119,6 +132,12 @@ def test_replaying_the_records_gives_every_instance_the_same_session(
         ops.HandOver("fay", "ann"),
         ops.Remove("fay", "ann", False),
         ops.Remove("fay", "ann", True),
+        ops.Leave("ann", False),
+        ops.Leave("ben", True),
+        ops.Nudge("fay", "realtime"),
+        ops.Nudge("fay"),
+        ops.Detach("ann", "i:ann"),
+        ops.TakeOver(_device(1, ""), "i:device-1", 10, "link"),
     ],
 )
 def test_each_new_op_survives_a_record_and_replays_to_the_same_session(change: ops.Op) -> None:
@@ -142,6 +161,34 @@ def voting() -> Session:
         session = ops.apply(session, ops.Join(_member(pid), f"i:{pid}", 10), START)
     session = ops.apply(session, ops.Control("fay", "open", "realtime"), START)
     return ops.apply(session, ops.Control("fay", "open", "prototype"), START)
+
+
+def test_going_offline_and_away_are_judged_by_the_times_of_their_ops() -> None:
+    offline = ops.apply(voting(), ops.Detach("ann", "i:ann"), START + 3)
+    assert offline.participant("ann").offline_since == START + 3  # type: ignore[union-attr]
+    assert ops.apply(offline, ops.MarkAway(30.0), START + 32.9) is offline
+    away = ops.apply(offline, ops.MarkAway(30.0), START + 33)
+    assert away.participant("ann").away  # type: ignore[union-attr]
+    assert away.version == offline.version + 1
+    # Every other instance's timer fires too: its op finds nobody left to mark.
+    assert ops.apply(away, ops.MarkAway(30.0), START + 34) is away
+    back = ops.apply(away, ops.Attach("ann", "i:ann-2"), START + 40)
+    assert not back.participant("ann").away  # type: ignore[union-attr]
+
+
+def test_a_take_over_applied_again_changes_nothing() -> None:
+    take = ops.TakeOver(_device(1, ""), "i:device-1", 10, "link")
+    moved = ops.apply(voting(), take, START)
+    assert [p.id for p in moved.participants] == ["fay", "ann", "ben"]
+    assert moved.participant("fay").token_hash == "dev-1"  # type: ignore[union-attr]
+    assert ops.apply(moved, take, START + 1) is moved
+
+
+def test_a_nudge_is_stamped_with_the_time_of_its_op() -> None:
+    nudged = ops.apply(voting(), ops.Nudge("fay"), START + 5)
+    assert nudged.nudge is not None and nudged.nudge.at == START + 5
+    with pytest.raises(RuleError, match="just now"):
+        ops.apply(nudged, ops.Nudge("fay", "realtime"), START + 6)
 
 
 def test_a_countdown_ends_at_the_time_of_the_op_plus_its_seconds() -> None:

@@ -35,6 +35,7 @@ def test_the_wheel_contains_pages_static_files_and_decks(wheel: Path) -> None:
         "server/static/vendor/socket.io/socket.io.esm.min.js",
         "server/static/vendor/socket.io/LICENSE",
         "server/decks/django.json",
+        "server/locale/de/LC_MESSAGES/messages.po",
     ):
         assert needed in names, needed
     assert not any(n.startswith("tests/") for n in names)

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from server import protocol
-from server.protocol import Auth, Control, CreateSession, ProtocolError, Vote, parse
+from server.protocol import Auth, Control, CreateSession, Leave, ProtocolError, Vote, parse
 from server.rules import Action
 
 SCORE_HINT = "score must be a whole number from 0 to 4, or null to abstain"
 CASE_HINT = "case must be the id of a case in this session"
 ACTION_HINT = (
     "action must be one of open, open_all, reveal, reveal_all, revote, lock, finish, "
-    "countdown, auto_reveal, hand_over, remove"
+    "countdown, auto_reveal, hand_over, remove, nudge"
 )
 REASON_HINT = "reason must be text of at most 280 characters"
 SECONDS_HINT = "seconds must be a whole number from 0 to 86400"
@@ -138,6 +138,8 @@ def test_a_control_with_an_unknown_field_is_refused() -> None:
             {"action": "remove", "participant": "a1b2c3", "keep_ballots": True},
             Control(action="remove", participant="a1b2c3", keep_ballots=True),
         ),
+        ({"action": "nudge"}, Control(action="nudge")),
+        ({"action": "nudge", "case": "realtime"}, Control(action="nudge", case="realtime")),
     ],
 )
 def test_the_new_controls_are_accepted(payload: dict[str, Any], parsed: Control) -> None:
@@ -156,6 +158,8 @@ def test_the_new_controls_are_accepted(payload: dict[str, Any], parsed: Control)
         ({"action": "countdown", "seconds": True}, SECONDS_HINT),
         ({"action": "countdown", "seconds": 60, "case": 3}, CASE_HINT),
         ({"action": "auto_reveal"}, "auto_reveal needs on: true or false"),
+        ({"action": "nudge", "seconds": 10}, "seconds goes only with countdown"),
+        ({"action": "nudge", "case": 7}, CASE_HINT),
         ({"action": "auto_reveal", "on": "yes"}, "on must be true or false"),
         ({"action": "auto_reveal", "on": 1}, "on must be true or false"),
         (
@@ -351,3 +355,22 @@ def test_event_names_match_the_contract() -> None:
         "vote",
         "control",
     )
+
+
+def test_leave_keeps_the_ballots_unless_told_otherwise() -> None:
+    assert parse(Leave, {}) == Leave(keep_ballots=True)
+    assert parse(Leave, {"keep_ballots": False}) == Leave(keep_ballots=False)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"keep_ballots": "no"}, "keep_ballots must be true or false"),
+        ({"keep_ballots": 0}, "keep_ballots must be true or false"),
+        ({"keep_ballots": None}, "keep_ballots must be true or false"),
+        ({"keep_ballots": True, "why": "bored"}, "unknown field `why`"),
+        ([], "expected a JSON object"),
+    ],
+)
+def test_a_bad_leave_is_refused(payload: Any, message: str) -> None:
+    assert refused(Leave, payload).startswith(message)

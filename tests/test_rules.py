@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server import rules
-from server.models import CaseState, Participant, Session
+from server.models import CaseState, Nudge, Participant, Session
 from server.rules import INVISIBLE_IN_NAME, RuleError
+from server.security import hash_token
 from tests.factories import (
+    LIMIT,
     case_in,
     cast,
     control,
@@ -155,12 +157,12 @@ def test_one_person_may_have_several_sockets() -> None:
     session = rules.attach(rules.attach(team("Alice"), "alice", "tab-1"), "alice", "tab-2")
     assert member(session, "alice").sids == ("tab-1", "tab-2")
     assert len(session.participants) == 2  # the same person, not a duplicate
-    one_left = rules.detach(session, "alice", "tab-1")
+    one_left = rules.detach(session, "alice", "tab-1", NOW)
     alice = one_left.participant("alice")
     assert alice is not None
     assert alice.online
     assert alice.sids == ("tab-2",)
-    gone = rules.detach(one_left, "alice", "tab-2")
+    gone = rules.detach(one_left, "alice", "tab-2", NOW)
     assert member(gone, "alice").online is False
     assert gone.participant("alice") is not None  # offline, but still part of the session
 
@@ -182,8 +184,8 @@ def test_attach_refuses_someone_who_is_not_in_the_session() -> None:
 
 def test_detach_of_an_unknown_socket_or_person_changes_nothing() -> None:
     session = rules.attach(team("Alice"), "alice", "sid-1")
-    assert rules.detach(session, "alice", "sid-other") is session
-    assert rules.detach(session, "mallory", "sid-1") is session
+    assert rules.detach(session, "alice", "sid-other", NOW) is session
+    assert rules.detach(session, "mallory", "sid-1", NOW) is session
 
 
 # --- voting
@@ -833,12 +835,72 @@ def test_spectators_are_not_waited_for() -> None:
     assert status_after(session) == "revealed"
 
 
-def test_the_last_one_who_had_not_voted_leaving_reveals() -> None:
+def test_the_last_one_who_had_not_voted_going_offline_is_still_waited_for() -> None:
     session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
     session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
-    assert status_after(rules.detach(session, "ben", "sid-ben")) == "revealed"
+    # A connection that blinks reveals nothing ...
+    blinked = rules.detach(session, "ben", "sid-ben", NOW)
+    assert status_after(blinked) == "voting"
+    assert member(blinked, "ben").offline_since == NOW
+    assert status_after(rules.mark_away(blinked, NOW + AWAY - 1, AWAY)) == "voting"
+    # ... being away long enough does.
+    gone = rules.mark_away(blinked, NOW + AWAY, AWAY)
+    assert member(gone, "ben").away
+    assert status_after(gone) == "revealed"
     # An instance that stopped: its sockets go all at once, with the same effect.
-    assert status_after(rules.drop_sockets(session, "sid-b")) == "revealed"
+    dropped = rules.drop_sockets(session, "sid-b", NOW)
+    assert status_after(dropped) == "voting"
+    assert status_after(rules.mark_away(dropped, NOW + AWAY, AWAY)) == "revealed"
+
+
+AWAY = 120.0
+
+
+def test_away_is_marked_after_the_time_offline_and_lifted_on_return() -> None:
+    session = here(team("Ann", "Ben"), "fay", "ann", "ben")
+    session = rules.detach(session, "ann", "sid-ann", NOW)
+    session = rules.detach(session, "ben", "sid-ben", NOW + 30)
+    assert rules.next_away(session, AWAY) == NOW + AWAY
+    assert rules.mark_away(session, NOW + AWAY - 0.001, AWAY) is session
+    first = rules.mark_away(session, NOW + AWAY, AWAY)
+    assert [p.id for p in first.participants if p.away] == ["ann"]
+    # The same change again (another instance's timer) changes nothing.
+    assert rules.mark_away(first, NOW + AWAY, AWAY) is first
+    assert rules.next_away(first, AWAY) == NOW + 30 + AWAY
+    both = rules.mark_away(first, NOW + 30 + AWAY, AWAY)
+    assert [p.id for p in both.participants if p.away] == ["ann", "ben"]
+    assert rules.next_away(both, AWAY) is None
+    back = rules.attach(both, "ann", "sid-ann-2")
+    ann = member(back, "ann")
+    assert (ann.away, ann.offline_since, ann.online) == (False, None, True)
+
+
+def test_a_second_tab_keeps_someone_here_and_zero_never_marks_anyone_away() -> None:
+    session = rules.attach(here(team("Ann"), "fay", "ann"), "ann", "sid-ann-2")
+    one_tab = rules.detach(session, "ann", "sid-ann", NOW)
+    assert member(one_tab, "ann").offline_since is None
+    assert rules.mark_away(one_tab, NOW + 10 * AWAY, AWAY) is one_tab
+    offline = rules.detach(one_tab, "ann", "sid-ann-2", NOW)
+    assert rules.next_away(offline, 0) is None
+    assert rules.mark_away(offline, NOW + 10**9, 0) is offline
+
+
+def test_people_whose_going_offline_was_never_recorded_are_away_at_once() -> None:
+    # Sessions stored before the time was kept: nobody knows how long they have been gone.
+    session = here(team("Ann"), "fay")
+    assert rules.next_away(session, AWAY) == AWAY
+    marked = rules.mark_away(session, NOW, AWAY)
+    assert [p.id for p in marked.participants if p.away] == ["ann"]
+
+
+def test_an_away_voter_is_not_waited_for_and_is_again_once_back() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
+    session = rules.detach(session, "ben", "sid-ben", NOW)
+    session = rules.mark_away(session, NOW + AWAY, AWAY)
+    session = rules.vote(session, "fay", "realtime", 1)
+    back = rules.attach(session, "ben", "sid-ben")
+    assert status_after(rules.vote(back, "ann", "realtime", 2)) == "voting"
+    assert status_after(rules.vote(session, "ann", "realtime", 2)) == "revealed"
 
 
 def test_someone_coming_back_online_is_waited_for_again() -> None:
@@ -1031,3 +1093,152 @@ def test_a_finished_session_takes_none_of_the_new_commands() -> None:
 def test_a_link_of_another_session_is_refused() -> None:
     with pytest.raises(RuleError, match="not valid for this session"):
         rules.check_link(team("Ann"), "0" * 64)
+
+
+# --- the facilitator link on another device
+
+
+def device(token: str, name: str = "") -> Participant:
+    """A device opening the facilitator link, as the server describes it (a fresh id and
+    token; the name given, if any)."""
+    return Participant(
+        id=f"new-{token}", name=name, role="facilitator", token_hash=hash_token(token)
+    )
+
+
+def test_taking_over_moves_the_same_person_to_the_new_device() -> None:
+    session = here(cast(open_case("Ann"), "realtime", {"fay": 3, "ann": 1}), "fay", "ann")
+    session = rules.vote(session, "fay", "realtime", 3, reason="it must be live")
+    link = session.facilitator_hash
+    moved = rules.take_over(session, device("phone"), "sid-phone", limit=LIMIT, link=link)
+    fay = member(moved, "fay")
+    assert [p.id for p in moved.participants] == ["fay", "ann"]
+    assert (fay.name, fay.role, fay.sids) == ("Fay", "facilitator", ("sid-phone",))
+    assert ballots(moved) == {"fay": 3, "ann": 1}
+    assert case_in(moved, "realtime").reasons == {"fay": "it must be live"}
+    # The new token names Fay; the old one names nobody.
+    assert rules.find_by_token(moved, hash_token("phone")) == fay
+    assert rules.find_by_token(moved, hash_token("token-fay")) is None
+    assert rules.moved_between(session, moved) == {"fay"}
+    # The same change again (a retry, or another instance replaying it) changes nothing.
+    again = rules.take_over(moved, device("phone"), "sid-phone", limit=LIMIT, link=link)
+    assert again is moved
+
+
+def test_the_link_joins_as_facilitator_only_while_nobody_facilitates() -> None:
+    session = new_session()
+    link = session.facilitator_hash
+    with pytest.raises(RuleError, match="Please enter a name"):
+        rules.take_over(session, device("laptop"), "sid-1", limit=LIMIT, link=link)
+    first = rules.take_over(session, device("laptop", "Fay"), "sid-1", limit=LIMIT, link=link)
+    assert [(p.id, p.role) for p in first.participants] == [("new-laptop", "facilitator")]
+    # A second device at the same moment becomes that same person, whatever name it gave.
+    second = rules.take_over(first, device("phone", "Fay"), "sid-2", limit=LIMIT, link=link)
+    assert [(p.id, p.name, p.sids) for p in second.participants] == [
+        ("new-laptop", "Fay", ("sid-2",))
+    ]
+
+
+def test_a_link_that_stopped_working_takes_nobody_over() -> None:
+    session = here(team("Ann"), "ann")
+    link = session.facilitator_hash
+    handed = rules.hand_over(session, "fay", "ann")
+    with pytest.raises(RuleError, match="handed over"):
+        rules.take_over(handed, device("phone"), "sid-phone", limit=LIMIT, link=link)
+    with pytest.raises(RuleError, match="not valid"):
+        rules.take_over(session, device("phone"), "sid-phone", limit=LIMIT, link="0" * 64)
+
+
+def test_moved_between_tells_taken_over_people_from_those_who_left() -> None:
+    session = here(team("Ann", "Ben"), "fay", "ann", "ben")
+    link = session.facilitator_hash
+    assert rules.moved_between(session, session) == set()
+    assert rules.moved_between(session, rules.detach(session, "ann", "sid-ann", NOW)) == set()
+    both = rules.take_over(
+        rules.leave(session, "ann", keep_ballots=True),
+        device("phone"),
+        "sid-phone",
+        limit=LIMIT,
+        link=link,
+    )
+    assert rules.moved_between(session, both) == {"fay"}
+    assert rules.removed_between(session, both) == {"ann"}
+
+
+# --- leaving
+
+
+def test_leaving_is_like_being_removed() -> None:
+    session = scored(team("Ann", "Ben"), "prototype", {"ann": 4, "ben": 2})
+    session = rules.vote(open_case_in(session), "ann", "realtime", 3, reason="why not")
+    session = rules.vote(session, "ben", "realtime", 1)
+    left = rules.leave(session, "ann", keep_ballots=False)
+    assert left == rules.remove(session, "fay", "ann", keep_ballots=False)
+    assert [p.id for p in left.participants] == ["fay", "ben"]
+    assert ballots(left) == {"ben": 1}
+    assert ballots(left, "prototype") == {"ann": 4, "ben": 2}
+    kept = rules.leave(session, "ann", keep_ballots=True)
+    assert ballots(kept) == {"ann": 3, "ben": 1}
+    assert rules.find_by_token(kept, hash_token("token-ann")) is None
+
+
+def test_the_only_facilitator_cannot_leave() -> None:
+    session = team("Ann")
+    with pytest.raises(RuleError) as caught:
+        rules.leave(session, "fay", keep_ballots=True)
+    assert str(caught.value).startswith("Hand the session over first")
+    # Once handed over, the former facilitator is a voter and may go.
+    handed = rules.hand_over(here(session, "ann"), "fay", "ann")
+    assert [p.id for p in rules.leave(handed, "fay", keep_ballots=True).participants] == ["ann"]
+    # One of two facilitators (from before the link moved people) may go too.
+    two = with_people(team("Ann"), person("Fay2", "facilitator"))
+    assert rules.leave(two, "fay", keep_ballots=True).participant("fay") is None
+    with pytest.raises(RuleError, match="not part of this session"):
+        rules.leave(session, "mallory", keep_ballots=True)
+
+
+def test_the_last_one_who_had_not_voted_leaving_reveals_with_auto_reveal() -> None:
+    session = auto("Ann", "Ben", online=("fay", "ann", "ben"))
+    session = rules.vote(rules.vote(session, "fay", "realtime", 1), "ann", "realtime", 2)
+    assert status_after(rules.leave(session, "ben", keep_ballots=True)) == "revealed"
+
+
+# --- reminders
+
+
+def test_a_nudge_names_the_open_cases_and_their_rounds() -> None:
+    session = control(open_case("Ann"), "open", "prototype")
+    every = rules.nudge(session, "fay", None, NOW)
+    assert every.nudge == Nudge(at=NOW, cases={"realtime": 1, "prototype": 1})
+    one = rules.nudge(session, "fay", "prototype", NOW)
+    assert one.nudge == Nudge(at=NOW, cases={"prototype": 1})
+
+
+def test_nudges_are_at_most_one_per_interval() -> None:
+    session = rules.nudge(open_case("Ann"), "fay", None, NOW)
+    with pytest.raises(RuleError) as caught:
+        rules.nudge(session, "fay", "realtime", NOW + 3.5)
+    assert str(caught.value) == "You sent a reminder just now; you can send another in 7 s."
+    later = rules.nudge(session, "fay", "realtime", NOW + rules.NUDGE_INTERVAL)
+    assert later.nudge is not None and later.nudge.at == NOW + rules.NUDGE_INTERVAL
+
+
+@pytest.mark.parametrize(
+    ("who", "case_id", "message"),
+    [
+        ("ann", None, "Only the facilitator can do that."),
+        ("fay", "prototype", "This case is not open for voting, so there is nobody to remind."),
+        ("fay", "cobol", "There is no case 'cobol' in this session."),
+    ],
+)
+def test_refused_nudges(who: str, case_id: str | None, message: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        rules.nudge(open_case("Ann"), who, case_id, NOW)
+    assert str(caught.value) == message
+
+
+def test_nothing_open_means_nobody_to_nudge() -> None:
+    with pytest.raises(RuleError, match="Nothing is open for voting"):
+        rules.nudge(team("Ann"), "fay", None, NOW)
+    with pytest.raises(RuleError, match="This session has finished"):
+        rules.nudge(control(open_case("Ann"), "finish"), "fay", None, NOW)

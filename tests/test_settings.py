@@ -125,6 +125,7 @@ def test_without_a_public_url_only_the_local_address_is_an_allowed_origin() -> N
         "STACKVOTE_LIMIT_CONNECTS",
         "STACKVOTE_LIMIT_CREATES",
         "STACKVOTE_LIMIT_JOIN_CODES",
+        "STACKVOTE_LIMIT_VALIDATIONS",
     ],
 )
 def test_a_rate_limit_that_cannot_be_read_is_refused(name: str) -> None:
@@ -278,6 +279,18 @@ def test_uses_redis_follows_the_url(url: str | None, uses_redis: bool) -> None:
 def test_an_unusable_instance_ttl_is_refused(value: str) -> None:
     with pytest.raises(SettingsError, match="instance_ttl_seconds"):
         Settings.from_env({"STACKVOTE_INSTANCE_TTL_SECONDS": value})
+
+
+def test_people_are_away_after_two_minutes_offline_unless_configured() -> None:
+    assert Settings.from_env({}).away_after_seconds == 120
+    assert Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": "0"}).away_after_seconds == 0
+    assert Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": "30"}).away_after_seconds == 30
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "soon"])
+def test_an_unusable_away_time_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"AWAY_AFTER_SECONDS|away_after_seconds"):
+        Settings.from_env({"STACKVOTE_AWAY_AFTER_SECONDS": value})
 
 
 @pytest.mark.parametrize(

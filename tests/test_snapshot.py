@@ -39,19 +39,60 @@ def test_the_snapshot_has_the_contract_shape() -> None:
         "mode": "hidden",
         "anonymous": False,
         "status": "active",
+        "auto_reveal": False,
+        "nudge": None,
     }
+    offline = {"online": False, "away": False}
     assert state["participants"] == [
-        {"id": "fay", "name": "Fay", "role": "facilitator", "online": False, "voted": ["realtime"]},
-        {"id": "alice", "name": "Alice", "role": "voter", "online": False, "voted": ["realtime"]},
-        {"id": "bob", "name": "Bob", "role": "voter", "online": False, "voted": ["realtime"]},
-        {"id": "watcher", "name": "Watcher", "role": "spectator", "online": False, "voted": []},
+        {"id": "fay", "name": "Fay", "role": "facilitator", **offline, "voted": ["realtime"]},
+        {"id": "alice", "name": "Alice", "role": "voter", **offline, "voted": ["realtime"]},
+        {"id": "bob", "name": "Bob", "role": "voter", **offline, "voted": ["realtime"]},
+        {"id": "watcher", "name": "Watcher", "role": "spectator", **offline, "voted": []},
     ]
     assert [c["id"] for c in state["cases"]] == [c.id for c in session.template.cases]
     realtime = case_of(state, "realtime")
-    assert set(realtime) == {"id", "title", "status", "round", "votes_in", "results", "deadline"}
-    assert realtime["deadline"] is None
+    assert set(realtime) == {
+        "id",
+        "title",
+        "status",
+        "round",
+        "votes_in",
+        "results",
+        "deadline",
+        "history",
+    }
+    assert (realtime["deadline"], realtime["history"]) == (None, [])
     assert realtime["title"] == "Live updates are core"
     assert (realtime["status"], realtime["round"]) == ("voting", 1)
+
+
+def test_the_snapshot_shows_who_is_away_and_no_more() -> None:
+    session = rules.attach(rules.attach(voting(), "bob", "sid-1"), "alice", "sid-2")
+    session = rules.detach(session, "alice", "sid-2", 2_000.0)
+    session = rules.mark_away(session, 2_000.0 + 60, 60)
+    state = snapshot.state(session)
+    seen = {p["id"]: (p["online"], p["away"]) for p in state["participants"]}
+    assert seen == {"fay": (False, True), "alice": (False, True), "bob": (True, False)}
+    # When someone went offline stays on the server.
+    assert "2000" not in json.dumps(state)
+    back = snapshot.state(rules.attach(session, "alice", "sid-3"))
+    assert [p["away"] for p in back["participants"]] == [True, False, False]
+
+
+def test_a_nudge_names_the_cases_still_open_in_the_same_round() -> None:
+    nudged = rules.nudge(voting(), "fay", None, 3_000.0)
+    assert snapshot.state(nudged)["session"]["nudge"] == {
+        "at": 3_000.0,
+        "cases": ["realtime", "prototype"],
+    }
+    revealed = rules.control(nudged, "fay", "reveal", "realtime")
+    assert snapshot.summary(revealed)["nudge"] == {"at": 3_000.0, "cases": ["prototype"]}
+    assert snapshot.marks(nudged, revealed).session
+    done = rules.control(revealed, "fay", "reveal", "prototype")
+    assert snapshot.summary(done)["nudge"] is None
+    # A new round of the case is not nudged by the old reminder.
+    again = rules.control(done, "fay", "revote", "prototype")
+    assert snapshot.summary(again)["nudge"] is None
 
 
 def test_the_snapshot_shows_who_is_online() -> None:
@@ -132,6 +173,12 @@ def test_a_revote_hides_the_new_round_again() -> None:
     assert realtime["round"] == 2
     assert realtime["votes_in"] == 1
     assert '"score"' not in dumped(snapshot.state(session))
+    # The round everyone saw revealed stays in view while the new one is scored.
+    [first] = realtime["history"]
+    assert first["round"] == 1
+    assert first["n"] == 2
+    assert sum(first["histogram"]) == 2
+    assert "ballots" not in first
 
 
 # --- open mode
@@ -323,7 +370,10 @@ def test_reasons_and_earlier_rounds_show_with_the_results() -> None:
     assert results["reasons"] == []
     first = engine.case_results([1, 4]).as_dict()
     assert results["history"] == [
-        {"round": 1, **{k: first[k] for k in ("n", "median", "iqr", "consensus", "band")}}
+        {
+            "round": 1,
+            **{k: first[k] for k in ("n", "histogram", "median", "iqr", "consensus", "band")},
+        }
     ]
     previous = control(control(session, "revote", "realtime"), "reveal", "realtime")
     assert [

@@ -1,5 +1,9 @@
 // Landing page: builds the create-session request and moves the creator into the room.
 
+import { enterRoom, lastName, NAME_MAX } from "/static/js/creator.js";
+import { t } from "/static/js/i18n.js";
+import { showRecent } from "/static/js/recent-list.js";
+
 const CUSTOM = "__custom__";
 
 const EXAMPLE_TEMPLATE = {
@@ -36,6 +40,7 @@ const EXAMPLE_TEMPLATE = {
 
 const form = document.getElementById("create-form");
 const titleInput = document.getElementById("title");
+const nameInput = document.getElementById("creator-name");
 const templateSelect = document.getElementById("template");
 const templateDescription = document.getElementById("template-description");
 const customField = document.getElementById("custom-field");
@@ -71,7 +76,7 @@ function readTemplate() {
   const text = customInput.value.trim();
   if (!text) {
     showError(
-      "Paste your template JSON, or pick one of the ready-made question sets.",
+      t("Paste your template JSON, or pick one of the ready-made question sets."),
       customInput,
     );
     return null;
@@ -80,12 +85,15 @@ function readTemplate() {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    showError(`That template isn't valid JSON: ${err.message}`, customInput);
+    showError(t("That template isn't valid JSON: {detail}", { detail: err.message }), customInput);
     return null;
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     showError(
-      "The template should be one JSON object, starting with { and ending with }.",
+      t("The template should be one JSON object, starting with {open} and ending with {close}.", {
+        open: "{",
+        close: "}",
+      }),
       customInput,
     );
     return null;
@@ -102,7 +110,7 @@ async function createSession(body) {
       body: JSON.stringify(body),
     });
   } catch {
-    throw new Error("We couldn't reach the server. Check your connection and try again.");
+    throw new Error(t("We couldn't reach the server. Check your connection and try again."));
   }
   let data = null;
   try {
@@ -112,10 +120,12 @@ async function createSession(body) {
   }
   if (!response.ok) {
     const message = data && typeof data.error === "string" ? data.error : null;
-    throw new Error(message || `The server said no (${response.status}). Please try again.`);
+    throw new Error(
+      message || t("The server said no ({status}). Please try again.", { status: response.status }),
+    );
   }
   if (!data || typeof data.facilitator_url !== "string") {
-    throw new Error("The server answered in a way we didn't expect. Please try again.");
+    throw new Error(t("The server answered in a way we didn't expect. Please try again."));
   }
   return data;
 }
@@ -126,11 +136,20 @@ async function onSubmit(event) {
 
   const title = titleInput.value.trim();
   if (!title) {
-    showError("Give the session a title so people know what they're scoring.", titleInput);
+    showError(t("Give the session a title so people know what they're scoring."), titleInput);
     return;
   }
   if (title.length > 120) {
-    showError("Keep the title to 120 characters or fewer.", titleInput);
+    showError(t("Keep the title to {limit} characters or fewer.", { limit: 120 }), titleInput);
+    return;
+  }
+  const name = nameInput.value.trim();
+  if (!name) {
+    showError(t("Please enter your name: the others will see it."), nameInput);
+    return;
+  }
+  if (name.length > NAME_MAX) {
+    showError(t("Please keep your name to {max} characters.", { max: NAME_MAX }), nameInput);
     return;
   }
   const template = readTemplate();
@@ -145,18 +164,24 @@ async function onSubmit(event) {
   };
 
   submitButton.disabled = true;
-  submitButton.textContent = "Creating…";
+  submitButton.textContent = t("Creating…");
   try {
     const created = await createSession(body);
-    location.assign(created.facilitator_url);
+    enterRoom(created, title, name);
   } catch (err) {
     showError(err.message);
     submitButton.disabled = false;
-    submitButton.textContent = "Create session";
+    submitButton.textContent = t("Create session");
   }
 }
 
-templateSelect.addEventListener("change", syncTemplateChoice);
+templateSelect.addEventListener("change", () => {
+  // An error about the previous choice no longer applies.
+  clearError();
+  syncTemplateChoice();
+nameInput.value ||= lastName();
+showRecent(document.getElementById("recent"), document.getElementById("recent-list"));
+});
 exampleButton.addEventListener("click", () => {
   customInput.value = JSON.stringify(EXAMPLE_TEMPLATE, null, 2);
   customInput.focus();
@@ -165,7 +190,11 @@ form.addEventListener("submit", onSubmit);
 // Browsers may restore the previous selection on back/forward; reflect it.
 window.addEventListener("pageshow", () => {
   syncTemplateChoice();
+nameInput.value ||= lastName();
+showRecent(document.getElementById("recent"), document.getElementById("recent-list"));
   submitButton.disabled = false;
-  submitButton.textContent = "Create session";
+  submitButton.textContent = t("Create session");
 });
 syncTemplateChoice();
+nameInput.value ||= lastName();
+showRecent(document.getElementById("recent"), document.getElementById("recent-list"));

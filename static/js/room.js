@@ -1,9 +1,13 @@
 // The voting room: joins over Socket.IO, renders each snapshot, sends votes and commands.
 
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
+import { t } from "./i18n.js";
+import { rememberSession } from "./recent.js";
 import { MyBallots } from "./room/ballots.js";
+import { RoomBar, renderWaiting } from "./room/bar.js";
 import { CaseCard } from "./room/cases.js";
 import { applyDelta } from "./room/delta.js";
+import { Confirm } from "./room/dialog.js";
 import { setHidden, setText } from "./room/dom.js";
 import { Identity } from "./room/identity.js";
 import { setUpCopyButtons } from "./room/invite.js";
@@ -33,6 +37,10 @@ const dom = {
   connection: $("connection"),
   connectionText: $("connection").querySelector(".connection__text"),
   join: $("join"),
+  joinTitle: $("join-title"),
+  joinContinue: $("join-continue"),
+  joinContinueText: $("join-continue-text"),
+  joinContinueButton: $("join-continue-button"),
   joinForm: $("join-form"),
   joinName: $("join-name"),
   joinSpectator: $("join-spectator"),
@@ -40,8 +48,19 @@ const dom = {
   joinFacilitator: $("join-facilitator"),
   joinError: $("join-error"),
   joinSubmit: $("join-submit"),
+  bar: $("roombar"),
+  barStatus: $("roombar-status"),
+  barEvent: $("roombar-event"),
+  barVerdict: $("roombar-verdict"),
+  barPeople: $("roombar-people"),
   facilitatorBar: $("facilitator-bar"),
   finishButton: $("facilitator-bar").querySelector('[data-action="finish"]'),
+  autoReveal: $("auto-reveal"),
+  waiting: $("waiting"),
+  waitingTitle: $("waiting-title"),
+  waitingText: $("waiting-text"),
+  leaveRow: $("leave-row"),
+  leave: $("leave"),
   facilitatorLink: $("facilitator-link"),
   facilitatorUrl: $("facilitator-url"),
   keyboardHint: $("keyboard-hint"),
@@ -60,8 +79,13 @@ const dom = {
 };
 
 const cards = new Map(
-  [...dom.cases.querySelectorAll(".case")].map((node) => [node.dataset.case, new CaseCard(node)]),
+  [...dom.cases.querySelectorAll(".case")].map((node) => [
+    node.dataset.case,
+    new CaseCard(node, template.scale),
+  ]),
 );
+const bar = new RoomBar(dom);
+const confirmDialog = new Confirm($("confirm"));
 const identity = new Identity(sessionId);
 const messages = new Messages($("toast"), $("announcer"));
 const mine = new MyBallots();
@@ -81,17 +105,20 @@ const room = {
   failedAttempts: 0,
   retryTimer: 0,
   removed: "", // why the server is about to close the connection, if it said
+  removedReason: "", // "removed", "left" or "moved"
+  focusOnRender: false, // just joined: put focus where the person will act
+  autoRevealWanted: null, // the auto-reveal switch's state while a change is on its way
 };
 
 let socket = null;
 
 const CONNECTION_WORDS = {
-  idle: "Not connected",
-  connecting: "Connecting…",
-  connected: "Live",
-  reconnecting: "Reconnecting…",
-  storage: "Server reconnecting…",
-  offline: "Offline",
+  idle: () => t("Not connected"),
+  connecting: () => t("Connecting…"),
+  connected: () => t("Live"),
+  reconnecting: () => t("Reconnecting…"),
+  storage: () => t("Server reconnecting…"),
+  offline: () => t("Offline"),
 };
 
 // After this many failed attempts without ever connecting, WebSocket is probably blocked.
@@ -100,32 +127,76 @@ const BLOCKED_AFTER_ATTEMPTS = 3;
 function setConnection(state) {
   room.connection = state;
   dom.connection.dataset.state = state;
-  setText(dom.connectionText, CONNECTION_WORDS[state]);
+  setText(dom.connectionText, CONNECTION_WORDS[state]());
   if (room.snapshot) render();
 }
 
 // ---------- Joining ----------
 
-function showJoin(message = "") {
+function showJoin(message = "", { invalid = true } = {}) {
   room.joined = false;
   root.dataset.state = "joining";
   setHidden(dom.join, false);
+  setHidden(dom.joinContinue, true);
+  setHidden(dom.joinForm, false);
   const facilitating = Boolean(identity.facilitatorToken);
   setHidden(dom.joinFacilitator, !facilitating);
   setHidden(dom.joinSpectatorChoice, facilitating);
   if (!dom.joinName.value) dom.joinName.value = room.name || identity.lastName;
   dom.joinError.textContent = message;
   dom.joinSubmit.disabled = false;
-  dom.joinSubmit.textContent = "Join";
-  if (message) dom.joinName.setAttribute("aria-invalid", "true");
+  dom.joinSubmit.textContent = t("Join");
+  if (message && invalid) dom.joinName.setAttribute("aria-invalid", "true");
   dom.joinName.focus();
 }
 
+/**
+ * The facilitator link on a device that isn't yet in the room, while someone already runs
+ * the session: carrying on here makes this device that same person (with their ballots).
+ */
+function showContinue(text) {
+  room.joined = false;
+  root.dataset.state = "joining";
+  setHidden(dom.join, false);
+  setHidden(dom.joinForm, true);
+  setHidden(dom.joinContinue, false);
+  setText(dom.joinContinueText, text);
+  dom.joinContinueButton.disabled = false;
+  dom.joinContinueButton.focus();
+}
+
+function onContinue() {
+  dom.joinContinueButton.disabled = true;
+  room.token = null;
+  room.name = "";
+  room.role = "voter";
+  connect();
+}
+
 function showRoom() {
+  const first = !room.joined;
   room.joined = true;
   root.dataset.state = "joined";
   setHidden(dom.join, true);
   dom.joinError.textContent = "";
+  if (first) room.focusOnRender = true;
+}
+
+// After joining, focus goes where the person will act: the first open question's scores,
+// else the waiting panel (never left on <body>).
+function focusStart() {
+  const snapshot = room.snapshot;
+  if (!snapshot) return;
+  room.focusOnRender = false;
+  const active = document.activeElement;
+  if (active && active !== document.body && !dom.join.contains(active)) return;
+  const open = snapshot.cases.find((c) => c.status === "voting");
+  const card = open && cards.get(open.id);
+  const target = card && !card.vote.hidden ? card.scoreButtons.find((b) => b.tabIndex === 0) : null;
+  if (target) target.focus();
+  else if (!dom.waiting.hidden) dom.waitingTitle.focus();
+  else if (card) card.root.focus();
+  else dom.casesSection.querySelector("h2")?.focus();
 }
 
 function onJoinSubmit(event) {
@@ -133,11 +204,11 @@ function onJoinSubmit(event) {
   dom.joinName.removeAttribute("aria-invalid");
   const name = dom.joinName.value.trim();
   if (!name) {
-    showJoin("Please enter your name.");
+    showJoin(t("Please enter your name."));
     return;
   }
   if (name.length > NAME_MAX) {
-    showJoin(`Please keep your name to ${NAME_MAX} characters.`);
+    showJoin(t("Please keep your name to {max} characters.", { max: NAME_MAX }));
     return;
   }
   // A different name is a different person: don't reclaim the previous one's seat.
@@ -146,7 +217,7 @@ function onJoinSubmit(event) {
   room.role = dom.joinSpectator.checked && !identity.facilitatorToken ? "spectator" : "voter";
   dom.joinError.textContent = "";
   dom.joinSubmit.disabled = true;
-  dom.joinSubmit.textContent = "Joining…";
+  dom.joinSubmit.textContent = t("Joining…");
   connect();
 }
 
@@ -200,12 +271,14 @@ function onWelcome(welcome) {
   room.me = welcome.participant_id;
   room.token = welcome.token;
   identity.saveMe({
-    name: room.name,
+    name: welcome.name || room.name,
     token: welcome.token,
     participant_id: welcome.participant_id,
     role: welcome.role,
   });
-  mine.restore(welcome.ballots);
+  if (welcome.name) room.name = welcome.name;
+  rememberSession({ id: sessionId, title: dom.title.textContent, role: welcome.role });
+  mine.restore(welcome.ballots, welcome.reasons);
   showRoom();
   if (room.snapshot) render();
   // Votes that were not answered before the connection dropped go out again, oldest first.
@@ -219,8 +292,9 @@ function onConnectError(err) {
     room.failedAttempts = (room.failedAttempts || 0) + 1;
     if (!room.everConnected && room.failedAttempts === BLOCKED_AFTER_ATTEMPTS) {
       messages.toast(
-        "We can't open a live connection. A proxy, firewall or browser extension may be " +
-          "blocking WebSocket connections, or the server isn't set up for this address.",
+        t(
+          "We can't open a live connection. A proxy, firewall or browser extension may be blocking WebSocket connections, or the server isn't set up for this address.",
+        ),
       );
     }
     return;
@@ -237,7 +311,7 @@ function onConnectError(err) {
   }
   // The server turned us away; err.message says why, in words meant for people.
   setConnection("idle");
-  const message = err && err.message ? err.message : "We couldn't join this session.";
+  const message = err && err.message ? err.message : t("We couldn't join this session.");
   if (code === "bad_facilitator_token") {
     // The stored facilitator link is no good (e.g. an old session); join as a regular member.
     identity.facilitatorToken = null;
@@ -248,7 +322,8 @@ function onConnectError(err) {
 // The facilitator took me off the list: my token names nobody any more, so forget it; joining
 // again (by choice) makes a newcomer.
 function onRemoved(notice) {
-  room.removed = notice?.message || "You were removed from this session.";
+  room.removed = notice?.message || t("You were removed from this session.");
+  room.removedReason = notice?.reason || "removed";
   room.token = null;
   room.me = null;
   identity.forgetMe();
@@ -261,8 +336,18 @@ function onDisconnect(reason) {
   } else if (reason === "io server disconnect") {
     // The server closed this connection on purpose; it won't come back by itself.
     setConnection("idle");
-    showJoin(room.removed || "The server closed the connection. Join again to continue.");
+    const why = room.removedReason;
+    if (why === "moved") {
+      showContinue(
+        t("You carried on in another tab or on another device, so this one stopped following the session. Continue here to move back."),
+      );
+    } else {
+      showJoin(room.removed || t("The server closed the connection. Join again to continue."), {
+        invalid: false,
+      });
+    }
     room.removed = "";
+    room.removedReason = "";
   } else {
     setConnection(navigator.onLine === false ? "offline" : "reconnecting");
   }
@@ -298,12 +383,26 @@ function applySnapshot(snapshot) {
   room.version = snapshot.version;
   room.snapshot = snapshot;
   mine.reconcile(snapshot, room.me);
+  rememberName(snapshot);
   render();
-  if (previous) {
-    const votesText = (id) => cards.get(id)?.votes.textContent ?? "";
-    const summary = describeChanges(previous, snapshot, titleOf, votesText);
-    if (summary) messages.announce(summary);
+  if (previous && room.joined) {
+    const { spoken, event } = describeChanges(previous, snapshot, titleOf, room.me);
+    if (spoken) messages.announce(spoken);
+    if (event) {
+      bar.showEvent(event, titleOf);
+      render();
+    }
   }
+  if (room.focusOnRender && room.joined) focusStart();
+}
+
+// After carrying on from another device the server says who I am; keep my name in step.
+function rememberName(snapshot) {
+  const self = snapshot.participants.find((p) => p.id === room.me);
+  if (!self || self.name === room.name) return;
+  room.name = self.name;
+  const me = identity.loadMe();
+  if (me) identity.saveMe({ ...me, name: self.name });
 }
 
 function myRole(snapshot) {
@@ -323,17 +422,27 @@ function render() {
 
   root.dataset.role = role;
   document.title = `${session.title} · stackvote`;
-  renderHeader(dom, session);
+  renderHeader(dom, snapshot);
 
   setHidden(dom.facilitatorBar, !(facilitator && !finished));
   // Bulk actions are only offered when there is something for them to act on.
   const any = (status) => snapshot.cases.some((c) => c.status === status);
-  const applicable = { open_all: any("pending"), reveal_all: any("voting"), finish: true };
+  const applicable = {
+    open_all: any("pending"),
+    reveal_all: any("voting"),
+    countdown: any("voting"),
+    nudge: snapshot.cases.some((c) => c.status === "voting" && c.votes_in < snapshot.participants.length),
+    finish: true,
+  };
   // aria-disabled rather than disabled: a focused button keeps focus when it stops applying.
   for (const button of dom.facilitatorBar.querySelectorAll("button[data-action]")) {
     button.setAttribute("aria-disabled", String(offline || !applicable[button.dataset.action]));
   }
+  // While a change of the switch is on its way, it shows what was asked for.
+  dom.autoReveal.checked = room.autoRevealWanted ?? Boolean(session.auto_reveal);
+  dom.autoReveal.disabled = offline;
   setHidden(dom.keyboardHint, role === "spectator" || finished);
+  setHidden(dom.leaveRow, !room.joined || facilitator);
 
   const facilitatorToken = identity.facilitatorToken;
   setHidden(dom.facilitatorLink, !(facilitator && facilitatorToken));
@@ -344,18 +453,24 @@ function render() {
   const view = {
     me: room.me,
     role,
+    joined: room.joined,
+    voter: role !== "spectator",
     people: snapshot.participants,
-    nameOf: (p) => (p.id === room.me ? "you" : p.name),
-    nameOfId: (id) => names.get(id) ?? "someone who left",
+    nameOf: (p) => (p.id === room.me ? t("you") : p.name),
+    nameOfId: (id) => names.get(id) ?? t("someone who left"),
     mine,
     finished,
     facilitator,
     anonymous: session.anonymous,
     offline,
+    nudge: session.nudge ?? null,
   };
   for (const state of snapshot.cases) cards.get(state.id)?.render(state, view);
+  keepTicking(snapshot);
 
-  renderPresence(dom, snapshot, { me: room.me });
+  bar.render(snapshot, view);
+  renderWaiting(dom, snapshot, view);
+  renderPresence(dom, snapshot, { me: room.me, facilitator, offline });
   placeRecommendation(snapshot);
   renderRecommendation(dom, snapshot.recommendation, titleOf);
 }
@@ -368,15 +483,34 @@ function placeRecommendation(snapshot) {
   const after = Boolean(position & Node.DOCUMENT_POSITION_FOLLOWING);
   if (scoring && !after) dom.casesSection.after(dom.recommendation);
   else if (!scoring && after) dom.casesSection.before(dom.recommendation);
-  setText(dom.recommendationTitle, finished ? "Recommendation" : "Recommendation so far");
+  setText(dom.recommendationTitle, finished ? t("Recommendation") : t("Recommendation so far"));
+}
+
+// Countdowns tick once a second while any question has a deadline.
+let ticker = 0;
+function keepTicking(snapshot) {
+  const running = snapshot.cases.some((c) => c.status === "voting" && c.deadline);
+  if (running && !ticker) {
+    ticker = setInterval(() => {
+      for (const card of cards.values()) card.tick();
+      if (room.snapshot) bar.render(room.snapshot, bar.last.view);
+    }, 1000);
+  } else if (!running && ticker) {
+    clearInterval(ticker);
+    ticker = 0;
+  }
 }
 
 // ---------- Sending ----------
 
 function ensureOnline() {
   if (socket && socket.connected) return true;
-  messages.toast("You're offline right now. We'll keep trying to reconnect; try again shortly.");
+  messages.toast(t("You're offline right now. We'll keep trying to reconnect; try again shortly."));
   return false;
+}
+
+function reasonFor(caseId) {
+  return (cards.get(caseId)?.reasonInput.value ?? "").trim();
 }
 
 function vote(caseId, score) {
@@ -385,21 +519,27 @@ function vote(caseId, score) {
   if (state.status !== "voting") {
     const why =
       state.status === "pending"
-        ? "This question isn't open for voting yet."
-        : "Voting on this question is closed.";
+        ? t("This question isn't open for voting yet.")
+        : t("Voting on this question is closed.");
     messages.toast(why, "info");
     return;
   }
-  if (!mine.pending.has(caseId) && mine.has(caseId) && mine.get(caseId) === score) return;
+  const reason = reasonFor(caseId);
+  const same =
+    mine.has(caseId) && mine.get(caseId) === score && (mine.reasons.get(caseId) ?? "") === reason;
+  if (!mine.pending.has(caseId) && same) return;
 
-  const ballot = outbox.add(caseId, score, state.round);
+  const ballot = outbox.add(caseId, score, state.round, reason);
   mine.pending.add(caseId);
   mine.choosing.set(caseId, score);
   render();
   if (socket?.connected) {
     deliver(ballot);
   } else {
-    messages.toast("You're offline; your vote will be sent as soon as the connection is back.", "info");
+    messages.toast(
+      t("You're offline; your vote will be sent as soon as the connection is back."),
+      "info",
+    );
   }
 }
 
@@ -423,28 +563,40 @@ function deliver(ballot) {
     mine.pending.delete(ballot.case);
     mine.choosing.delete(ballot.case);
     if (!ack || !ack.ok) {
-      messages.toast(ack?.error || "Your vote didn't go through. Please try again.");
+      messages.toast(ack?.error || t("Your vote didn't go through. Please try again."));
     } else {
-      mine.confirm(ballot.case, ballot.score, ack.version);
+      mine.confirm(ballot.case, ballot.score, ballot.reason ?? "", ack.version);
+      if (ballot.reason) messages.announce(t("Score and reason saved."));
     }
     render();
   });
 }
 
-/** A facilitator command; `focusAfter` takes focus if the pressed button goes away. */
-function control(action, caseId, button, focusAfter) {
-  if (!ensureOnline()) return;
-  const payload = caseId ? { action, case: caseId } : { action };
-  button.setAttribute("aria-disabled", "true");
-  socket.timeout(ACK_TIMEOUT_MS).emit("control", payload, (err, ack) => {
-    button.removeAttribute("aria-disabled");
-    render(); // the toolbar's buttons get their state back from the snapshot
-    if (err) messages.toast("The server didn't answer in time. Please try again.");
-    else if (!ack || !ack.ok) messages.toast(ack?.error || "That didn't work. Please try again.");
-    if (focusAfter && (button.hidden || document.activeElement === document.body)) {
-      focusAfter.focus();
-    }
+/**
+ * A facilitator command; `extra` goes into the payload, `focusAfter` takes focus if the
+ * pressed button goes away. Resolves to whether the server accepted it.
+ */
+function control(action, caseId, button, focusAfter, extra = {}) {
+  if (!ensureOnline()) return Promise.resolve(false);
+  const payload = caseId ? { action, case: caseId, ...extra } : { action, ...extra };
+  button?.setAttribute("aria-disabled", "true");
+  return new Promise((resolve) => {
+    socket.timeout(ACK_TIMEOUT_MS).emit("control", payload, (err, ack) => {
+      button?.removeAttribute("aria-disabled");
+      render(); // the toolbar's buttons get their state back from the snapshot
+      if (err) messages.toast(t("The server didn't answer in time. Please try again."));
+      else if (!ack || !ack.ok) messages.toast(ack?.error || t("That didn't work. Please try again."));
+      if (focusAfter && button && (button.hidden || document.activeElement === document.body)) {
+        focusAfter.focus();
+      }
+      resolve(Boolean(!err && ack && ack.ok));
+    });
   });
+}
+
+function timerSeconds(scope) {
+  const select = scope.querySelector('select[data-role="timer-seconds"]');
+  return Number(select?.value) || 60;
 }
 
 // ---------- Input ----------
@@ -453,20 +605,56 @@ function onCardClick(event) {
   const button = event.target.closest("button");
   const card = event.target.closest(".case");
   if (!button || !card) return;
+  const caseId = card.dataset.case;
   if (button.dataset.score !== undefined) {
     const score = button.dataset.score === "abstain" ? null : Number(button.dataset.score);
-    vote(card.dataset.case, score);
+    vote(caseId, score);
+  } else if (button.dataset.role === "reason-save") {
+    saveReason(caseId);
   } else if (button.dataset.action && button.getAttribute("aria-disabled") !== "true") {
-    control(button.dataset.action, card.dataset.case, button, card);
+    const action = button.dataset.action;
+    if (action === "countdown") {
+      control("countdown", caseId, button, card, { seconds: timerSeconds(card) });
+    } else if (action === "stop_countdown") {
+      control("countdown", caseId, button, card, { seconds: 0 });
+    } else {
+      control(action, caseId, button, card);
+    }
   }
 }
 
-// Digit keys score the focused card; "?" or "a" skips it.
+function saveReason(caseId) {
+  if (!mine.has(caseId) && !mine.choosing.has(caseId)) {
+    messages.toast(t("Pick a score first: the reason goes with it."), "info");
+    return;
+  }
+  const score = mine.choosing.has(caseId) ? mine.choosing.get(caseId) : mine.get(caseId);
+  vote(caseId, score);
+}
+
+const ARROWS = { ArrowLeft: -1, ArrowUp: -1, ArrowRight: 1, ArrowDown: 1 };
+
+// Arrows move between a question's scores; digit keys score the focused card, "?" or "a"
+// skips it.
 function onCardKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (event.target.closest("input, textarea, select, summary")) return;
   const card = event.target.closest(".case");
   if (!card || !room.joined || myRole(room.snapshot) === "spectator") return;
+  const scoreButton = event.target.closest("button[data-score]");
+  if (scoreButton && (event.key in ARROWS || event.key === "Home" || event.key === "End")) {
+    const buttons = cards.get(card.dataset.case).scoreButtons;
+    const at = buttons.indexOf(scoreButton);
+    let next = at + (ARROWS[event.key] ?? 0);
+    if (event.key === "Home") next = 0;
+    if (event.key === "End") next = buttons.length - 1;
+    next = (next + buttons.length) % buttons.length;
+    event.preventDefault();
+    for (const b of buttons) b.tabIndex = -1;
+    buttons[next].tabIndex = 0;
+    buttons[next].focus();
+    return;
+  }
   let score;
   if (/^[0-4]$/.test(event.key)) score = Number(event.key);
   else if (event.key === "?" || event.key === "a" || event.key === "A") score = null;
@@ -475,11 +663,21 @@ function onCardKey(event) {
   vote(card.dataset.case, score);
 }
 
+function onReasonInput(event) {
+  const input = event.target.closest('textarea[data-role="reason-input"]');
+  if (!input) return;
+  cards.get(input.closest(".case").dataset.case)?.countReason();
+}
+
 let finishTimer = 0;
 function onToolbarClick(event) {
   const button = event.target.closest("button[data-action]");
   if (!button || button.getAttribute("aria-disabled") === "true") return;
   const action = button.dataset.action;
+  if (action === "countdown") {
+    control("countdown", null, button, null, { seconds: timerSeconds(dom.facilitatorBar) });
+    return;
+  }
   if (action !== "finish") {
     control(action, null, button);
     return;
@@ -487,8 +685,8 @@ function onToolbarClick(event) {
   // Finishing can't be undone: the first press asks, the second one does it.
   if (button.dataset.confirm !== "true") {
     button.dataset.confirm = "true";
-    button.textContent = "Press again to finish";
-    messages.announce("Press Finish again to end voting for everyone.");
+    button.textContent = t("Press again to finish");
+    messages.announce(t("Press the button again to end voting for everyone."));
     finishTimer = setTimeout(resetFinish, FINISH_CONFIRM_MS);
     return;
   }
@@ -499,10 +697,64 @@ function onToolbarClick(event) {
 function resetFinish() {
   clearTimeout(finishTimer);
   delete dom.finishButton.dataset.confirm;
-  dom.finishButton.textContent = "Finish session";
+  dom.finishButton.textContent = t("Finish session");
 }
 
-// Links to a case (from the recommendation) also move keyboard focus onto it.
+async function onAutoReveal() {
+  room.autoRevealWanted = dom.autoReveal.checked;
+  await control("auto_reveal", null, null, null, { on: dom.autoReveal.checked });
+  room.autoRevealWanted = null;
+  render();
+}
+
+// The facilitator's buttons in the people list.
+async function onPersonAction(event) {
+  const button = event.target.closest("button[data-person-action]");
+  if (!button || button.getAttribute("aria-disabled") === "true") return;
+  const id = button.dataset.participant;
+  const person = room.snapshot?.participants.find((p) => p.id === id);
+  if (!person) return;
+  if (button.dataset.personAction === "hand_over") {
+    const answer = await confirmDialog.ask({
+      title: t("Hand the session to {name}?", { name: person.name }),
+      text: t("{name} will run the session from now on and you'll carry on as a voter. Your facilitator link stops working.", { name: person.name }),
+      confirm: t("Hand over"),
+    });
+    if (answer) await control("hand_over", null, null, null, { participant: id });
+    return;
+  }
+  const answer = await confirmDialog.ask({
+    title: t("Remove {name}?", { name: person.name }),
+    text: t("They'll be told and taken out of the room. They can join again as someone new."),
+    confirm: t("Remove"),
+    danger: true,
+    check: { label: t("Also drop their scores on questions still open"), checked: false },
+  });
+  if (answer) {
+    await control("remove", null, null, null, { participant: id, keep_ballots: !answer.checked });
+  }
+}
+
+async function onLeave() {
+  const answer = await confirmDialog.ask({
+    title: t("Leave this session?"),
+    text: t("You'll be taken off the list of people. You can join again later as someone new."),
+    confirm: t("Leave"),
+    danger: true,
+    check: { label: t("Keep my scores on questions still open"), checked: true },
+  });
+  if (!answer || !ensureOnline()) return;
+  socket.timeout(ACK_TIMEOUT_MS).emit("leave", { keep_ballots: answer.checked }, (err, ack) => {
+    if (err) messages.toast(t("The server didn't answer in time. Please try again."));
+    else if (!ack || !ack.ok) messages.toast(ack?.error || t("That didn't work. Please try again."));
+    else {
+      room.removed = t("You left this session. Join again whenever you like.");
+      room.removedReason = "left";
+    }
+  });
+}
+
+// Links to a case (from the recommendation or the bar) also move keyboard focus onto it.
 function onCaseLink(event) {
   const link = event.target.closest("a[data-focus-case]");
   const card = link && cards.get(link.dataset.focusCase);
@@ -514,14 +766,46 @@ function onCaseLink(event) {
 
 // ---------- Start ----------
 
+/**
+ * Someone holding the facilitator link, new on this device: if the session already has a
+ * facilitator, offer to carry on as them here; else ask for a name (or use the one given
+ * when creating the session).
+ */
+async function startWithLink(me) {
+  let snapshot = null;
+  try {
+    const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}`, {
+      headers: { Accept: "application/json" },
+    });
+    if (response.ok) snapshot = await response.json();
+  } catch {
+    // Offline or refused: the join form still works.
+  }
+  const holder = snapshot?.participants?.find((p) => p.role === "facilitator");
+  if (holder) {
+    showContinue(
+      t("{name} is running this session from another tab or device. Carry on here as {name}: your scores come along, and the other one stops following the session.", { name: holder.name }),
+    );
+  } else if (me && me.name) {
+    connect();
+  } else {
+    showJoin();
+  }
+}
+
 function start() {
   identity.adoptFragment();
   setUpCopyButtons(root, (message) => messages.announce(message));
 
   dom.joinForm.addEventListener("submit", onJoinSubmit);
+  dom.joinContinueButton.addEventListener("click", onContinue);
   dom.cases.addEventListener("click", onCardClick);
   dom.cases.addEventListener("keydown", onCardKey);
+  dom.cases.addEventListener("input", onReasonInput);
   dom.facilitatorBar.addEventListener("click", onToolbarClick);
+  dom.autoReveal.addEventListener("change", onAutoReveal);
+  dom.presence.addEventListener("click", onPersonAction);
+  dom.leave.addEventListener("click", onLeave);
   root.addEventListener("click", onCaseLink);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") resync();
@@ -530,6 +814,8 @@ function start() {
   window.addEventListener("online", () => {
     if (socket && !socket.connected && room.joined) setConnection("reconnecting");
   });
+  // The controls stay open on wide screens; on a phone they fold away under their summary.
+  dom.facilitatorBar.open = window.matchMedia("(min-width: 701px)").matches;
 
   const me = identity.loadMe();
   if (me) {
@@ -539,6 +825,8 @@ function start() {
   if (me && me.token) {
     room.token = me.token;
     connect();
+  } else if (identity.facilitatorToken) {
+    startWithLink(me);
   } else {
     showJoin();
   }

@@ -69,37 +69,51 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+def new_person(browser: Browser, viewport: ViewportSize | None = None, **options: Any) -> Person:
+    """A person with a separate browser context (own storage, own connection) who notes what
+    goes wrong in their page. `options`: more of Playwright's context options (color_scheme,
+    storage_state...)."""
+    context = browser.new_context(viewport=viewport or DESKTOP, **options)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    someone = Person(page=page, context=context)
+
+    def on_console(message: ConsoleMessage) -> None:
+        # CSP violations and script errors show up as console errors.
+        if message.type == "error":
+            someone.errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: someone.errors.append(f"uncaught: {exc}"))
+
+    def on_dialog(dialog: Dialog) -> None:
+        someone.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return someone
+
+
+def problems_of(people: list[Person]) -> list[tuple[str, str]]:
+    """What went wrong in these people's pages: unexpected console errors, and any dialog
+    (stackvote never opens one; one means someone's text ran as script)."""
+    problems = [(p.page.url, e) for p in people for e in p.unexpected_errors()]
+    problems += [(p.page.url, f"dialog: {d}") for p in people for d in p.dialogs]
+    return problems
+
+
 @pytest.fixture
 def person(browser: Browser) -> Iterator[Callable[..., Person]]:
-    """Make a person with a separate browser context (own storage, own connection)."""
+    """Make people (see new_person); the test fails if their browsers reported errors."""
     people: list[Person] = []
 
-    def make(viewport: ViewportSize | None = None) -> Person:
-        context = browser.new_context(viewport=viewport or DESKTOP)
-        context.set_default_timeout(10_000)
-        page = context.new_page()
-        someone = Person(page=page, context=context)
-
-        def on_console(message: ConsoleMessage) -> None:
-            # CSP violations and script errors show up as console errors.
-            if message.type == "error":
-                someone.errors.append(message.text)
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda exc: someone.errors.append(f"uncaught: {exc}"))
-
-        def on_dialog(dialog: Dialog) -> None:
-            someone.dialogs.append(dialog.message)
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
+    def make(viewport: ViewportSize | None = None, **options: Any) -> Person:
+        someone = new_person(browser, viewport, **options)
         people.append(someone)
         return someone
 
     yield make
-    problems = [(p.page.url, e) for p in people for e in p.unexpected_errors()]
-    # stackvote never opens dialogs; one means someone's text ran as script.
-    problems += [(p.page.url, f"dialog: {d}") for p in people for d in p.dialogs]
+    problems = problems_of(people)
     for someone in people:
         someone.context.close()
     assert not problems, f"the browser reported errors: {problems}"

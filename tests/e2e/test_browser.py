@@ -33,6 +33,7 @@ def test_creating_a_session_lands_the_creator_in_the_room_as_facilitator(
     page = person().page
     page.goto(server.url + "/")
     page.get_by_label("What are you deciding?").fill("Backend for the booking app")
+    page.get_by_label("Your name").fill("Fran")
     page.get_by_role("button", name="Create session").click()
 
     page.wait_for_url(re.compile(r"/s/[^/#]+$"))
@@ -41,11 +42,9 @@ def test_creating_a_session_lands_the_creator_in_the_room_as_facilitator(
     stored = page.evaluate(f"localStorage.getItem('stackvote:{session_id}:facilitator')")
     assert stored, "the facilitator token is kept for reconnects"
 
-    expect(page.locator("#join-facilitator")).to_be_visible()
-    expect(page.get_by_test_id("join-spectator")).to_be_hidden()
-    page.get_by_test_id("join-name").fill("Fran")
-    page.get_by_test_id("join-submit").click()
-
+    # The creator is in the room at once, as its facilitator: no second form to fill in.
+    expect(page.locator("#room")).to_have_attribute("data-state", "joined")
+    expect(page.locator("#join")).to_be_hidden()
     expect(page.get_by_test_id("control-open_all")).to_be_visible()
     expect(page.get_by_test_id("presence")).to_contain_text("Fran")
     expect(page.get_by_test_id("presence")).to_contain_text("Facilitator")
@@ -72,6 +71,7 @@ def test_bad_custom_template_is_explained_without_sending(
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
 
     page.get_by_label("What are you deciding?").fill("Which queue?")
+    page.get_by_label("Your name").fill("Fran")
     page.get_by_label("Question set").select_option("__custom__")
     page.get_by_label("Your template (JSON)").fill('{"title": "oops",')
     page.get_by_role("button", name="Create session").click()
@@ -300,7 +300,7 @@ def test_open_anonymous_session_shows_the_spread_live_without_names(
 
     fran.page.get_by_test_id("control-reveal-realtime").click()
     expect(ana.page.locator('[data-testid="case-realtime"] [data-role="mine"]')).to_have_text(
-        "You scored 3."
+        "You scored 3 (Clearly)."
     )
     expect(ana.page.get_by_test_id("score-realtime-3")).to_be_hidden()
 

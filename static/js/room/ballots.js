@@ -7,6 +7,7 @@ export class MyBallots {
     this.rounds = new Map(); // case id -> round last seen
     this.pending = new Set(); // case ids with a vote on its way
     this.choosing = new Map(); // case id -> the score on its way (shown pressed meanwhile)
+    this.reasons = new Map(); // case id -> the reason the server holds with my ballot
   }
 
   has(caseId) {
@@ -18,19 +19,25 @@ export class MyBallots {
   }
 
   /** From `welcome`: my ballots in the current rounds, so a reload keeps my choices. */
-  restore(ballots) {
+  restore(ballots, reasons) {
     this.scores.clear();
     this.since.clear();
+    this.reasons.clear();
     for (const [caseId, score] of Object.entries(ballots || {})) {
       this.scores.set(caseId, score);
       this.since.set(caseId, 0);
     }
+    for (const [caseId, text] of Object.entries(reasons || {})) {
+      if (typeof text === "string") this.reasons.set(caseId, text);
+    }
   }
 
-  /** The server acknowledged my vote in snapshot `version`. */
-  confirm(caseId, score, version) {
+  /** The server acknowledged my vote (and the reason sent with it) in snapshot `version`. */
+  confirm(caseId, score, reason, version) {
     this.scores.set(caseId, score);
     this.since.set(caseId, version);
+    if (reason) this.reasons.set(caseId, reason);
+    else this.reasons.delete(caseId);
   }
 
   /**
@@ -45,11 +52,13 @@ export class MyBallots {
       this.rounds.set(c.id, c.round);
       if (seen !== undefined && c.round > seen) {
         this.scores.delete(c.id);
+        this.reasons.delete(c.id);
         continue;
       }
       const since = this.since.get(c.id) ?? 0;
       if (this.scores.has(c.id) && !voted.has(c.id) && snapshot.version >= since) {
         this.scores.delete(c.id);
+        this.reasons.delete(c.id);
       }
     }
   }

@@ -1,12 +1,15 @@
 // Case cards: the server renders their skeleton; this keeps each one in step with the snapshot.
 
+import { t, tn } from "../i18n.js";
+import { formatLeft } from "./bar.js";
 import { bandWord, el, formatNumber, listNames, setHidden, setText } from "./dom.js";
+import { tally } from "./quorum.js";
 
 const STATUS_WORDS = {
-  pending: "Not open yet",
-  voting: "Voting",
-  revealed: "Revealed",
-  locked: "Locked",
+  pending: () => t("Not open yet"),
+  voting: () => t("Voting"),
+  revealed: () => t("Revealed"),
+  locked: () => t("Locked"),
 };
 
 // Which facilitator buttons make sense in which case status.
@@ -17,79 +20,137 @@ const CONTROLS = {
   lock: ["revealed"],
 };
 
-function scoreWord(score) {
-  return score === null ? "skipped" : String(score);
+const BAND_SHORT = {
+  strong: () => t("strong"),
+  moderate: () => t("moderate"),
+  weak: () => t("weak"),
+};
+
+// A nudge older than this is history, not a reminder.
+const NUDGE_FRESH_S = 600;
+
+/** What a score means in words: "3 (Clearly)", "? (can't judge)". */
+export function scoreMeaning(score, scale) {
+  if (score === null) return t("? (can’t judge)");
+  const label = scale?.[score];
+  return label ? `${score} (${label})` : String(score);
 }
 
 /** Cached references to the parts of one card, looked up once. */
 export class CaseCard {
-  constructor(root) {
+  constructor(root, scale) {
     this.root = root;
+    this.scale = scale;
     this.id = root.dataset.case;
     const part = (name) => root.querySelector(`[data-role="${name}"]`);
-    this.status = part("status");
-    this.round = part("round");
-    this.votes = part("votes");
-    this.waiting = part("waiting");
-    this.vote = part("vote");
-    this.mine = part("mine");
-    this.results = part("results");
-    this.empty = part("empty");
-    this.batching = part("batching");
-    this.histogram = part("histogram");
-    this.stats = part("stats");
-    this.median = part("median");
-    this.mean = part("mean");
-    this.iqr = part("iqr");
-    this.consensus = part("consensus");
-    this.band = part("band");
-    this.abstain = part("abstain");
-    this.ballots = part("ballots");
-    this.controls = part("controls");
+    for (const name of [
+      "status",
+      "round",
+      "votes",
+      "deadline",
+      "waiting",
+      "nudge",
+      "vote",
+      "choice",
+      "reason",
+      "mine",
+      "results",
+      "empty",
+      "batching",
+      "histogram",
+      "stats",
+      "median",
+      "mean",
+      "iqr",
+      "consensus",
+      "band",
+      "abstain",
+      "ballots",
+      "reasons",
+      "history",
+      "controls",
+      "timer",
+    ]) {
+      this[name] = part(name);
+    }
+    this.reasonInput = part("reason-input");
+    this.reasonCount = part("reason-count");
+    this.reasonsList = part("reasons-list");
+    this.historyList = part("history-list");
+    this.lockHint = part("lock-hint");
+    this.timerSeconds = part("timer-seconds");
     this.scoreButtons = [...root.querySelectorAll("button[data-score]")];
     this.controlButtons = [...root.querySelectorAll("button[data-action]")];
     this.bins = [...root.querySelectorAll(".histogram__row")];
+    this.deadlineAt = null;
+    this.reasonRound = null;
   }
 
   /**
    * view: {me, role, people, nameOf, nameOfId, mine: MyBallots, finished, facilitator,
-   *        anonymous, offline}
+   *        anonymous, offline, nudge}
    */
   render(state, view) {
     const { root } = this;
     root.dataset.status = state.status;
     this.status.dataset.status = state.status;
-    setText(this.status, STATUS_WORDS[state.status] ?? state.status);
+    setText(this.status, STATUS_WORDS[state.status]?.() ?? state.status);
     setHidden(this.round, !(state.round > 1));
-    setText(this.round, `Round ${state.round}`);
+    setText(this.round, t("Round {round}", { round: state.round }));
 
     this.renderProgress(state, view);
     this.renderVoting(state, view);
     this.renderResults(state, view);
+    this.renderHistory(state);
     this.renderControls(state, view);
   }
 
   renderProgress(state, view) {
-    // Quorum: everyone who can vote and is here, plus anyone who already voted and left.
-    const counted = view.people.filter(
-      (p) => p.role !== "spectator" && (p.online || p.voted.includes(state.id)),
-    );
-    const voted = counted.filter((p) => p.voted.includes(state.id));
-    const total = counted.length;
-    const text = state.status === "pending" ? "" : `${state.votes_in} of ${total} voted`;
+    const { voted, total, missing } = tally(view.people, state.id);
+    const text =
+      state.status === "pending"
+        ? ""
+        : t("{voted} of {total} voted", { voted: state.votes_in, total });
     setText(this.votes, text);
     this.votes.dataset.votesIn = String(state.votes_in);
     this.votes.dataset.total = String(total);
 
     let waiting = "";
     if (state.status === "voting" && total > 0) {
-      const missing = counted.filter((p) => !p.voted.includes(state.id)).map((p) => view.nameOf(p));
-      if (missing.length === 0) waiting = "Everyone's in.";
-      else if (voted.length === 0) waiting = "Nobody has voted yet.";
-      else waiting = `Waiting for ${listNames(missing)}.`;
+      if (missing.length === 0) waiting = t("Everyone's in.");
+      else if (voted === 0) waiting = t("Nobody has voted yet.");
+      else waiting = t("Waiting for {names}.", { names: listNames(missing.map(view.nameOf)) });
     }
     setText(this.waiting, waiting);
     setHidden(this.waiting, waiting === "");
+
+    this.deadlineAt = state.status === "voting" && state.deadline ? state.deadline : null;
+    this.tick();
+
+    const nudged =
+      state.status === "voting" &&
+      view.role !== "spectator" &&
+      !view.finished &&
+      !view.mine.has(state.id) &&
+      Boolean(view.nudge?.cases?.includes(state.id)) &&
+      Date.now() / 1000 - (view.nudge?.at ?? 0) < NUDGE_FRESH_S;
+    setHidden(this.nudge, !nudged);
+    this.root.dataset.nudged = String(nudged);
+  }
+
+  /** The countdown's text; called every second while a deadline runs. */
+  tick() {
+    const at = this.deadlineAt;
+    setHidden(this.deadline, at === null);
+    if (at === null) return;
+    const left = at - Date.now() / 1000;
+    this.deadline.dataset.urgent = String(left <= 10);
+    setText(
+      this.deadline,
+      left > 0
+        ? t("Voting closes in {left}", { left: formatLeft(at) })
+        : t("Time's up: closing…"),
+    );
   }
 
   renderVoting(state, view) {
@@ -101,6 +162,7 @@ export class CaseCard {
     // While a vote is on its way, show the new choice; the server's answer confirms it.
     const choosing = view.mine.choosing.has(state.id);
     const shown = choosing ? view.mine.choosing.get(state.id) : chosen;
+    let tabStop = null;
     for (const button of this.scoreButtons) {
       const value = button.dataset.score === "abstain" ? null : Number(button.dataset.score);
       const pressed = (has || choosing) && shown === value;
@@ -108,17 +170,53 @@ export class CaseCard {
       button.disabled = !canVote || view.offline;
       if (busy) button.setAttribute("aria-busy", "true");
       else button.removeAttribute("aria-busy");
+      if (pressed) tabStop = button;
     }
+    // One Tab stop per question (the chosen score, else the first); arrows move within.
+    tabStop = tabStop || this.scoreButtons[0];
+    for (const button of this.scoreButtons) button.tabIndex = button === tabStop ? 0 : -1;
+
+    let choice = "";
+    if (canVote && (has || choosing)) {
+      choice = busy
+        ? t("Sending {score}…", { score: scoreMeaning(shown, this.scale) })
+        : t("Your score: {score}. You can change it until the reveal.", {
+            score: scoreMeaning(shown, this.scale),
+          });
+    }
+    setText(this.choice, choice);
+
+    // A new round starts with an empty reason; otherwise keep what the person is typing.
+    if (this.reasonRound !== state.round) {
+      if (this.reasonRound !== null) {
+        this.reasonInput.value = "";
+        this.reason.open = false;
+      }
+      this.reasonRound = state.round;
+    }
+    if (document.activeElement !== this.reasonInput) {
+      const saved = view.mine.reasons.get(state.id) ?? "";
+      if (saved && !this.reasonInput.value) {
+        this.reasonInput.value = saved;
+        this.reason.open = true;
+      }
+    }
+    this.countReason();
 
     // Once names are shown next to scores, "You: 3" in the ballots says it already.
     const listed =
       !view.anonymous && state.results?.ballots?.some((b) => b.participant === view.me);
     let mine = "";
     if (has && view.role !== "spectator" && !canVote && !listed) {
-      mine = chosen === null ? "You skipped this one." : `You scored ${chosen}.`;
+      mine = t("You scored {score}.", { score: scoreMeaning(chosen, this.scale) });
     }
     setText(this.mine, mine);
     setHidden(this.mine, mine === "");
+  }
+
+  countReason() {
+    const n = this.reasonInput.value.length;
+    setText(this.reasonCount, t("{n} of 280 characters", { n }));
   }
 
   renderResults(state, view) {
@@ -133,16 +231,18 @@ export class CaseCard {
     const batching = view.anonymous && state.status === "voting" && held > 0;
     setHidden(this.batching, !batching);
     if (batching) {
-      setText(
-        this.batching,
-        `${held === 1 ? "1 vote isn't" : `${held} votes aren't`} in the chart yet. Live results ` +
-          "move a few votes at a time, so nobody can tell who voted what.",
+      const held_text = tn(
+        "{count} vote isn't in the chart yet.",
+        "{count} votes aren't in the chart yet.",
+        held,
       );
+      const why = t("Live results move a few votes at a time, so nobody can tell who voted what.");
+      setText(this.batching, held_text + " " + why);
     }
     // No scores (everyone skipped, or nobody voted): say so instead of showing empty bars.
-    let empty = "Nobody scored this one.";
-    if (results.abstain) empty = "Everyone who voted skipped this one.";
-    else if (state.status === "voting") empty = "No scores yet.";
+    let empty = t("Nobody scored this one.");
+    if (results.abstain) empty = t("Everyone who voted skipped this one.");
+    else if (state.status === "voting") empty = t("No scores yet.");
     setHidden(this.empty, n > 0);
     setText(this.empty, empty);
     setHidden(this.histogram, n === 0);
@@ -165,15 +265,16 @@ export class CaseCard {
 
     const band = results.band || "";
     this.band.dataset.band = band;
-    setText(this.band, band ? bandWord(band) : "No scores yet");
+    setText(this.band, band ? bandWord(band) : t("No scores yet"));
 
     const abstain = results.abstain || 0;
-    setText(this.abstain, abstain === 1 ? "1 person skipped." : `${abstain} people skipped.`);
+    setText(this.abstain, tn("{count} person skipped.", "{count} people skipped.", abstain));
     setHidden(this.abstain, abstain === 0 || n === 0);
 
     const ballots = view.anonymous ? null : results.ballots;
     setHidden(this.ballots, !ballots || ballots.length === 0);
     if (ballots) this.renderBallots(ballots, view);
+    this.renderReasons(results.reasons || [], view);
   }
 
   renderBallots(ballots, view) {
@@ -186,12 +287,79 @@ export class CaseCard {
     this.ballots.dataset.key = key;
     this.ballots.replaceChildren(
       ...sorted.map((b) => {
-        const who = b.participant === view.me ? "You" : view.nameOfId(b.participant);
+        const who = b.participant === view.me ? t("You") : view.nameOfId(b.participant);
         return el(
           "li",
           { dataset: { participant: b.participant } },
           `${who}: `,
-          el("strong", { text: scoreWord(b.score) }),
+          el("strong", { text: b.score === null ? "?" : String(b.score) }),
+        );
+      }),
+    );
+  }
+
+  renderReasons(reasons, view) {
+    setHidden(this.reasons, reasons.length === 0);
+    const key = JSON.stringify([reasons, view.anonymous ? null : reasons.map((r) => view.nameOfId(r.participant))]);
+    if (this.reasons.dataset.key === key) return;
+    this.reasons.dataset.key = key;
+    this.reasonsList.replaceChildren(
+      ...reasons.map((r) => {
+        let who;
+        if (!r.participant) who = t("someone who scored {score}", { score: r.score ?? "?" });
+        else {
+          const name = r.participant === view.me ? t("you") : view.nameOfId(r.participant);
+          who = t("{name}, who scored {score}", { name, score: r.score ?? "?" });
+        }
+        return el(
+          "li",
+          { class: "case-reasons__item" },
+          el("q", { class: "case-reasons__text", text: r.text }),
+          el("span", { class: "case-reasons__who", text: ` — ${who}` }),
+        );
+      }),
+    );
+  }
+
+  /** Earlier rounds stay in view (during a re-vote too), newest first. */
+  renderHistory(state) {
+    const history = state.history || state.results?.history || [];
+    setHidden(this.history, history.length === 0);
+    const key = JSON.stringify(history);
+    if (this.history.dataset.key === key) return;
+    this.history.dataset.key = key;
+    this.historyList.replaceChildren(
+      ...[...history].reverse().map((round) => {
+        const counts = round.histogram || [];
+        const most = Math.max(1, ...counts);
+        const spark = el(
+          "span",
+          { class: "spark", "aria-hidden": "true" },
+          counts.map((count) => {
+            const bar = el("span", { class: "spark__bar" });
+            bar.style.height = `${Math.max(8, (count / most) * 100)}%`;
+            bar.dataset.empty = String(count === 0);
+            return bar;
+          }),
+        );
+        const words = round.n
+          ? t("Round {round}: median {median}, agreement {consensus} ({band}), {n} scores", {
+              round: round.round,
+              median: formatNumber(round.median),
+              consensus: formatNumber(round.consensus),
+              band: BAND_SHORT[round.band]?.() ?? "",
+              n: round.n,
+            })
+          : t("Round {round}: no scores", { round: round.round });
+        const spread = counts.length
+          ? t("Scores 0 to 4: {counts}", { counts: counts.join(", ") })
+          : "";
+        return el(
+          "li",
+          { class: "case__history-item" },
+          spark,
+          el("span", {}, words),
+          el("span", { class: "visually-hidden", text: `. ${spread}` }),
         );
       }),
     );
@@ -202,8 +370,17 @@ export class CaseCard {
     setHidden(this.controls, !show);
     if (!show) return;
     for (const button of this.controlButtons) {
-      const allowed = CONTROLS[button.dataset.action] ?? [];
-      setHidden(button, !allowed.includes(state.status));
+      const action = button.dataset.action;
+      if (action === "countdown") continue; // inside the timer group
+      const allowed =
+        action === "stop_countdown"
+          ? state.status === "voting" && Boolean(state.deadline)
+          : (CONTROLS[action] ?? []).includes(state.status);
+      setHidden(button, !allowed);
+    }
+    setHidden(this.timer, !(state.status === "voting" && !state.deadline));
+    setHidden(this.lockHint, state.status !== "revealed");
+    for (const button of this.controlButtons) {
       if (view.offline) button.setAttribute("aria-disabled", "true");
       else button.removeAttribute("aria-disabled");
     }

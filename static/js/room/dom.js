@@ -1,5 +1,7 @@
 // Small DOM and formatting helpers shared by the room modules. Text always goes in as textContent.
 
+import { t, tn } from "../i18n.js";
+
 /**
  * Build an element. `props` may hold `class`, `text`, `dataset` (object) and any attribute;
  * children are nodes or strings (strings become text nodes, never markup).
@@ -47,11 +49,11 @@ export function formatSigned(value, digits = 2) {
 export function bandWord(band) {
   switch (band) {
     case "strong":
-      return "Strong agreement";
+      return t("Strong agreement");
     case "moderate":
-      return "Moderate agreement";
+      return t("Moderate agreement");
     case "weak":
-      return "Weak agreement — worth a re-vote";
+      return t("Weak agreement — worth a re-vote");
     default:
       return "";
   }
@@ -60,7 +62,11 @@ export function bandWord(band) {
 /** "Ana", "Ana and Ben", "Ana, Ben and 3 others". */
 export function listNames(names, max = 4) {
   if (names.length <= 1) return names.join("");
-  if (names.length <= max) return `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+  if (names.length <= max) {
+    return t("{names} and {last}", { names: names.slice(0, -1).join(", "), last: names.at(-1) });
+  }
   const rest = names.length - (max - 1);
-  return `${names.slice(0, max - 1).join(", ")} and ${rest} others`;
+  return tn("{names} and {count} other", "{names} and {count} others", rest, {
+    names: names.slice(0, max - 1).join(", "),
+  });
 }

@@ -1,4 +1,8 @@
-// What the room tells people outside the cards: error toasts and screen-reader announcements.
+// What the room tells people outside the cards: error toasts, and what changed, spoken (a
+// polite live region) and shown in the sticky bar where the person is.
+
+import { t } from "../i18n.js";
+import { tally } from "./quorum.js";
 
 const TOAST_MS = 6000;
 
@@ -31,25 +35,35 @@ export class Messages {
 
 /**
  * What happened to the questions between two snapshots: the ids of those that opened (or
- * started a new round), of those whose voting ended (revealed, locked), and of those still
- * being voted on whose count of votes moved.
+ * started a new round), of those whose voting ended (revealed, locked), of those still being
+ * voted on that everyone has now voted on, and of those whose timer started.
  */
 export function caseChanges(before, after) {
   const old = new Map(before.cases.map((c) => [c.id, c]));
   const opened = [];
   const revealed = [];
-  const counted = [];
+  const complete = [];
+  const timed = [];
   for (const c of after.cases) {
     const was = old.get(c.id);
     if (!was) continue;
     if (was.status !== c.status || was.round !== c.round) {
       if (c.status === "voting") opened.push(c.id);
       else if (was.status === "voting") revealed.push(c.id);
-    } else if (c.status === "voting" && was.votes_in !== c.votes_in) {
-      counted.push(c.id);
+    } else if (c.status === "voting") {
+      const then = tally(before.participants, c.id);
+      const now = tally(after.participants, c.id);
+      if (now.total > 0 && now.voted === now.total && then.voted < then.total) complete.push(c.id);
+      if (c.deadline && c.deadline !== was.deadline) timed.push(c.id);
     }
   }
-  return { opened, revealed, counted };
+  return { opened, revealed, complete, timed };
+}
+
+// "… {title}." for one question, "… {count} questions." for several.
+function oneOrMany(ids, titleOf, single, many) {
+  if (ids.length === 1) return t(single, { title: titleOf(ids[0]) });
+  return t(many, { count: ids.length });
 }
 
 /**
@@ -58,32 +72,81 @@ export function caseChanges(before, after) {
  */
 export function milestones(before, after, titleOf, changes = caseChanges(before, after)) {
   if (before.session.status !== "finished" && after.session.status === "finished") {
-    return ["The session is finished."];
+    return [t("The session is finished.")];
   }
-  const { opened, revealed } = changes;
   const parts = [];
-  if (opened.length === 1) parts.push(`Voting is open: ${titleOf(opened[0])}.`);
-  else if (opened.length > 1) parts.push(`Voting is open on ${opened.length} questions.`);
-  if (revealed.length === 1) parts.push(`Scores revealed: ${titleOf(revealed[0])}.`);
-  else if (revealed.length > 1) parts.push(`Scores revealed on ${revealed.length} questions.`);
+  const { opened, revealed } = changes;
+  if (opened.length) {
+    parts.push(
+      oneOrMany(opened, titleOf, "Voting is open: {title}.", "Voting is open on {count} questions."),
+    );
+  }
+  if (revealed.length) {
+    parts.push(
+      oneOrMany(revealed, titleOf, "Scores revealed: {title}.", "Scores revealed on {count} questions."),
+    );
+  }
   return parts;
 }
 
 /**
- * One short spoken summary of what changed between two snapshots, or "" if nothing worth
- * saying did. `votesText(id)` is the card's "n of m voted".
+ * What is worth saying about the change from `before` to `after` in the room: the
+ * milestones, and also everyone having voted, a timer starting, a reminder meant for me and a
+ * new verdict; never single ballots. Returns {spoken, event} where `event`, if any, is
+ * {text, caseId} for the sticky bar; `me` is my participant id.
  */
-export function describeChanges(before, after, titleOf, votesText) {
+export function describeChanges(before, after, titleOf, me) {
   const changes = caseChanges(before, after);
+  const { opened, revealed, complete, timed } = changes;
   const parts = milestones(before, after, titleOf, changes);
-  // Vote counts only when nothing bigger happened, and one at a time.
-  const { counted } = changes;
-  if (!parts.length && counted.length === 1) {
-    parts.push(`${titleOf(counted[0])}: ${votesText(counted[0])}.`);
+  let event = null;
+  if (before.session.status !== "finished" && after.session.status === "finished") {
+    event = { text: t("The session is finished: see the verdict."), caseId: null };
+  } else {
+    if (opened.length) event = { text: parts[0], caseId: opened[0] };
+    if (revealed.length) event = { text: parts[parts.length - 1], caseId: revealed[0] };
+    if (complete.length) {
+      parts.push(
+        oneOrMany(
+          complete,
+          titleOf,
+          "Everyone has voted on {title}.",
+          "Everyone has voted on {count} questions.",
+        ),
+      );
+    }
+    if (timed.length) {
+      parts.push(
+        oneOrMany(
+          timed,
+          titleOf,
+          "A timer is running on {title}.",
+          "A timer is running on {count} questions.",
+        ),
+      );
+    }
+    const nudge = after.session.nudge;
+    if (nudge && nudge.at !== before.session.nudge?.at) {
+      const self = after.participants.find((p) => p.id === me);
+      const mine = (nudge.cases || []).filter((id) => {
+        const c = after.cases.find((x) => x.id === id);
+        return c && c.status === "voting" && self && !self.voted.includes(id);
+      });
+      if (mine.length) {
+        const text = oneOrMany(
+          mine,
+          titleOf,
+          "The facilitator is waiting for your score on {title}.",
+          "The facilitator is waiting for your scores on {count} questions.",
+        );
+        parts.push(text);
+        event = { text, caseId: mine[0] };
+      }
+    }
   }
   const verdict = after.recommendation?.verdict;
   if (verdict && verdict !== before.recommendation?.verdict) {
-    parts.push(`Recommendation: ${verdict}`);
+    parts.push(t("Recommendation: {verdict}", { verdict }));
   }
-  return parts.join(" ");
+  return { spoken: parts.join(" "), event };
 }

@@ -31,7 +31,7 @@ export class Outbox {
   }
 
   /** A new vote; it replaces any unanswered one on the same case. */
-  add(caseId, score, round) {
+  add(caseId, score, round, reason = "") {
     this.seq += 1;
     try {
       sessionStorage.setItem(this.seqKey, String(this.seq));
@@ -39,6 +39,7 @@ export class Outbox {
       // Kept in memory only.
     }
     const vote = { case: caseId, score, client: this.client, seq: this.seq, round };
+    if (reason) vote.reason = reason;
     this.waiting.set(caseId, vote);
     return vote;
   }

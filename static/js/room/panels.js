@@ -1,64 +1,100 @@
 // The room's header, presence list and recommendation panel.
 
+import { t } from "../i18n.js";
 import { el, formatSigned, setHidden, setText } from "./dom.js";
 
-const ROLE_WORDS = { facilitator: "Facilitator", voter: "Voter", spectator: "Watching" };
+const ROLE_WORDS = {
+  facilitator: () => t("Facilitator"),
+  voter: () => t("Voter"),
+  spectator: () => t("Watching"),
+};
 
-export function renderHeader(dom, session) {
+export function renderHeader(dom, snapshot) {
+  const session = snapshot.session;
   const finished = session.status === "finished";
   setText(dom.title, session.title);
   dom.status.dataset.status = session.status;
-  setText(dom.status, finished ? "Finished" : "In progress");
-  setHidden(dom.mode, false);
-  setText(
-    dom.mode,
-    session.mode === "open" ? "Scores visible while voting" : "Scores hidden until reveal",
-  );
+  setText(dom.status, finished ? t("Finished") : t("In progress"));
+  // Say how scores are shown only while it still matters: once every question has been
+  // revealed (or the session is over), "hidden until reveal" is no longer true.
+  const stillHidden = snapshot.cases.some((c) => c.status === "pending" || c.status === "voting");
+  const modeWords =
+    session.mode === "open" ? t("Scores visible while voting") : t("Scores hidden until reveal");
+  setHidden(dom.mode, finished || !stillHidden);
+  setText(dom.mode, modeWords);
   setHidden(dom.anonymous, !session.anonymous);
   setHidden(dom.finished, !finished);
 }
 
+/**
+ * The people list. For the facilitator each other person gets "Make facilitator" and
+ * "Remove" buttons (`data-person-action`); the room wires them.
+ */
 export function renderPresence(dom, snapshot, view) {
   const people = snapshot.participants;
   const caseCount = snapshot.cases.length;
-  const key = JSON.stringify([view.me, people, caseCount]);
+  const key = JSON.stringify([view.me, view.facilitator, view.offline, people, caseCount]);
   if (dom.presence.dataset.key === key) return;
   dom.presence.dataset.key = key;
 
   const online = people.filter((p) => p.online).length;
-  setText(dom.peopleCount, people.length ? `${online} online` : "");
+  setText(dom.peopleCount, people.length ? t("{count} online", { count: online }) : "");
   setHidden(dom.presenceEmpty, people.length > 0);
 
   dom.presence.replaceChildren(
     ...people.map((p) => {
       const isMe = p.id === view.me;
-      const role = ROLE_WORDS[p.role] ?? p.role;
+      const role = ROLE_WORDS[p.role]?.() ?? p.role;
+      const away = p.away && !p.online;
+      const state = p.online ? t("online") : away ? t("away") : t("offline");
+      const actions = [];
+      if (view.facilitator && !isMe) {
+        if (p.online && p.role !== "facilitator") {
+          actions.push(
+            el("button", {
+              class: "button button--small button--quiet",
+              type: "button",
+              dataset: { personAction: "hand_over", participant: p.id },
+              "aria-label": t("Make {name} the facilitator", { name: p.name }),
+              "aria-disabled": view.offline ? "true" : null,
+              text: t("Make facilitator"),
+            }),
+          );
+        }
+        actions.push(
+          el("button", {
+            class: "button button--small button--quiet",
+            type: "button",
+            dataset: { personAction: "remove", participant: p.id },
+            "aria-label": t("Remove {name}", { name: p.name }),
+            "aria-disabled": view.offline ? "true" : null,
+            text: t("Remove"),
+          }),
+        );
+      }
       return el(
         "li",
-        { class: "presence__item", dataset: { online: String(p.online), participant: p.id } },
+        {
+          class: "presence__item",
+          dataset: { online: String(p.online), away: String(Boolean(away)), participant: p.id },
+        },
         el("span", { class: "presence__dot", "aria-hidden": "true" }),
         el(
           "span",
           { class: "presence__name", title: p.name },
           p.name,
-          isMe ? el("span", { class: "presence__you", text: " (you)" }) : null,
-          el("span", { class: "visually-hidden", text: p.online ? ", online" : ", offline" }),
+          isMe ? el("span", { class: "presence__you", text: " (" + t("you") + ")" }) : null,
+          el("span", { class: "visually-hidden", text: `, ${state}` }),
         ),
         el("span", { class: `role role--${p.role}`, text: role }),
+        away ? el("span", { class: "presence__away", "aria-hidden": "true", text: t("away") }) : null,
         p.role === "spectator"
           ? el("span", { class: "presence__voted" })
-          : el(
-              "span",
-              {
-                class: "presence__voted",
-                title: `Scored ${p.voted.length} of ${caseCount} questions`,
-              },
-              el("span", { "aria-hidden": "true", text: `${p.voted.length}/${caseCount}` }),
-              el("span", {
-                class: "visually-hidden",
-                text: `, scored ${p.voted.length} of ${caseCount}`,
-              }),
-            ),
+          : el("span", {
+              class: "presence__voted",
+              text: t("{done} of {count} scored", { done: p.voted.length, count: caseCount }),
+            }),
+        actions.length ? el("span", { class: "presence__actions" }, actions) : null,
       );
     }),
   );
@@ -102,21 +138,26 @@ export function renderRecommendation(dom, recommendation, titleOf) {
   setText(dom.verdict, recommendation.verdict);
 
   dom.robust.dataset.robust = String(Boolean(recommendation.robust));
-  if (recommendation.robust) {
+  const contested = recommendation.contested || [];
+  dom.robust.dataset.contested = String(contested.length > 0);
+  if (recommendation.robust && contested.length) {
+    // Stable against one score moving, but built on scores people disagree about: say both.
     dom.robust.replaceChildren(
-      "Holds up: nudging any one question's median by a step doesn't change the top pick.",
+      t("Moving any one median by a step wouldn't change the top pick, but the team disagrees on some questions below."),
+    );
+  } else if (recommendation.robust) {
+    dom.robust.replaceChildren(
+      t("Holds up: moving any one question's median by a step doesn't change the top pick."),
     );
   } else if (recommendation.close_call) {
-    dom.robust.replaceChildren(
-      "Close call: it depends on ",
-      caseLink(recommendation.close_call, titleOf),
-      ".",
-    );
+    const [before, after] = t("Close call: it depends on {question}.").split("{question}");
+    dom.robust.replaceChildren(before, caseLink(recommendation.close_call, titleOf), after ?? "");
   } else {
-    dom.robust.replaceChildren("Close call: a small change in one score could flip the top pick.");
+    dom.robust.replaceChildren(
+      t("Close call: a small change in one score could flip the top pick."),
+    );
   }
 
-  const contested = recommendation.contested || [];
   setHidden(dom.contested, contested.length === 0);
   dom.contestedList.replaceChildren(...contested.map((id) => el("li", {}, caseLink(id, titleOf))));
 
@@ -149,7 +190,10 @@ export function renderRecommendation(dom, recommendation, titleOf) {
           "ul",
           {
             class: "contributions",
-            "aria-label": `Why ${row.name} scores ${formatSigned(row.score)}`,
+            "aria-label": t("Why {name} scores {score}", {
+              name: row.name,
+              score: formatSigned(row.score),
+            }),
           },
           parts.length
             ? parts.map((c) =>
@@ -165,7 +209,7 @@ export function renderRecommendation(dom, recommendation, titleOf) {
                   caseLink(c.case, titleOf),
                 ),
               )
-            : el("li", { class: "muted", text: "No revealed question moves this one yet." }),
+            : el("li", { class: "muted", text: t("No revealed question moves this one yet.") }),
         ),
       );
       return el(

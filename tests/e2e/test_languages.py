@@ -1,0 +1,87 @@
+"""A real browser choosing its language: the footer switch, the browser's own language, and the
+landing page's script speaking the page's language."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Person
+from tests.live import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+def serious_violations(page: Page) -> list[dict[str, Any]]:
+    results = Axe().run(page)
+    violations: list[dict[str, Any]] = results.response["violations"]
+    return [v for v in violations if v.get("impact") in ("serious", "critical")]
+
+
+def test_the_footer_switch_turns_the_landing_page_german(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    page = person().page
+    page.goto(server.url + "/")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    switch = page.get_by_role("navigation", name="Language")
+    expect(switch.get_by_role("link", name="English")).to_have_attribute("aria-current", "true")
+
+    switch.get_by_role("link", name="Deutsch").click()
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Wählt euren Stack als Team \N{EN DASH} nicht nach Lautstärke."
+    )
+    german_switch = page.get_by_role("navigation", name="Sprache")
+    expect(german_switch.get_by_role("link", name="Deutsch")).to_have_attribute(
+        "aria-current", "true"
+    )
+    assert "/?lang=de" in page.url
+
+    # The script's own messages (t() in static/js/index.js) are German too.
+    page.get_by_role("button", name="Sitzung anlegen").click()
+    expect(page.locator("#create-error")).to_have_text(
+        "Gib der Sitzung einen Titel, damit alle wissen, was sie bewerten."
+    )
+    page.get_by_label("Was entscheidet ihr?").fill("Welche Queue?")
+    page.get_by_label("Dein Name").fill("Franzi")
+    page.get_by_label("Fragenkatalog").select_option("__custom__")
+    expect(page.locator("#template-description")).to_have_text(
+        "Füg einen eigenen Fragenkatalog als JSON ein."
+    )
+    page.get_by_label("Deine Vorlage (JSON)").fill('{"title": "kaputt",')
+    page.get_by_role("button", name="Sitzung anlegen").click()
+    expect(page.locator("#create-error")).to_contain_text("Diese Vorlage ist kein gültiges JSON: ")
+    assert serious_violations(page) == []
+
+    # The choice is remembered: a plain address stays German, until English is chosen.
+    page.goto(server.url + "/join")
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Einer Sitzung beitreten")
+    page.get_by_role("navigation", name="Sprache").get_by_role("link", name="English").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Join a session")
+    assert re.search(r"/join\?lang=en$", page.url)
+
+
+def test_a_german_browser_gets_german_pages_and_server_messages(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    someone = person()
+    someone.expected.append("status of 400")
+    page = someone.page
+    page.context.set_extra_http_headers({"Accept-Language": "de-AT,de;q=0.9,en;q=0.5"})
+    page.goto(server.url + "/")
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    page.get_by_label("Was entscheidet ihr?").fill("Welche Queue?")
+    page.get_by_label("Dein Name").fill("Franzi")
+    page.get_by_label("Fragenkatalog").select_option("__custom__")
+    page.get_by_label("Deine Vorlage (JSON)").fill('{"title": "Ohne Fragen"}')
+    page.get_by_role("button", name="Sitzung anlegen").click()
+    # The server's refusal, in the page's language, with msgspec's detail as it is.
+    expect(page.locator("#create-error")).to_contain_text("ungültige Vorlage: ")
+    expect(page.get_by_role("button", name="Sitzung anlegen")).to_be_enabled()

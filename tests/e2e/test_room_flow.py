@@ -1,0 +1,460 @@
+"""The facilitator's tools and the room's manners, in a real browser: what is announced, where
+changes show up, focus and keys, reasons, timers, auto-reveal, earlier rounds, people."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, ViewportSize, expect
+
+from tests.e2e.conftest import PHONE, Person, api_state, join
+from tests.live import LiveServer, create_session
+
+pytestmark = pytest.mark.e2e
+
+NARROW: ViewportSize = {"width": 320, "height": 640}
+LONG_NAME = "Maximiliane Wolkenstein-Oberhausenbergerin"[:40]
+
+
+def room(server: LiveServer, **body: Any) -> tuple[dict[str, Any], str]:
+    created = create_session(server.url, **body)
+    return created, f"{server.url}/s/{created['id']}"
+
+
+def facilitate(someone: Person, created: dict[str, Any], name: str = "Fran") -> Page:
+    join(someone.page, created["facilitator_url"], name)
+    expect(someone.page.get_by_test_id("facilitator-bar")).to_be_visible()
+    return someone.page
+
+
+def record_announcements(page: Page) -> None:
+    """Keep every text the polite live region is given, in order."""
+    page.evaluate(
+        """() => {
+          window.__spoken = [];
+          const node = document.getElementById("announcer");
+          new MutationObserver(() => {
+            if (node.textContent) window.__spoken.push(node.textContent);
+          }).observe(node, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+
+
+def spoken(page: Page) -> list[str]:
+    said: list[str] = page.evaluate("window.__spoken")
+    return said
+
+
+def no_sideways_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    viewport = page.evaluate("window.innerWidth")
+    assert width <= viewport, f"the page is {width} px wide in a {viewport} px window"
+
+
+def test_a_round_is_announced_by_its_moments_not_by_each_ballot(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    voters = [person(), person(), person()]
+    for someone, name in zip(voters, ["Ana", "Ben", "Cai"], strict=True):
+        join(someone.page, url, name)
+    listener = voters[0].page
+    record_announcements(listener)
+
+    fran.get_by_test_id("control-open-realtime").click()
+    expect(listener.get_by_test_id("score-realtime-2")).to_be_enabled()
+    for score, someone in enumerate(voters):
+        someone.page.get_by_test_id(f"score-realtime-{score}").click()
+        expect(fran.get_by_test_id("votes-realtime")).to_have_text(f"{score + 1} of 4 voted")
+    fran.get_by_test_id("score-realtime-4").click()
+    expect(listener.get_by_test_id("waiting")).to_be_hidden()
+    fran.get_by_test_id("control-reveal-realtime").click()
+    expect(listener.get_by_test_id("results-realtime")).to_be_visible()
+
+    said = " | ".join(spoken(listener))
+    assert re.search(r"Voting is open: Live updates are core\.", said), said
+    assert said.count("Everyone has voted on Live updates are core.") == 1, said
+    assert "Scores revealed: Live updates are core." in said, said
+    # Four ballots and not one of them read out.
+    assert "of 4 voted" not in said, said
+    assert len(spoken(listener)) <= 4, said
+
+
+def test_a_reveal_shows_where_the_person_has_scrolled_and_controls_stay_in_reach(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person(PHONE).page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-3").click()
+    expect(ana.get_by_test_id("choice-realtime")).to_contain_text("Your score: 3")
+
+    ana.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    fran.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    # The facilitator's controls scroll with the bar: reachable from the bottom of the page.
+    expect(fran.get_by_test_id("control-reveal_all")).to_be_in_viewport()
+    fran.get_by_test_id("control-reveal_all").click()
+
+    status = ana.get_by_test_id("roombar-status")
+    expect(status).to_have_text("Scores revealed: Live updates are core.")
+    expect(status).to_be_in_viewport()
+    ana.get_by_test_id("roombar-event").click()
+    expect(ana.get_by_test_id("results-realtime")).to_be_in_viewport()
+    expect(ana.get_by_test_id("case-realtime")).to_be_focused()
+
+
+def test_joining_before_anything_opens_says_what_happens_next_and_takes_focus(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    facilitate(person(), created)
+    ana = person(NARROW).page
+    join(ana, url, LONG_NAME)
+
+    waiting = ana.get_by_test_id("waiting")
+    expect(waiting).to_contain_text("Waiting for the first question")
+    expect(waiting).to_contain_text("Fran will open the questions")
+    expect(waiting).to_contain_text("2 people are here")
+    expect(ana.locator("#waiting-title")).to_be_focused()
+    expect(waiting).to_be_in_viewport()
+    no_sideways_scroll(ana)
+
+
+def test_scores_take_arrow_keys_and_one_tab_stop_per_question_with_their_meaning_in_view(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    fran.get_by_test_id("control-open_all").click()
+    ana = person(PHONE).page
+    join(ana, url, "Ana")
+
+    # Focus starts on the first open question's scores, not on <body>.
+    first = ana.get_by_test_id("score-realtime-0")
+    expect(first).to_be_focused()
+    ana.keyboard.press("ArrowRight")
+    ana.keyboard.press("ArrowRight")
+    expect(ana.get_by_test_id("score-realtime-2")).to_be_focused()
+    ana.keyboard.press("Enter")
+    expect(ana.get_by_test_id("score-realtime-2")).to_have_attribute("aria-pressed", "true")
+    ana.keyboard.press("ArrowLeft")
+    ana.keyboard.press("ArrowLeft")
+    ana.keyboard.press("ArrowLeft")
+    expect(ana.get_by_test_id("score-realtime-abstain")).to_be_focused()
+
+    # From one question's scores to the next question's in three Tabs (reason, weights, next).
+    for _ in range(3):
+        ana.keyboard.press("ArrowRight")
+    expect(ana.get_by_test_id("score-realtime-2")).to_be_focused()
+    for _ in range(3):
+        ana.keyboard.press("Tab")
+    expect(ana.get_by_test_id("score-prototype-0")).to_be_focused()
+
+    # On a phone the words of the scale are on screen, not in tooltips, and say the same as
+    # the hint above the questions and the buttons' names.
+    card = ana.get_by_test_id("case-realtime")
+    expect(card.locator(".scale-key")).to_be_visible()
+    expect(card.locator(".scale-key")).to_contain_text("0 Not at all")
+    expect(card.locator(".scale-key")).to_contain_text("can\u2019t judge")
+    expect(ana.locator("#keyboard-hint")).to_contain_text("0 (Not at all) to 4 (Strongly)")
+    expect(ana.get_by_role("button", name="4: Strongly").first).to_be_visible()
+    expect(ana.get_by_test_id("choice-realtime")).to_have_text(
+        "Your score: 2 (Somewhat). You can change it until the reveal."
+    )
+    no_sideways_scroll(ana)
+
+
+def test_reasons_travel_with_scores_and_show_at_the_reveal(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+
+    card = ana.get_by_test_id("case-realtime")
+    card.locator(".why__summary").click()
+    ana.get_by_test_id("reason-realtime").fill("Chat is the whole product")
+    ana.get_by_test_id("score-realtime-4").click()
+    expect(ana.get_by_test_id("choice-realtime")).to_contain_text("Your score: 4")
+    # Hidden until the reveal: nobody else sees it yet.
+    expect(fran.get_by_test_id("reasons-realtime")).to_be_hidden()
+    state = api_state(server.url, created["id"])
+    assert "Chat is the whole product" not in str(state)
+
+    # Changing only the reason sends it again with the same score.
+    ana.get_by_test_id("reason-realtime").fill("Chat and presence are the product")
+    ana.get_by_test_id("reason-save-realtime").click()
+    expect(ana.get_by_test_id("reason-save-realtime")).to_be_enabled()
+
+    fran.get_by_test_id("control-reveal-realtime").click()
+    reasons = fran.get_by_test_id("reasons-realtime")
+    expect(reasons).to_contain_text("Chat and presence are the product")
+    expect(reasons).to_contain_text("Ana, who scored 4")
+    expect(reasons).not_to_contain_text("Chat is the whole product")
+
+
+def test_reasons_in_an_anonymous_session_name_nobody(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server, anonymous=True)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("case-realtime").locator(".why__summary").click()
+    ana.get_by_test_id("reason-realtime").fill("Websockets everywhere")
+    ana.get_by_test_id("score-realtime-3").click()
+    expect(ana.get_by_test_id("choice-realtime")).to_contain_text("Your score: 3")
+    fran.get_by_test_id("control-reveal-realtime").click()
+    reasons = fran.get_by_test_id("reasons-realtime")
+    expect(reasons).to_contain_text("Websockets everywhere")
+    expect(reasons).to_contain_text("someone who scored 3")
+    expect(reasons).not_to_contain_text("Ana")
+
+
+def test_a_timer_counts_down_on_everyones_screen_and_can_be_stopped(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+    card = fran.get_by_test_id("case-realtime")
+    card.locator('select[data-role="timer-seconds"]').select_option("120")
+    fran.get_by_test_id("control-countdown-realtime").click()
+
+    expect(ana.get_by_test_id("deadline-realtime")).to_have_text(
+        re.compile(r"Voting closes in (2:00|1:5\d)")
+    )
+    deadline = api_state(server.url, created["id"])["cases"][0]["deadline"]
+    assert deadline is not None
+
+    fran.get_by_test_id("control-stop-countdown-realtime").click()
+    expect(ana.get_by_test_id("deadline-realtime")).to_be_hidden()
+    assert api_state(server.url, created["id"])["cases"][0]["deadline"] is None
+
+
+def test_auto_reveal_shows_the_scores_once_everyone_has_voted(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("auto-reveal").check()
+    expect(ana.get_by_test_id("waiting")).to_be_visible()
+    assert api_state(server.url, created["id"])["session"]["auto_reveal"] is True
+
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-1").click()
+    expect(fran.get_by_test_id("results-realtime")).to_be_hidden()
+    fran.get_by_test_id("score-realtime-3").click()
+    expect(ana.get_by_test_id("results-realtime")).to_be_visible()
+    expect(ana.get_by_test_id("median-realtime")).to_have_text("2")
+    # A reload keeps the switch as the server has it.
+    fran.reload()
+    expect(fran.get_by_test_id("auto-reveal")).to_be_checked()
+
+
+def test_a_revote_keeps_the_earlier_round_in_view(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-0").click()
+    fran.get_by_test_id("score-realtime-4").click()
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("2 of 2 voted")
+    fran.get_by_test_id("control-reveal-realtime").click()
+    fran.get_by_test_id("control-revote-realtime").click()
+
+    history = ana.get_by_test_id("history-realtime")
+    expect(history).to_be_visible()
+    expect(history).to_contain_text("Round 1: median 2")
+    expect(history).to_contain_text("2 scores")
+    expect(ana.get_by_test_id("results-realtime")).to_be_hidden()
+    expect(ana.get_by_test_id("score-realtime-0")).to_have_attribute("aria-pressed", "false")
+
+    # The printable record shows the earlier round during the re-vote too.
+    ana.goto(f"{url}/results")
+    expect(ana.locator("main")).to_contain_text("Round 1")
+
+
+def test_words_that_went_stale_are_gone(server: LiveServer, person: Callable[..., Person]) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    mode = ana.locator("#room-mode")
+    expect(mode).to_have_text("Scores hidden until reveal")
+    expect(ana.get_by_test_id("presence")).to_contain_text("0 of 11 scored")
+
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-0").click()
+    fran.get_by_test_id("score-realtime-4").click()
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("2 of 2 voted")
+    fran.get_by_test_id("control-reveal-realtime").click()
+    # Weak agreement: the verdict's stability is not announced as "holds up" on its own.
+    robust = ana.get_by_test_id("rec-robust")
+    expect(robust).not_to_have_text(re.compile("^Holds up"))
+    lock = fran.get_by_test_id("control-lock-realtime")
+    expect(lock).to_have_accessible_description(re.compile("no more re-votes"))
+
+    fran.get_by_test_id("control-finish").click()
+    fran.get_by_test_id("control-finish").click()
+    expect(ana.locator("#room-status")).to_have_text("Finished")
+    expect(mode).to_be_hidden()
+    printable = ana.locator(f'.record a[href="/s/{created["id"]}/results"]')
+    assert printable.get_attribute("download") is None, "the printable page opens in the browser"
+    exports = ana.locator(".record a[download]")
+    names = [exports.nth(i).get_attribute("download") for i in range(exports.count())]
+    assert f"stackvote-{created['id']}.json" in names
+
+
+def test_the_facilitator_hands_over_and_removes_people(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana, ben = person().page, person().page
+    join(ana, url, "Ana")
+    join(ben, url, "Ben")
+
+    fran.get_by_role("button", name="Remove Ben").click()
+    expect(fran.get_by_test_id("confirm")).to_be_visible()
+    fran.get_by_test_id("confirm-ok").click()
+    expect(ben.get_by_test_id("join-error")).to_contain_text("removed")
+    expect(fran.get_by_test_id("presence")).not_to_contain_text("Ben")
+
+    fran.get_by_role("button", name="Make Ana the facilitator").click()
+    fran.get_by_test_id("confirm-ok").click()
+    expect(ana.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(fran.get_by_test_id("facilitator-bar")).to_be_hidden()
+    roles = {p["name"]: p["role"] for p in api_state(server.url, created["id"])["participants"]}
+    assert roles == {"Fran": "voter", "Ana": "facilitator"}
+
+
+def test_a_nudge_highlights_the_question_for_those_who_have_not_voted(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana, ben = person().page, person().page
+    join(ana, url, "Ana")
+    join(ben, url, "Ben")
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-2").click()
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("1 of 3 voted")
+
+    fran.get_by_test_id("control-nudge").click()
+    expect(ben.get_by_test_id("nudge-realtime")).to_be_visible()
+    expect(ben.get_by_test_id("case-realtime")).to_have_attribute("data-nudged", "true")
+    expect(ben.get_by_test_id("roombar-status")).to_contain_text("waiting for your score")
+    # Whoever has voted is left in peace.
+    expect(ana.get_by_test_id("nudge-realtime")).to_be_hidden()
+    # A second nudge straight away is refused, and the facilitator is told why.
+    fran.get_by_test_id("control-nudge").click()
+    expect(fran.locator("#toast")).to_contain_text("reminder just now")
+    # Voting ends the reminder.
+    ben.get_by_test_id("score-realtime-1").click()
+    expect(ben.get_by_test_id("nudge-realtime")).to_be_hidden()
+
+
+def test_someone_leaves_by_themselves(server: LiveServer, person: Callable[..., Person]) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    # The only facilitator has no leave button: someone must run the session.
+    expect(fran.get_by_test_id("leave")).to_be_hidden()
+
+    ana.get_by_test_id("leave").click()
+    expect(ana.get_by_test_id("confirm")).to_contain_text("Leave this session?")
+    ana.get_by_test_id("confirm-ok").click()
+    expect(ana.get_by_test_id("join-error")).to_contain_text("You left this session")
+    expect(fran.get_by_test_id("presence")).not_to_contain_text("Ana")
+    names = [p["name"] for p in api_state(server.url, created["id"])["participants"]]
+    assert names == ["Fran"]
+    # Back as someone new, by choice.
+    ana.get_by_test_id("join-submit").click()
+    expect(fran.get_by_test_id("presence")).to_contain_text("Ana")
+
+
+def test_the_facilitator_link_on_another_device_moves_the_same_person(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    laptop = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    laptop.get_by_test_id("control-open-realtime").click()
+    laptop.get_by_test_id("score-realtime-4").click()
+    expect(ana.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+
+    phone = person(PHONE).page
+    phone.goto(created["facilitator_url"])
+    expect(phone.get_by_test_id("join-continue")).to_be_visible()
+    expect(phone.locator("#join-continue-text")).to_contain_text("Fran")
+    phone.get_by_test_id("join-continue").click()
+    expect(phone.locator("#room")).to_have_attribute("data-state", "joined")
+
+    # The same person: the same ballot, still two people, control on the phone only.
+    expect(phone.get_by_test_id("score-realtime-4")).to_have_attribute("aria-pressed", "true")
+    expect(ana.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+    expect(phone.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(laptop.get_by_test_id("join-continue")).to_be_visible()
+    expect(laptop.locator("#join-continue-text")).to_contain_text("on another device")
+    names = [p["name"] for p in api_state(server.url, created["id"])["participants"]]
+    assert names == ["Fran", "Ana"]
+
+    # And back again on the laptop.
+    laptop.get_by_test_id("join-continue").click()
+    expect(laptop.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(phone.get_by_test_id("join-continue")).to_be_visible()
+
+
+def test_the_creator_lands_in_the_room_and_the_landing_page_lists_their_sessions(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    fran = person().page
+    fran.goto(server.url + "/")
+    fran.get_by_label("What are you deciding?").fill("Queue for the billing jobs")
+    fran.get_by_label("Your name").fill("Fran")
+    fran.get_by_role("button", name="Create session").click()
+    expect(fran.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(fran.get_by_test_id("presence")).to_contain_text("Fran")
+    session_id = fran.url.rsplit("/", 1)[1]
+
+    # Someone else's session, joined from a link.
+    _, other_url = room(server, title="Mobile backend")
+    join(fran, other_url, "Fran")
+
+    fran.goto(server.url + "/")
+    recent = fran.get_by_test_id("recent")
+    expect(recent).to_be_visible()
+    items = recent.locator(".recent__item")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text("Mobile backend")
+    expect(items.nth(0)).to_contain_text("You joined")
+    expect(items.nth(1)).to_contain_text("Queue for the billing jobs")
+    expect(items.nth(1)).to_contain_text("You ran it")
+    expect(items.nth(1)).to_contain_text("In progress")
+    # The name is offered again for the next session.
+    expect(fran.get_by_label("Your name")).to_have_value("Fran")
+
+    items.nth(0).get_by_role("button", name="Forget “Mobile backend”").click()
+    expect(items).to_have_count(1)
+    items.nth(0).get_by_role("link").click()
+    expect(fran).to_have_url(re.compile(f"/s/{session_id}$"))
+    expect(fran.get_by_test_id("facilitator-bar")).to_be_visible()
