@@ -73,12 +73,16 @@ class Fanout:
         metrics.resyncs.set_function(lambda: self.resyncs)
         self._change_to_delta = metrics.change_to_delta
 
-    def add(self, session_id: str, sid: str, outlet: Outlet, greeting: Message) -> None:
-        """A socket joined the room: with the next flush it gets `greeting`, then a snapshot."""
+    def add(
+        self, session_id: str, sid: str, outlet: Outlet, greeting: Message | None = None
+    ) -> None:
+        """A socket joined the room: with the next flush it gets `greeting` (if any), then a
+        snapshot."""
         room = self.rooms.setdefault(session_id, _Room())
         room.sockets[sid] = outlet
         room.unsynced.add(sid)
-        room.greetings[sid] = greeting
+        if greeting is not None:
+            room.greetings[sid] = greeting
         self._schedule(session_id, room)
 
     def remove(self, session_id: str, sid: str) -> None:

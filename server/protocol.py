@@ -63,6 +63,17 @@ class Auth(Struct, forbid_unknown_fields=True):
     token: Token | None = None
     facilitator_token: Token | None = None
     role: Literal["voter", "spectator"] = "voter"
+    # Watch only (a presenter screen): the room's snapshots and deltas, as a participant gets
+    # them, without becoming one; it cannot vote or steer.
+    watch: bool = False
+
+    def __post_init__(self) -> None:
+        joining = (self.name, self.token, self.facilitator_token)
+        if self.watch and (any(f is not None for f in joining) or self.role != "voter"):
+            raise ValueError(WATCH_ALONE)
+
+
+WATCH_ALONE = N_("a watch-only connection takes only the session: no name, token or role")
 
 
 ClientId = Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -159,6 +170,7 @@ _FIELD_HINTS = {
     "token": N_("token must be the participant token this server gave you"),
     "facilitator_token": N_("facilitator_token must be the token from the facilitator link"),
     "template": N_('template must be "django" or a template object'),
+    "watch": N_("watch must be true or false"),
 }
 _AT_FIELD = re.compile(r"at `\$\.(\w+)")
 _MISSING = re.compile(r"missing required field `(\w+)`")

@@ -51,6 +51,7 @@ MOVED = N_(
 )
 # Why a connection is sent away (the `removed` event's reason), in words for people.
 SENT_AWAY = {"removed": REMOVED, "left": LEFT, "moved": MOVED}
+WATCHING = N_("This connection only watches the session; join it to vote or to run it.")
 
 
 class Refused(Exception):
@@ -194,6 +195,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.pending_detach: set[tuple[str, str, str]] = set()
         # Who each socket here speaks for: socket id -> (session id, participant id).
         self.whom: dict[str, tuple[str, str]] = {}
+        # Watch-only sockets (a presenter screen): socket id -> session id. They get what a
+        # participant gets, but speak for nobody, so the session never lists or counts them.
+        self.watching: dict[str, str] = {}
         # Sockets being sent away (their person left, was removed or moved to another
         # device): until they are closed, they speak for nobody.
         self.leaving: set[str] = set()
@@ -201,7 +205,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.locales: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
-        metrics.connections.set_function(lambda: len(self.whom))
+        metrics.connections.set_function(lambda: len(self.whom) + len(self.watching))
         metrics.rooms.set_function(lambda: len(self.local))
         self.votes = Outcomes.of(metrics.votes, "counted")
         self.controls = Outcomes.of(metrics.controls, "applied")
@@ -237,6 +241,14 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise _refuse(NO_SESSION, "unknown_session", locale) from None
         except StoreUnavailable:
             raise _refuse(UNAVAILABLE, "unavailable", locale) from None
+        if request.watch:
+            try:
+                outlet = self._outlet(sid, environ)
+            except BaseException:
+                await self.rooms.close(session.id)
+                raise
+            self._watch(sid, session.id, outlet)
+            return
         try:
             participant_id, role, token = await self._admit(sid, request, session)
             current = self.rooms.current(session.id) or session
@@ -258,13 +270,25 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "ballots": snapshot.own_ballots(current, participant_id),
             "reasons": snapshot.own_reasons(current, participant_id),
         }
-        outlet = Outlet(
+        # The welcome and the snapshot go out with the room's next flush: after this handler
+        # has returned and Socket.IO has told the client it is connected.
+        self.fanout.add(
+            session.id, sid, self._outlet(sid, environ), Message(protocol.WELCOME, welcome)
+        )
+
+    def _watch(self, sid: str, session_id: str, outlet: Outlet) -> None:
+        """A watch-only socket: in the room's fan-out (its first snapshot goes out with the
+        next flush), never in the session."""
+        self.watching[sid] = session_id
+        self.local.setdefault(session_id, set()).add(sid)
+        log.debug("watching session %s", session_id)
+        self.fanout.add(session_id, sid, outlet)
+
+    def _outlet(self, sid: str, environ: dict[str, Any]) -> Outlet:
+        return Outlet(
             self.server.eio.sockets[self.server.manager.eio_sid_from_sid(sid, "/")],
             environ.get("asgi.scope", {}).get("extensions", {}).get(EXTENSION),
         )
-        # The welcome and the snapshot go out with the room's next flush: after this handler
-        # has returned and Socket.IO has told the client it is connected.
-        self.fanout.add(session.id, sid, outlet, Message(protocol.WELCOME, welcome))
 
     def _refusal(self, exc: BaseException, locale: str) -> BaseException:
         if isinstance(exc, Refused):
@@ -372,17 +396,18 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.leaving.discard(sid)
         self.locales.pop(sid, None)
         whom = self.whom.pop(sid, None)
-        if whom is None:
+        session_id = whom[0] if whom is not None else self.watching.pop(sid, None)
+        if session_id is None:
             return
-        session_id, participant_id = whom
-        log.debug("left session %s (%s)", session_id, participant_id)
+        log.debug("left session %s (%s)", session_id, whom[1] if whom else "watching")
         self.fanout.remove(session_id, sid)
         room = self.local.get(session_id, set())
         room.discard(sid)
         if not room:
             self.local.pop(session_id, None)
         try:
-            await self.detach(session_id, participant_id, self.socket_key(sid))
+            if whom is not None:
+                await self.detach(session_id, whom[1], self.socket_key(sid))
         finally:
             await self.rooms.close(session_id)
 
@@ -477,7 +502,11 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def _whom(self, sid: str) -> tuple[str, str]:
         whom = self.whom.get(sid)
-        if whom is None or sid in self.leaving:
+        if whom is None:
+            if sid in self.watching:
+                raise rules.RuleError(WATCHING)
+            raise rules.RuleError(rules.NOT_HERE)
+        if sid in self.leaving:
             raise rules.RuleError(rules.NOT_HERE)
         return whom
 
@@ -516,7 +545,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
-        session_id, _ = self._whom(sid)
+        session_id = self.watching.get(sid) or self._whom(sid)[0]
         # Send the room what is waiting first, so this snapshot and the next delta line up.
         self.fanout.sync_now(session_id)
         session = self.rooms.current(session_id)

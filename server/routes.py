@@ -241,6 +241,18 @@ async def landing(request: Request) -> Response:
     return _pages(request).TemplateResponse(request, "index.html", {"templates": templates})
 
 
+def _room_page(request: Request, session: Session) -> dict[str, Any]:
+    """What every page of a live session shows: the session, its template and how to join."""
+    return {
+        "session": {"id": session.id, "title": session.title},
+        "template": msgspec.to_builtins(session.template),
+        "join_url": f"{base_url(request)}/s/{session.id}",
+        "qr_url": f"/s/{session.id}/qr.svg",
+        "join_code": session.join_code,
+        "join_page_url": f"{base_url(request)}/join",
+    }
+
+
 async def template_editor(request: Request) -> Response:
     builtins = [public_template(t) for t in builtin_templates().values()]
     builtins.sort(key=lambda t: t["id"] != DEFAULT_TEMPLATE)
@@ -255,17 +267,18 @@ async def room(request: Request) -> Response:
         request,
         "room.html",
         {
-            "session": {"id": session.id, "title": session.title},
-            "join_url": f"{base_url(request)}/s/{session.id}",
-            "qr_url": f"/s/{session.id}/qr.svg",
+            **_room_page(request, session),
             "results_url": f"/s/{session.id}/results",
             "export_urls": _export_urls(session),
-            "template": msgspec.to_builtins(session.template),
-            "join_code": session.join_code,
-            "join_page_url": f"{base_url(request)}/join",
             "present_url": f"/s/{session.id}/present",
         },
     )
+
+
+async def present(request: Request) -> Response:
+    """The presenter view: the room on a big screen, following it without joining."""
+    session = await _session_or_404(request)
+    return _pages(request).TemplateResponse(request, "present.html", _room_page(request, session))
 
 
 UNKNOWN_CODE = N_(
@@ -400,6 +413,7 @@ routes = [
     Route(SESSION + "/results", session_results, methods=["GET"]),
     Route(SESSION + "/results.{fmt:str}", session_results, methods=["GET"]),
     Route("/s/{session_id:str}", room, methods=["GET"]),
+    Route("/s/{session_id:str}/present", present, methods=["GET"]),
     Route("/s/{session_id:str}/results", results_page, methods=["GET"]),
     Route("/s/{session_id:str}/qr.svg", qr_code, methods=["GET"]),
 ]

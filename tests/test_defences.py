@@ -173,6 +173,29 @@ async def test_connections_are_rate_limited_per_address(strict: LiveServer) -> N
     assert messages[8] is not None and "Too many connections" in messages[8]
 
 
+async def test_watchers_count_against_the_connection_limit_but_take_no_seat(
+    strict: LiveServer,
+) -> None:
+    # The strict server allows 8 connections a minute from one address and 3 people a room.
+    created = create_session(strict.url, title="full")
+    members = [
+        await join(strict.url, {"session": created["id"], "name": f"P{n}"}) for n in range(3)
+    ]
+    # The room is full, yet a presenter screen still gets in: it is nobody.
+    watchers = [await join(strict.url, {"session": created["id"], "watch": True}) for _ in range(5)]
+    assert all(w.refused is None for w in watchers)
+    assert len(httpx.get(f"{strict.url}/api/sessions/{created['id']}").json()["participants"]) == 3
+    # It is a connection like any other all the same: the ninth from this address is refused.
+    ninth = await join(strict.url, {"session": created["id"], "watch": True}, refuse_ok=True)
+    assert ninth.refused is not None and "Too many connections" in ninth.refused
+    # And its events are limited like anyone's (10 a second here).
+    answers = await asyncio.gather(*(watchers[0].call("sync") for _ in range(30)))
+    slowed = [a for a in answers if a.get("ok") is False]
+    assert len(slowed) >= 15 and "too much too fast" in slowed[0]["error"]
+    for member in [*members, *watchers]:
+        await member.client.disconnect()
+
+
 # --- output
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server import engine
+from server import engine, protocol
+from server.realtime import WATCHING
 from tests.factories import case_of
 from tests.live import LiveServer, Member, create_session, facilitate, join
 
@@ -166,6 +167,90 @@ async def test_spectators_watch_but_do_not_vote(server: LiveServer) -> None:
     assert control == {"ok": False, "error": "Only the facilitator can do that."}
     assert (await fay.call("sync"))["version"] == before
     await leave(fay, ann, watcher)
+
+
+async def watch(server: LiveServer, session_id: str) -> Member:
+    """A watch-only connection, as the presenter screen opens one."""
+    return await join(server.url, {"session": session_id, "watch": True})
+
+
+async def test_a_watcher_follows_the_room_without_being_part_of_it(server: LiveServer) -> None:
+    created, fay, (ann, bob) = await start(server, voters=2)
+    people = [p["id"] for p in fay.state["participants"]]
+    screen = await watch(server, created["id"])
+    # Nobody: no welcome, no seat, and its arrival changed nothing others could see.
+    assert screen.welcome == {}
+    assert screen.state == await fay.call("sync")
+
+    await fay.control("open", "realtime")
+    ack = await ann.vote("realtime", 3)
+    seen = await screen.until_version(ack["version"])
+    assert any(name == "delta" for name, _ in screen.events), "followed by deltas"
+    assert case_of(seen, "realtime")["votes_in"] == 1
+    assert case_of(seen, "realtime")["results"] is None, "hidden scores leaked to a watcher"
+    assert [p["id"] for p in seen["participants"]] == people
+
+    # It cannot vote or steer, and trying changes nothing.
+    before = await fay.call("sync")
+    for refused in (await screen.vote("realtime", 4), await screen.control("reveal", "realtime")):
+        assert refused == {"ok": False, "error": WATCHING}
+    assert await screen.call("sync") == before == await fay.call("sync")
+
+    # Not counted: with the screen watching, everyone who votes has voted once Bob and Fay do.
+    await fay.control("auto_reveal", on=True)
+    await bob.vote("realtime", 1)
+    last = await fay.vote("realtime", 2)
+    revealed = await screen.until(lambda s: case_of(s, "realtime")["status"] == "revealed")
+    assert revealed["version"] >= last["version"]
+    assert case_of(revealed, "realtime")["results"]["histogram"] == [0, 1, 1, 1, 0]
+    assert screen.gaps == 0
+
+    # Leaving is as quiet as arriving: nobody goes offline.
+    version = (await fay.call("sync"))["version"]
+    await screen.client.disconnect()
+    await asyncio.sleep(0.3)
+    after = await fay.call("sync")
+    assert after["version"] == version and all(p["online"] for p in after["participants"])
+    await leave(fay, ann, bob)
+
+
+async def test_a_watcher_of_an_anonymous_session_never_learns_who_scored_what(
+    server: LiveServer,
+) -> None:
+    created, fay, voters = await start(server, voters=2, anonymous=True)
+    screen = await watch(server, created["id"])
+    await fay.control("open", "realtime")
+    for n, member in enumerate([fay, *voters]):
+        await member.vote("realtime", n, reason=f"reason {n}")
+    ack = await fay.control("reveal", "realtime")
+    state = await screen.until_version(ack["version"])
+    assert case_of(state, "realtime")["results"]["n"] == 3
+    # Nothing it was ever sent, snapshot or delta, paired a score or a reason with a person.
+    sent = [*screen.states, *(data for name, data in screen.events if name == "delta")]
+    for results in (c["results"] for s in sent for c in s.get("cases", ()) if c["results"]):
+        assert "ballots" not in results
+        assert all("participant" not in r for r in results["reasons"])
+    await leave(fay, screen, *voters)
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ({"session": "no-such-session", "watch": True}, "There is no session at this link"),
+        ({"session": "{id}", "watch": True, "name": "Screen"}, protocol.WATCH_ALONE),
+        ({"session": "{id}", "watch": True, "facilitator_token": "x" * 32}, protocol.WATCH_ALONE),
+    ],
+)
+async def test_bad_watchers_are_refused_with_a_clear_message(
+    server: LiveServer, auth: dict[str, Any], message: str
+) -> None:
+    created, fay, _ = await start(server, voters=0)
+    before = await fay.call("sync")
+    auth = {k: (v.format(id=created["id"]) if isinstance(v, str) else v) for k, v in auth.items()}
+    refused = await join(server.url, auth, refuse_ok=True)
+    assert refused.refused is not None and message in refused.refused
+    assert await fay.call("sync") == before
+    await leave(fay)
 
 
 async def test_facilitator_rights_come_back_with_the_facilitator_link(server: LiveServer) -> None:

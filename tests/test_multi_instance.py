@@ -51,6 +51,25 @@ async def test_a_vote_on_one_instance_reaches_clients_on_the_others(
         await member.client.disconnect()
 
 
+async def test_a_watcher_alone_on_an_instance_follows_the_room(
+    instances: list[LiveServer],
+) -> None:
+    a, b, c = instances
+    created = create_session(a.url, title="On the big screen")
+    fay = await facilitate(a.url, created)
+    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    # The only socket of this session on instance c: its copy must follow the others' changes.
+    screen = await join(c.url, {"session": created["id"], "watch": True})
+    await fay.control("open", "realtime")
+    await ann.vote("realtime", 4)
+    ack = await fay.control("reveal", "realtime")
+    seen = await screen.until_version(ack["version"])
+    assert case_of(seen, "realtime")["results"]["histogram"] == [0, 0, 0, 0, 1]
+    assert [p["name"] for p in seen["participants"]] == ["Fay", "Ann"]
+    for member in (fay, ann, screen):
+        await member.client.disconnect()
+
+
 async def test_interleaved_votes_across_instances_are_exact(instances: list[LiveServer]) -> None:
     created = create_session(instances[0].url, title="Busy room")
     session = created["id"]

@@ -253,6 +253,32 @@ def test_auth_with_an_unknown_field_is_refused() -> None:
     assert message.startswith("unknown field `facilitatorToken`")
 
 
+def test_auth_to_watch_takes_only_the_session() -> None:
+    auth = parse(Auth, {"session": "abc", "watch": True})
+    assert auth.watch and auth.name is None and auth.token is None
+    assert not parse(Auth, {"session": "abc", "name": "Alice"}).watch
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"name": "Presenter"},
+        {"token": "t" * 32},
+        {"facilitator_token": "f" * 32},
+        {"role": "spectator"},
+    ],
+)
+def test_auth_to_watch_with_anything_of_a_participant_is_refused(extra: dict[str, Any]) -> None:
+    # A watcher is nobody: it cannot also be someone (or become the facilitator) on the way in.
+    message = refused(Auth, {"session": "abc", "watch": True, **extra})
+    assert message == protocol.WATCH_ALONE
+
+
+@pytest.mark.parametrize("watch", ["yes", 1, None])
+def test_auth_with_a_watch_that_is_not_a_boolean_is_refused(watch: Any) -> None:
+    assert refused(Auth, {"session": "abc", "watch": watch}) == "watch must be true or false"
+
+
 # --- create session
 
 

@@ -351,7 +351,9 @@ def test_an_unknown_session_is_a_json_404_on_the_api(client: TestClient, path: s
     assert "no session" in error_of(client.get(path), 404)
 
 
-@pytest.mark.parametrize("path", ["/s/nope", "/s/nope/results", "/s/nope/qr.svg"])
+@pytest.mark.parametrize(
+    "path", ["/s/nope", "/s/nope/present", "/s/nope/results", "/s/nope/qr.svg"]
+)
 def test_an_unknown_session_is_a_404_page_in_the_browser(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404
@@ -391,6 +393,32 @@ def test_the_room_page_shows_the_session(client: TestClient) -> None:
     assert "Pick a stack" in response.text
     assert f"/s/{created['id']}/qr.svg" in response.text
     assert "Live updates are core" in response.text
+
+
+def test_the_presenter_view_shows_the_session_and_how_to_join(client: TestClient) -> None:
+    created = create(client, title="Pick a stack")
+    response = client.get(f"/s/{created['id']}/present")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "Pick a stack" in page
+    assert f"/s/{created['id']}/qr.svg" in page
+    code = created["join_code"]
+    assert f"{code[:3]}-{code[3:]}" in page
+    assert "http://testserver/join" in page
+    assert "/static/js/present.js?v=" in page and "/static/css/present.css?v=" in page
+    # A screen, not a seat: no join form, no facilitator link, no controls.
+    assert 'id="join-form"' not in page and "facilitator" not in page.lower()
+    assert "<button" not in page
+    # The room's own template, for the questions' help and the scale's labels.
+    assert "Live updates are core" in page and "Not at all" in page
+
+
+def test_the_presenter_view_escapes_the_title(client: TestClient) -> None:
+    created = create(client, title="<b>x</b>")
+    page = client.get(f"/s/{created['id']}/present").text
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "<b>x</b>" not in page
 
 
 def test_the_room_page_escapes_the_title(client: TestClient) -> None:

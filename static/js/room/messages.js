@@ -34,12 +34,11 @@ export class Messages {
 }
 
 /**
- * What is worth saying about the change from `before` to `after`: the moments of a session
- * (a question opens, everyone has voted, scores are revealed, a timer starts, the session
- * ends, the verdict changes), never single ballots. Returns {spoken, event} where `event`,
- * if any, is {text, caseId} for the sticky bar; `me` is my participant id.
+ * What happened to the questions between two snapshots: the ids of those that opened (or
+ * started a new round), of those whose voting ended (revealed, locked), of those still being
+ * voted on that everyone has now voted on, and of those whose timer started.
  */
-export function describeChanges(before, after, titleOf, me) {
+export function caseChanges(before, after) {
   const old = new Map(before.cases.map((c) => [c.id, c]));
   const opened = [];
   const revealed = [];
@@ -58,51 +57,85 @@ export function describeChanges(before, after, titleOf, me) {
       if (c.deadline && c.deadline !== was.deadline) timed.push(c.id);
     }
   }
+  return { opened, revealed, complete, timed };
+}
 
-  const parts = [];
-  let event = null;
-  const one = (ids, single, many) => {
-    if (ids.length === 1) return t(single, { title: titleOf(ids[0]) });
-    return t(many, { count: ids.length });
-  };
+// "… {title}." for one question, "… {count} questions." for several.
+function oneOrMany(ids, titleOf, single, many) {
+  if (ids.length === 1) return t(single, { title: titleOf(ids[0]) });
+  return t(many, { count: ids.length });
+}
+
+/**
+ * The milestones between two snapshots, as sentences to speak: the session finished, or
+ * questions opened and were revealed. Never a single vote.
+ */
+export function milestones(before, after, titleOf, changes = caseChanges(before, after)) {
   if (before.session.status !== "finished" && after.session.status === "finished") {
-    parts.push(t("The session is finished."));
+    return [t("The session is finished.")];
+  }
+  const parts = [];
+  const { opened, revealed } = changes;
+  if (opened.length) {
+    parts.push(
+      oneOrMany(opened, titleOf, "Voting is open: {title}.", "Voting is open on {count} questions."),
+    );
+  }
+  if (revealed.length) {
+    parts.push(
+      oneOrMany(revealed, titleOf, "Scores revealed: {title}.", "Scores revealed on {count} questions."),
+    );
+  }
+  return parts;
+}
+
+/**
+ * What is worth saying about the change from `before` to `after` in the room: the
+ * milestones, and also everyone having voted, a timer starting, a reminder meant for me and a
+ * new verdict; never single ballots. Returns {spoken, event} where `event`, if any, is
+ * {text, caseId} for the sticky bar; `me` is my participant id.
+ */
+export function describeChanges(before, after, titleOf, me) {
+  const changes = caseChanges(before, after);
+  const { opened, revealed, complete, timed } = changes;
+  const parts = milestones(before, after, titleOf, changes);
+  let event = null;
+  if (before.session.status !== "finished" && after.session.status === "finished") {
     event = { text: t("The session is finished: see the verdict."), caseId: null };
   } else {
-    if (opened.length) {
-      const text = one(opened, "Voting is open: {title}.", "Voting is open on {count} questions.");
-      parts.push(text);
-      event = { text, caseId: opened[0] };
-    }
+    if (opened.length) event = { text: parts[0], caseId: opened[0] };
+    if (revealed.length) event = { text: parts[parts.length - 1], caseId: revealed[0] };
     if (complete.length) {
       parts.push(
-        one(complete, "Everyone has voted on {title}.", "Everyone has voted on {count} questions."),
+        oneOrMany(
+          complete,
+          titleOf,
+          "Everyone has voted on {title}.",
+          "Everyone has voted on {count} questions.",
+        ),
       );
-    }
-    if (revealed.length) {
-      const text = one(
-        revealed,
-        "Scores revealed: {title}.",
-        "Scores revealed on {count} questions.",
-      );
-      parts.push(text);
-      event = { text, caseId: revealed[0] };
     }
     if (timed.length) {
       parts.push(
-        one(timed, "A timer is running on {title}.", "A timer is running on {count} questions."),
+        oneOrMany(
+          timed,
+          titleOf,
+          "A timer is running on {title}.",
+          "A timer is running on {count} questions.",
+        ),
       );
     }
     const nudge = after.session.nudge;
     if (nudge && nudge.at !== before.session.nudge?.at) {
+      const self = after.participants.find((p) => p.id === me);
       const mine = (nudge.cases || []).filter((id) => {
         const c = after.cases.find((x) => x.id === id);
-        const self = after.participants.find((p) => p.id === me);
         return c && c.status === "voting" && self && !self.voted.includes(id);
       });
       if (mine.length) {
-        const text = one(
+        const text = oneOrMany(
           mine,
+          titleOf,
           "The facilitator is waiting for your score on {title}.",
           "The facilitator is waiting for your scores on {count} questions.",
         );

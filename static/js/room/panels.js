@@ -117,6 +117,17 @@ function barGeometry(score, min, max) {
   return { zero, left, width };
 }
 
+/** A stack's score as a bar from the zero line, on a track from `min` (<= 0) to `max` (>= 0). */
+export function scoreTrack(score, min, max) {
+  const { zero, left, width } = barGeometry(score, min, max);
+  const bar = el("span", { class: "ranking__bar", dataset: { sign: score < 0 ? "neg" : "pos" } });
+  bar.style.left = `${left}%`;
+  bar.style.width = `${width}%`;
+  const zeroLine = el("span", { class: "ranking__zero" });
+  zeroLine.style.left = `calc(${zero}% - 1px)`;
+  return el("span", { class: "ranking__track", "aria-hidden": "true" }, zeroLine, bar);
+}
+
 export function renderRecommendation(dom, recommendation, titleOf) {
   setHidden(dom.recommendation, !recommendation);
   if (!recommendation) return;
@@ -161,16 +172,6 @@ export function renderRecommendation(dom, recommendation, titleOf) {
 
   dom.ranking.replaceChildren(
     ...ranking.map((row, index) => {
-      const { zero, left, width } = barGeometry(row.score, min, max);
-      const bar = el("span", {
-        class: "ranking__bar",
-        dataset: { sign: row.score < 0 ? "neg" : "pos" },
-      });
-      bar.style.left = `${left}%`;
-      bar.style.width = `${width}%`;
-      const zeroLine = el("span", { class: "ranking__zero" });
-      zeroLine.style.left = `calc(${zero}% - 1px)`;
-
       const parts = (row.contributions || [])
         .filter((c) => c.value !== 0)
         .sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
@@ -182,7 +183,7 @@ export function renderRecommendation(dom, recommendation, titleOf) {
           { class: "ranking__row" },
           el("span", { class: "ranking__rank", text: String(index + 1) }),
           el("span", { class: "ranking__name", text: row.name }),
-          el("span", { class: "ranking__track", "aria-hidden": "true" }, zeroLine, bar),
+          scoreTrack(row.score, min, max),
           el("span", { class: "ranking__score", text: formatSigned(row.score) }),
         ),
         el(

@@ -1,0 +1,566 @@
+// The presenter view: a session on the meeting room's big screen. It connects to watch
+// (auth {session, watch: true}), so it is nobody in the room: no name, no controls, not
+// counted. It applies `state` and `delta` like the room page and shows what the room is doing:
+// the question being voted on, the reveal, the recommendation, or how to join.
+
+import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
+import { t, tn } from "./i18n.js";
+import { applyDelta } from "./room/delta.js";
+import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
+import { Messages, caseChanges, milestones } from "./room/messages.js";
+import { scoreTrack } from "./room/panels.js";
+
+const ACK_TIMEOUT_MS = 8000;
+
+const $ = (id) => document.getElementById(id);
+
+const root = $("present");
+const sessionId = root.dataset.sessionId;
+const template = JSON.parse($("template-data").textContent);
+const templateCases = new Map(template.cases.map((c) => [c.id, c]));
+const titleOf = (id) => templateCases.get(id)?.title ?? id;
+const scale = template.scale || [];
+
+const dom = {
+  title: $("present-title"),
+  headCode: $("head-code"),
+  connection: $("connection"),
+  connectionText: $("connection").querySelector(".connection__text"),
+  views: {
+    waiting: $("view-waiting"),
+    question: $("view-question"),
+    questions: $("view-questions"),
+    results: $("view-results"),
+    gone: $("view-gone"),
+  },
+  waitingTitle: $("waiting-title"),
+  questionRound: $("question-round"),
+  questionTitle: $("question-title"),
+  questionHelp: $("question-help"),
+  questionCount: $("question-count"),
+  questionMeter: $("question-meter"),
+  questionCountdown: $("question-countdown"),
+  questionsTitle: $("questions-title"),
+  questionsList: $("questions-list"),
+  resultsTitle: $("results-title"),
+  results: $("results"),
+  recommendation: $("recommendation"),
+  recommendationTitle: $("rec-title"),
+  verdict: $("verdict"),
+  ranking: $("ranking"),
+  goneMessage: $("gone-message"),
+};
+
+const messages = new Messages(null, $("announcer"));
+
+const screen = {
+  snapshot: null,
+  version: -1,
+  // The questions revealed since one was last opened: what the reveal view shows (null until
+  // this screen has seen a reveal happen; then every revealed question is shown).
+  featured: null,
+  gone: false,
+};
+
+let socket = null;
+let retryTimer = 0;
+let ticker = 0;
+
+const CONNECTION_WORDS = {
+  connecting: () => t("Connecting…"),
+  connected: () => t("Live"),
+  reconnecting: () => t("Reconnecting…"),
+  storage: () => t("Server reconnecting…"),
+  offline: () => t("Offline"),
+};
+
+function setConnection(state) {
+  dom.connection.dataset.state = state;
+  setText(dom.connectionText, CONNECTION_WORDS[state]());
+}
+
+// ---------- Connection ----------
+
+function connect() {
+  setConnection("connecting");
+  socket = io({
+    auth: { session: sessionId, watch: true },
+    // WebSocket only, and the room in the query for the proxy: as the room page connects.
+    transports: ["websocket"],
+    query: { room: sessionId },
+  });
+  socket.on("connect", () => setConnection("connected"));
+  socket.on("state", applySnapshot);
+  socket.on("delta", onDelta);
+  socket.on("status", (status) => {
+    if (status && status.storage === "unavailable") {
+      setConnection("storage");
+    } else if (socket.connected) {
+      setConnection("connected");
+      resync();
+    }
+  });
+  socket.on("connect_error", onConnectError);
+  socket.on("disconnect", onDisconnect);
+  socket.io.on("reconnect_attempt", () => setConnection("reconnecting"));
+}
+
+// A screen nobody attends keeps trying, unless the session is gone for good.
+function retryLater() {
+  clearTimeout(retryTimer);
+  // At a random moment, so the screens of a whole building don't come back at once.
+  retryTimer = setTimeout(() => socket.connect(), 1000 + Math.random() * 4000);
+}
+
+function onConnectError(err) {
+  if (socket.active) {
+    setConnection("reconnecting"); // a network problem: the client retries by itself
+    return;
+  }
+  const code = err?.data?.code;
+  if (code === "unknown_session") {
+    showGone(err.message || t("This session no longer exists."));
+    return;
+  }
+  setConnection(code === "unavailable" ? "storage" : "reconnecting");
+  retryLater();
+}
+
+function onDisconnect(reason) {
+  if (reason === "io client disconnect") return;
+  if (reason === "io server disconnect") {
+    // Closed on purpose by the server; it won't come back by itself.
+    setConnection("reconnecting");
+    retryLater();
+    return;
+  }
+  setConnection(navigator.onLine === false ? "offline" : "reconnecting");
+}
+
+let syncing = false;
+
+function resync() {
+  if (!socket || !socket.connected || syncing) return;
+  syncing = true;
+  socket.timeout(ACK_TIMEOUT_MS).emit("sync", (err, snapshot) => {
+    syncing = false;
+    if (!err) applySnapshot(snapshot);
+  });
+}
+
+// A delta that follows from what is on screen is applied; after a gap, only a snapshot will do.
+function onDelta(delta) {
+  if (!delta || typeof delta.version !== "number" || !screen.snapshot) return;
+  if (delta.version <= screen.version) return;
+  const next = applyDelta(screen.snapshot, delta);
+  if (next) applySnapshot(next);
+  else resync();
+}
+
+function applySnapshot(snapshot) {
+  if (!snapshot || typeof snapshot.version !== "number") return;
+  if (snapshot.version <= screen.version) return;
+  const previous = screen.snapshot;
+  screen.version = snapshot.version;
+  screen.snapshot = snapshot;
+  if (previous) {
+    const changes = caseChanges(previous, snapshot);
+    if (changes.opened.length) screen.featured = [];
+    if (changes.revealed.length) {
+      screen.featured = [...(screen.featured || []), ...changes.revealed];
+    }
+    // Spoken: questions opened and revealed, the end; never a single vote.
+    const said = milestones(previous, snapshot, titleOf, changes);
+    const verdict = snapshot.recommendation?.verdict;
+    if (snapshot.session.status === "finished" && previous.session.status !== "finished") {
+      if (verdict) said.push(t("Recommendation: {verdict}", { verdict }));
+    }
+    if (said.length) messages.announce(said.join(" "));
+  }
+  render();
+}
+
+function showGone(message) {
+  screen.gone = true;
+  setText(dom.goneMessage, message);
+  render();
+}
+
+// ---------- What the screen shows ----------
+
+const VIEWS = ["waiting", "question", "questions", "results", "gone"];
+
+function shownCases(snapshot) {
+  return snapshot.cases.filter((c) => c.status === "revealed" || c.status === "locked");
+}
+
+function chooseView(snapshot, voting) {
+  if (screen.gone) return "gone";
+  if (!snapshot) return "connecting";
+  if (snapshot.session.status === "finished") return "finished";
+  if (voting.length === 1) return "question";
+  if (voting.length > 1) return "questions";
+  return shownCases(snapshot).length ? "results" : "waiting";
+}
+
+function render() {
+  const snapshot = screen.snapshot;
+  const voting = snapshot ? snapshot.cases.filter((c) => c.status === "voting") : [];
+  const name = chooseView(snapshot, voting);
+  root.dataset.view = name;
+  const section = name === "finished" ? "results" : name;
+  for (const view of VIEWS) setHidden(dom.views[view], view !== section);
+  setHidden(dom.connection, name === "gone");
+  // The join code stays in a corner while people can join, except where the waiting screen
+  // shows it large.
+  if (dom.headCode) setHidden(dom.headCode, !["question", "questions", "results"].includes(name));
+  if (!snapshot || name === "gone") {
+    stopTicking();
+    return;
+  }
+
+  const session = snapshot.session;
+  setText(dom.title, session.title);
+  document.title = `${session.title} · ${t("Presenter view")} · stackvote`;
+  if (name === "waiting") renderWaiting(snapshot);
+  else if (name === "question") renderQuestion(snapshot, voting[0]);
+  else if (name === "questions") renderQuestions(snapshot, voting);
+  else renderResults(snapshot, name === "finished");
+  tick();
+}
+
+function renderWaiting(snapshot) {
+  const started = snapshot.cases.some((c) => c.status !== "pending");
+  setText(
+    dom.waitingTitle,
+    started ? t("Waiting for the next question") : t("Waiting for the first question"),
+  );
+}
+
+/**
+ * "n of m voted": m is everyone who votes (voters and the facilitator, not spectators), leaving
+ * out people marked away unless they voted on this question already. Never below n (ballots
+ * of people removed with their ballots kept still count).
+ */
+function tally(snapshot, state) {
+  const voters = snapshot.participants.filter(
+    (p) =>
+      (p.role === "voter" || p.role === "facilitator") && (!p.away || p.voted.includes(state.id)),
+  );
+  const n = state.votes_in;
+  const m = Math.max(voters.length, n);
+  return { n, m, text: t("{n} of {m} voted", { n, m }), share: m ? n / m : 0 };
+}
+
+function roundWord(state) {
+  return state.round > 1 ? t("Round {round}", { round: state.round }) : "";
+}
+
+function renderQuestion(snapshot, state) {
+  const round = roundWord(state);
+  setText(dom.questionRound, round);
+  setHidden(dom.questionRound, !round);
+  setText(dom.questionTitle, state.title);
+  const help = templateCases.get(state.id)?.help || "";
+  setText(dom.questionHelp, help);
+  setHidden(dom.questionHelp, !help);
+  const count = tally(snapshot, state);
+  setText(dom.questionCount, count.text);
+  dom.questionCount.dataset.votesIn = String(count.n);
+  dom.questionCount.dataset.total = String(count.m);
+  dom.questionMeter.style.width = `${count.share * 100}%`;
+  setDeadline(dom.questionCountdown, state.deadline);
+}
+
+function renderQuestions(snapshot, voting) {
+  setText(
+    dom.questionsTitle,
+    tn("Now voting on {count} question", "Now voting on {count} questions", voting.length),
+  );
+  const rows = voting.map((state) => ({ state, count: tally(snapshot, state) }));
+  const key = JSON.stringify(
+    rows.map((r) => [r.state.id, r.state.title, r.count.text, r.state.round, r.state.deadline]),
+  );
+  if (dom.questionsList.dataset.key === key) return;
+  dom.questionsList.dataset.key = key;
+  dom.questionsList.dataset.many = String(rows.length > 4);
+  dom.questionsList.replaceChildren(
+    ...rows.map(({ state, count }) => {
+      const meter = el("span", { class: "present-meter__fill" });
+      meter.style.width = `${count.share * 100}%`;
+      const countdown = el("span", { class: "present-countdown present-countdown--small" });
+      setDeadline(countdown, state.deadline);
+      const round = roundWord(state);
+      return el(
+        "li",
+        { class: "present-open-list__item", dataset: { case: state.id } },
+        el(
+          "span",
+          { class: "present-open-list__title" },
+          state.title,
+          round ? el("span", { class: "present-round", text: ` · ${round}` }) : null,
+        ),
+        el("span", {
+          class: "present-open-list__count",
+          dataset: { testid: `count-${state.id}` },
+          text: count.text,
+        }),
+        el("span", { class: "present-meter present-meter--small", "aria-hidden": "true" }, meter),
+        countdown,
+      );
+    }),
+  );
+}
+
+function renderResults(snapshot, finished) {
+  const shown = shownCases(snapshot);
+  let cases = shown;
+  if (!finished && screen.featured) {
+    const featured = new Set(screen.featured);
+    const recent = shown.filter((c) => featured.has(c.id));
+    if (recent.length) cases = recent;
+  }
+  if (finished) {
+    setText(dom.resultsTitle, cases.length ? t("Final scores") : t("The session is finished"));
+  } else if (cases.length === 1) {
+    const round = roundWord(cases[0]);
+    setText(dom.resultsTitle, round ? `${t("Scores revealed")} · ${round}` : t("Scores revealed"));
+  } else {
+    setText(
+      dom.resultsTitle,
+      tn(
+        "Scores revealed on {count} question",
+        "Scores revealed on {count} questions",
+        cases.length,
+      ),
+    );
+  }
+  const key = JSON.stringify(cases.map((c) => [c.id, c.title, c.round, c.results]));
+  if (dom.results.dataset.key !== key) {
+    dom.results.dataset.key = key;
+    if (cases.length === 1) dom.results.replaceChildren(revealedCase(cases[0]));
+    else if (cases.length) dom.results.replaceChildren(revealedList(cases));
+    else dom.results.replaceChildren();
+  }
+  renderRecommendation(snapshot.recommendation, finished);
+}
+
+function histogram(results, compact) {
+  const n = results.n || 0;
+  const counts = results.histogram || [0, 0, 0, 0, 0];
+  return el(
+    "ul",
+    { class: compact ? "present-hist present-hist--compact" : "present-hist", role: "list" },
+    counts.map((count, score) => {
+      const bar = el("span", { class: "present-hist__bar" });
+      // A share of the people who scored: the column's height, or its width on a phone.
+      bar.style.setProperty("--share", n ? `${(count / n) * 100}%` : "0%");
+      const label = scale[score] || "";
+      const said = label
+        ? tn("{score} ({label}): {count} person", "{score} ({label}): {count} people", count, {
+            score,
+            label,
+          })
+        : tn("{score}: {count} person", "{score}: {count} people", count, { score });
+      return el(
+        "li",
+        { class: "present-hist__col", dataset: { score: String(score), count: String(count) } },
+        el("span", { class: "visually-hidden", text: said }),
+        el("span", { class: "present-hist__count", "aria-hidden": "true", text: String(count) }),
+        el("span", { class: "present-hist__track", "aria-hidden": "true" }, bar),
+        el("span", { class: "present-hist__score", "aria-hidden": "true", text: String(score) }),
+        compact
+          ? null
+          : el("span", { class: "present-hist__label", "aria-hidden": "true", text: label }),
+      );
+    }),
+  );
+}
+
+function noScores(results) {
+  return results.abstain ? t("Everyone who voted skipped this one.") : t("Nobody scored this one.");
+}
+
+function revealedCase(state) {
+  const results = state.results || {};
+  const n = results.n || 0;
+  const body = [el("h3", { class: "present-case__title", text: state.title })];
+  if (!n) {
+    body.push(el("p", { class: "present-case__empty", text: noScores(results) }));
+    return el("article", { class: "present-case", dataset: { case: state.id } }, body);
+  }
+  const abstain = results.abstain || 0;
+  body.push(
+    histogram(results, false),
+    el(
+      "dl",
+      { class: "present-stats" },
+      el(
+        "div",
+        { class: "present-stats__item" },
+        el("dt", { text: t("Median") }),
+        el("dd", { dataset: { testid: `median-${state.id}` }, text: formatNumber(results.median) }),
+      ),
+      el(
+        "div",
+        { class: "present-stats__item" },
+        el("dt", { text: t("Agreement") }),
+        el("dd", {
+          dataset: { testid: `consensus-${state.id}` },
+          text: formatNumber(results.consensus),
+        }),
+      ),
+    ),
+    el("p", {
+      class: "band present-band",
+      dataset: { band: results.band || "" },
+      text: bandWord(results.band),
+    }),
+    abstain
+      ? el("p", {
+          class: "present-case__abstain",
+          text: tn("{count} person skipped.", "{count} people skipped.", abstain),
+        })
+      : null,
+  );
+  return el("article", { class: "present-case", dataset: { case: state.id } }, body);
+}
+
+// Several questions at once: one line each, under one heading row.
+const SHORT_BAND = {
+  strong: () => t("Strong"),
+  moderate: () => t("Moderate"),
+  weak: () => t("Weak"),
+};
+
+function revealedList(cases) {
+  const head = el(
+    "li",
+    { class: "present-case-list__item present-case-list__head", "aria-hidden": "true" },
+    el("span", { text: t("Question") }),
+    el("span", { text: t("Scores") }),
+    el("span", { text: t("Median") }),
+    el("span", { text: t("Agreement") }),
+  );
+  const rows = cases.map((state) => {
+    const results = state.results || {};
+    const n = results.n || 0;
+    const band = results.band || "";
+    const cells = n
+      ? [
+          histogram(results, true),
+          el(
+            "span",
+            { class: "present-case-list__median" },
+            el("span", { class: "visually-hidden", text: `${t("Median")} ` }),
+            formatNumber(results.median),
+          ),
+          el(
+            "span",
+            { class: "band present-band", dataset: { band } },
+            el("span", { class: "visually-hidden", text: bandWord(band) }),
+            el("span", { "aria-hidden": "true", text: SHORT_BAND[band]?.() ?? "" }),
+          ),
+        ]
+      : [el("span", { class: "present-case-list__empty", text: noScores(results) })];
+    return el(
+      "li",
+      { class: "present-case-list__item", dataset: { case: state.id } },
+      el("span", { class: "present-case-list__title", text: state.title }),
+      cells,
+    );
+  });
+  return el("ol", { class: "present-case-list" }, head, rows);
+}
+
+function renderRecommendation(recommendation, finished) {
+  setHidden(dom.recommendation, !recommendation && !finished);
+  setText(
+    dom.recommendationTitle,
+    finished ? t("Final recommendation") : t("Recommendation so far"),
+  );
+  if (!recommendation) {
+    setText(
+      dom.verdict,
+      finished ? t("No revealed question has scores, so there is no recommendation.") : "",
+    );
+    dom.ranking.replaceChildren();
+    delete dom.ranking.dataset.key;
+    return;
+  }
+  setText(dom.verdict, recommendation.verdict);
+  const ranking = recommendation.ranking || [];
+  const key = JSON.stringify(ranking.map((r) => [r.stack, r.name, r.score]));
+  if (dom.ranking.dataset.key === key) return;
+  dom.ranking.dataset.key = key;
+  const scores = ranking.map((r) => r.score);
+  const min = Math.min(0, ...scores);
+  const max = Math.max(0, ...scores);
+  dom.ranking.replaceChildren(
+    ...ranking.map((row, index) => {
+      return el(
+        "li",
+        {
+          class:
+            index === 0
+              ? "present-ranking__item present-ranking__item--top"
+              : "present-ranking__item",
+          dataset: { stack: row.stack },
+        },
+        el("span", {
+          class: "present-ranking__rank",
+          "aria-hidden": "true",
+          text: String(index + 1),
+        }),
+        el("span", { class: "present-ranking__name", text: row.name }),
+        scoreTrack(row.score, min, max),
+        el("span", { class: "present-ranking__score", text: formatSigned(row.score) }),
+      );
+    }),
+  );
+}
+
+// ---------- Countdowns ----------
+
+function setDeadline(node, deadline) {
+  if (deadline) node.dataset.deadline = String(deadline);
+  else delete node.dataset.deadline;
+  setHidden(node, !deadline);
+}
+
+function clock(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = String(seconds % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+// Display only: the server closes voting at the deadline, whatever this clock says.
+function tick() {
+  const nodes = [...root.querySelectorAll(".present-view:not([hidden]) [data-deadline]")];
+  const now = Date.now() / 1000;
+  for (const node of nodes) {
+    const left = Math.max(0, Math.ceil(Number(node.dataset.deadline) - now));
+    setText(node, left > 0 ? t("{time} left", { time: clock(left) }) : t("Time's up"));
+    node.dataset.urgent = String(left <= 10);
+  }
+  if (nodes.length && !ticker) ticker = setInterval(tick, 1000);
+  else if (!nodes.length) stopTicking();
+}
+
+function stopTicking() {
+  clearInterval(ticker);
+  ticker = 0;
+}
+
+// ---------- Start ----------
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") resync();
+});
+window.addEventListener("offline", () => setConnection("offline"));
+window.addEventListener("online", () => {
+  if (socket && !socket.connected) setConnection("reconnecting");
+});
+render();
+connect();
