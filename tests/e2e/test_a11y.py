@@ -181,8 +181,17 @@ def _room_visit(room: Room, *markers: str) -> Visit:
     return Visit(f"/s/{room.id}", room.storage, _in_room("presence", *markers))
 
 
-# Each screen: name -> how to get there. Add a page here and it runs through the whole matrix
-# (e.g. "present": lambda rooms: Visit(f"/s/{rooms.get('revealed').id}/present", ready=...)).
+def _present_visit(room: Room, view: str) -> Visit:
+    """The presenter view of `room`, ready once it shows `view` (a test id prefix: one open
+    question or several are both "voting")."""
+
+    def ready(page: Page) -> None:
+        expect(page.locator(f'[data-testid^="{view}"]:visible').first).to_be_visible()
+
+    return Visit(f"/s/{room.id}/present", ready=ready)
+
+
+# Each screen: name -> how to get there. Add a page here and it runs through the whole matrix.
 SCREENS: dict[str, Callable[[Rooms], Visit]] = {
     "landing": lambda rooms: Visit(
         "/", ready=lambda p: expect(p.locator("#title")).to_be_visible()
@@ -212,6 +221,10 @@ SCREENS: dict[str, Callable[[Rooms], Visit]] = {
             "data-state", "ok"
         ),
     ),
+    "present-waiting": lambda rooms: _present_visit(rooms.get("joined"), "view-waiting"),
+    "present-voting": lambda rooms: _present_visit(rooms.get("voting"), "view-question"),
+    "present-revealed": lambda rooms: _present_visit(rooms.get("revealed"), "view-results"),
+    "present-finished": lambda rooms: _present_visit(rooms.get("finished"), "view-results"),
     "not-found": lambda rooms: Visit("/s/no-such-session", expected_errors=("404",)),
 }
 
