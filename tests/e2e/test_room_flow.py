@@ -30,6 +30,24 @@ def facilitate(someone: Person, created: dict[str, Any], name: str = "Fran") -> 
     return someone.page
 
 
+def fran_and_ana(
+    server: LiveServer, person: Callable[..., Person], **body: Any
+) -> tuple[dict[str, Any], str, Page, Page]:
+    """A new session run by Fran, with Ana joined: (created, join url, Fran's page, Ana's)."""
+    created, url = room(server, **body)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    return created, url, fran, ana
+
+
+def score_with_reason(page: Page, case: str, score: int, reason: str) -> None:
+    page.get_by_test_id(f"case-{case}").locator(".why__summary").click()
+    page.get_by_test_id(f"reason-{case}").fill(reason)
+    page.get_by_test_id(f"score-{case}-{score}").click()
+    expect(page.get_by_test_id(f"choice-{case}")).to_contain_text(f"Your score: {score}")
+
+
 def record_announcements(page: Page) -> None:
     """Keep every text the polite live region is given, in order."""
     page.evaluate(
@@ -173,17 +191,10 @@ def test_scores_take_arrow_keys_and_one_tab_stop_per_question_with_their_meaning
 def test_reasons_travel_with_scores_and_show_at_the_reveal(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    created, url = room(server)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    created, _url, fran, ana = fran_and_ana(server, person)
     fran.get_by_test_id("control-open-realtime").click()
 
-    card = ana.get_by_test_id("case-realtime")
-    card.locator(".why__summary").click()
-    ana.get_by_test_id("reason-realtime").fill("Chat is the whole product")
-    ana.get_by_test_id("score-realtime-4").click()
-    expect(ana.get_by_test_id("choice-realtime")).to_contain_text("Your score: 4")
+    score_with_reason(ana, "realtime", 4, "Chat is the whole product")
     # Hidden until the reveal: nobody else sees it yet.
     expect(fran.get_by_test_id("reasons-realtime")).to_be_hidden()
     state = api_state(server.url, created["id"])
@@ -204,15 +215,9 @@ def test_reasons_travel_with_scores_and_show_at_the_reveal(
 def test_reasons_in_an_anonymous_session_name_nobody(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    created, url = room(server, anonymous=True)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    _created, _url, fran, ana = fran_and_ana(server, person, anonymous=True)
     fran.get_by_test_id("control-open-realtime").click()
-    ana.get_by_test_id("case-realtime").locator(".why__summary").click()
-    ana.get_by_test_id("reason-realtime").fill("Websockets everywhere")
-    ana.get_by_test_id("score-realtime-3").click()
-    expect(ana.get_by_test_id("choice-realtime")).to_contain_text("Your score: 3")
+    score_with_reason(ana, "realtime", 3, "Websockets everywhere")
     fran.get_by_test_id("control-reveal-realtime").click()
     reasons = fran.get_by_test_id("reasons-realtime")
     expect(reasons).to_contain_text("Websockets everywhere")
@@ -223,10 +228,7 @@ def test_reasons_in_an_anonymous_session_name_nobody(
 def test_a_timer_counts_down_on_everyones_screen_and_can_be_stopped(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    created, url = room(server)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    created, _url, fran, ana = fran_and_ana(server, person)
     fran.get_by_test_id("control-open-realtime").click()
     card = fran.get_by_test_id("case-realtime")
     card.locator('select[data-role="timer-seconds"]').select_option("120")
@@ -246,10 +248,7 @@ def test_a_timer_counts_down_on_everyones_screen_and_can_be_stopped(
 def test_auto_reveal_shows_the_scores_once_everyone_has_voted(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    created, url = room(server)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    created, _url, fran, ana = fran_and_ana(server, person)
     fran.get_by_test_id("auto-reveal").check()
     expect(ana.get_by_test_id("waiting")).to_be_visible()
     assert api_state(server.url, created["id"])["session"]["auto_reveal"] is True
@@ -268,10 +267,7 @@ def test_auto_reveal_shows_the_scores_once_everyone_has_voted(
 def test_a_revote_keeps_the_earlier_round_in_view(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    created, url = room(server)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    _created, url, fran, ana = fran_and_ana(server, person)
     fran.get_by_test_id("control-open-realtime").click()
     ana.get_by_test_id("score-realtime-0").click()
     fran.get_by_test_id("score-realtime-4").click()
@@ -292,10 +288,7 @@ def test_a_revote_keeps_the_earlier_round_in_view(
 
 
 def test_words_that_went_stale_are_gone(server: LiveServer, person: Callable[..., Person]) -> None:
-    created, url = room(server)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    created, _url, fran, ana = fran_and_ana(server, person)
     mode = ana.locator("#room-mode")
     expect(mode).to_have_text("Scores hidden until reveal")
     expect(ana.get_by_test_id("presence")).to_contain_text("0 of 11 scored")
@@ -372,10 +365,7 @@ def test_a_nudge_highlights_the_question_for_those_who_have_not_voted(
 
 
 def test_someone_leaves_by_themselves(server: LiveServer, person: Callable[..., Person]) -> None:
-    created, url = room(server)
-    fran = facilitate(person(), created)
-    ana = person().page
-    join(ana, url, "Ana")
+    created, _url, fran, ana = fran_and_ana(server, person)
     # The only facilitator has no leave button: someone must run the session.
     expect(fran.get_by_test_id("leave")).to_be_hidden()
 

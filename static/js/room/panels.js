@@ -48,29 +48,26 @@ export function renderPresence(dom, snapshot, view) {
       const away = p.away && !p.online;
       const state = p.online ? t("online") : away ? t("away") : t("offline");
       const actions = [];
+      const action = (name, text, label) =>
+        el("button", {
+          class: "button button--small button--quiet",
+          type: "button",
+          dataset: { personAction: name, participant: p.id },
+          "aria-label": label,
+          "aria-disabled": view.offline ? "true" : null,
+          text,
+        });
       if (view.facilitator && !isMe) {
         if (p.online && p.role !== "facilitator") {
           actions.push(
-            el("button", {
-              class: "button button--small button--quiet",
-              type: "button",
-              dataset: { personAction: "hand_over", participant: p.id },
-              "aria-label": t("Make {name} the facilitator", { name: p.name }),
-              "aria-disabled": view.offline ? "true" : null,
-              text: t("Make facilitator"),
-            }),
+            action(
+              "hand_over",
+              t("Make facilitator"),
+              t("Make {name} the facilitator", { name: p.name }),
+            ),
           );
         }
-        actions.push(
-          el("button", {
-            class: "button button--small button--quiet",
-            type: "button",
-            dataset: { personAction: "remove", participant: p.id },
-            "aria-label": t("Remove {name}", { name: p.name }),
-            "aria-disabled": view.offline ? "true" : null,
-            text: t("Remove"),
-          }),
-        );
+        actions.push(action("remove", t("Remove"), t("Remove {name}", { name: p.name })));
       }
       return el(
         "li",
