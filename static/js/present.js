@@ -5,7 +5,7 @@
 
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t, tn } from "./i18n.js";
-import { applyDelta } from "./room/delta.js";
+import { Follower } from "./room/delta.js";
 import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
 import { Messages, caseChanges, milestones } from "./room/messages.js";
 import { scoreTrack } from "./room/panels.js";
@@ -137,30 +137,13 @@ function onDisconnect(reason) {
   setConnection(navigator.onLine === false ? "offline" : "reconnecting");
 }
 
-let syncing = false;
+// The copy of the session on screen, kept in step by snapshots and deltas.
+const follower = new Follower(() => socket, ACK_TIMEOUT_MS, onSnapshot);
+const applySnapshot = (snapshot) => follower.take(snapshot);
+const onDelta = (delta) => follower.delta(delta);
+const resync = () => follower.resync();
 
-function resync() {
-  if (!socket || !socket.connected || syncing) return;
-  syncing = true;
-  socket.timeout(ACK_TIMEOUT_MS).emit("sync", (err, snapshot) => {
-    syncing = false;
-    if (!err) applySnapshot(snapshot);
-  });
-}
-
-// A delta that follows from what is on screen is applied; after a gap, only a snapshot will do.
-function onDelta(delta) {
-  if (!delta || typeof delta.version !== "number" || !screen.snapshot) return;
-  if (delta.version <= screen.version) return;
-  const next = applyDelta(screen.snapshot, delta);
-  if (next) applySnapshot(next);
-  else resync();
-}
-
-function applySnapshot(snapshot) {
-  if (!snapshot || typeof snapshot.version !== "number") return;
-  if (snapshot.version <= screen.version) return;
-  const previous = screen.snapshot;
+function onSnapshot(snapshot, previous) {
   screen.version = snapshot.version;
   screen.snapshot = snapshot;
   if (previous) {

@@ -6,7 +6,7 @@ import { rememberSession } from "./recent.js";
 import { MyBallots } from "./room/ballots.js";
 import { RoomBar, renderWaiting } from "./room/bar.js";
 import { CaseCard } from "./room/cases.js";
-import { applyDelta } from "./room/delta.js";
+import { Follower } from "./room/delta.js";
 import { Confirm } from "./room/dialog.js";
 import { setHidden, setText } from "./room/dom.js";
 import { Identity } from "./room/identity.js";
@@ -353,33 +353,15 @@ function onDisconnect(reason) {
   }
 }
 
-let syncing = false;
-
-function resync() {
-  if (!socket || !socket.connected || syncing) return;
-  syncing = true;
-  socket.timeout(ACK_TIMEOUT_MS).emit("sync", (err, snapshot) => {
-    syncing = false;
-    if (!err) applySnapshot(snapshot);
-  });
-}
-
-// A delta that follows from what is on screen is applied; after a gap (a missed delta), only
-// a fresh snapshot will do.
-function onDelta(delta) {
-  if (!delta || typeof delta.version !== "number" || !room.snapshot) return;
-  if (delta.version <= room.version) return;
-  const next = applyDelta(room.snapshot, delta);
-  if (next) applySnapshot(next);
-  else resync();
-}
+// The copy of the session on screen, kept in step by snapshots and deltas.
+const follower = new Follower(() => socket, ACK_TIMEOUT_MS, onSnapshot);
+const applySnapshot = (snapshot) => follower.take(snapshot);
+const onDelta = (delta) => follower.delta(delta);
+const resync = () => follower.resync();
 
 // ---------- Snapshots ----------
 
-function applySnapshot(snapshot) {
-  if (!snapshot || typeof snapshot.version !== "number") return;
-  if (snapshot.version <= room.version) return; // older than what is on screen
-  const previous = room.snapshot;
+function onSnapshot(snapshot, previous) {
   room.version = snapshot.version;
   room.snapshot = snapshot;
   mine.reconcile(snapshot, room.me);

@@ -26,3 +26,46 @@ export function applyDelta(snapshot, delta) {
   }
   return next;
 }
+
+/**
+ * Keeps a page's copy of the session in step with the server: takes snapshots newer than the
+ * one on screen, applies deltas that follow from it, and after a gap asks for a snapshot
+ * (`sync`). `onSnapshot(snapshot, previous)` runs for each newer snapshot.
+ */
+export class Follower {
+  constructor(socketOf, timeoutMs, onSnapshot) {
+    this.socketOf = socketOf;
+    this.timeoutMs = timeoutMs;
+    this.onSnapshot = onSnapshot;
+    this.snapshot = null;
+    this.version = -1;
+    this.syncing = false;
+  }
+
+  take(snapshot) {
+    if (!snapshot || typeof snapshot.version !== "number") return;
+    if (snapshot.version <= this.version) return; // older than what is on screen
+    const previous = this.snapshot;
+    this.snapshot = snapshot;
+    this.version = snapshot.version;
+    this.onSnapshot(snapshot, previous);
+  }
+
+  delta(delta) {
+    if (!delta || typeof delta.version !== "number" || !this.snapshot) return;
+    if (delta.version <= this.version) return;
+    const next = applyDelta(this.snapshot, delta);
+    if (next) this.take(next);
+    else this.resync();
+  }
+
+  resync() {
+    const socket = this.socketOf();
+    if (!socket || !socket.connected || this.syncing) return;
+    this.syncing = true;
+    socket.timeout(this.timeoutMs).emit("sync", (err, snapshot) => {
+      this.syncing = false;
+      if (!err) this.take(snapshot);
+    });
+  }
+}
