@@ -231,13 +231,13 @@ export class CaseCard {
     const batching = view.anonymous && state.status === "voting" && held > 0;
     setHidden(this.batching, !batching);
     if (batching) {
-      const held_text = tn(
+      const heldText = tn(
         "{count} vote isn't in the chart yet.",
         "{count} votes aren't in the chart yet.",
         held,
       );
       const why = t("Live results move a few votes at a time, so nobody can tell who voted what.");
-      setText(this.batching, held_text + " " + why);
+      setText(this.batching, heldText + " " + why);
     }
     // No scores (everyone skipped, or nobody voted): say so instead of showing empty bars.
     let empty = t("Nobody scored this one.");

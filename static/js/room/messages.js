@@ -1,7 +1,7 @@
 // What the room tells people outside the cards: error toasts, and what changed, spoken (a
 // polite live region) and shown in the sticky bar where the person is.
 
-import { t } from "../i18n.js";
+import { t, tn } from "../i18n.js";
 import { tally } from "./quorum.js";
 
 const TOAST_MS = 6000;
@@ -60,11 +60,8 @@ export function caseChanges(before, after) {
   return { opened, revealed, complete, timed };
 }
 
-// "… {title}." for one question, "… {count} questions." for several.
-function oneOrMany(ids, titleOf, single, many) {
-  if (ids.length === 1) return t(single, { title: titleOf(ids[0]) });
-  return t(many, { count: ids.length });
-}
+// "… {title}." for one question, "… {count} questions." for several (tn's two forms).
+const about = (ids, titleOf) => [ids.length, { title: titleOf(ids[0]) }];
 
 /**
  * The milestones between two snapshots, as sentences to speak: the session finished, or
@@ -78,12 +75,12 @@ export function milestones(before, after, titleOf, changes = caseChanges(before,
   const { opened, revealed } = changes;
   if (opened.length) {
     parts.push(
-      oneOrMany(opened, titleOf, "Voting is open: {title}.", "Voting is open on {count} questions."),
+      tn("Voting is open: {title}.", "Voting is open on {count} questions.", ...about(opened, titleOf)),
     );
   }
   if (revealed.length) {
     parts.push(
-      oneOrMany(revealed, titleOf, "Scores revealed: {title}.", "Scores revealed on {count} questions."),
+      tn("Scores revealed: {title}.", "Scores revealed on {count} questions.", ...about(revealed, titleOf)),
     );
   }
   return parts;
@@ -107,22 +104,12 @@ export function describeChanges(before, after, titleOf, me) {
     if (revealed.length) event = { text: parts[parts.length - 1], caseId: revealed[0] };
     if (complete.length) {
       parts.push(
-        oneOrMany(
-          complete,
-          titleOf,
-          "Everyone has voted on {title}.",
-          "Everyone has voted on {count} questions.",
-        ),
+        tn("Everyone has voted on {title}.", "Everyone has voted on {count} questions.", ...about(complete, titleOf)),
       );
     }
     if (timed.length) {
       parts.push(
-        oneOrMany(
-          timed,
-          titleOf,
-          "A timer is running on {title}.",
-          "A timer is running on {count} questions.",
-        ),
+        tn("A timer is running on {title}.", "A timer is running on {count} questions.", ...about(timed, titleOf)),
       );
     }
     const nudge = after.session.nudge;
@@ -133,12 +120,7 @@ export function describeChanges(before, after, titleOf, me) {
         return c && c.status === "voting" && self && !self.voted.includes(id);
       });
       if (mine.length) {
-        const text = oneOrMany(
-          mine,
-          titleOf,
-          "The facilitator is waiting for your score on {title}.",
-          "The facilitator is waiting for your scores on {count} questions.",
-        );
+        const text = tn("The facilitator is waiting for your score on {title}.", "The facilitator is waiting for your scores on {count} questions.", ...about(mine, titleOf));
         parts.push(text);
         event = { text, caseId: mine[0] };
       }
