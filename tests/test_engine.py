@@ -423,13 +423,15 @@ def test_medians_at_scale_ends_only_move_inward() -> None:
 # --- recommendation: contested
 
 
-def test_contested_lists_weak_cases_in_input_order() -> None:
+def test_contested_lists_cases_worth_a_re_vote_in_input_order() -> None:
     cases = [
-        CaseInput("a", "a", 2.0, {"go": 1}, band="weak"),
-        CaseInput("b", "b", 2.0, {"go": 1}, band="strong"),
+        CaseInput("a", "a", 2.0, {"go": 1}, band="weak", iqr=2.0),
+        CaseInput("b", "b", 2.0, {"go": 1}, band="strong", iqr=2.0),
         CaseInput("c", "c", 2.0, {"go": 1}, band=None),
-        CaseInput("d", "d", 2.0, {"go": 1}, band="weak"),
-        CaseInput("e", "e", 2.0, {"go": 1}, band="moderate"),
+        CaseInput("d", "d", 2.0, {"go": 1}, band="weak", iqr=1.5),
+        CaseInput("e", "e", 2.0, {"go": 1}, band="moderate", iqr=3.0),
+        # Weak, but the middle half of the team is within one step: no re-vote (Delphi).
+        CaseInput("f", "f", 2.0, {"go": 1}, band="weak", iqr=1.0),
     ]
     assert _rec(cases).contested == ("a", "d")
 
@@ -507,10 +509,21 @@ def test_verdict_stays_one_sentence_on_a_close_call() -> None:
 
 def test_recommendation_as_dict_shape() -> None:
     cases = [
-        CaseInput("a", "a", 3.0, {"go": 1 / 3}, band="weak"),
+        CaseInput("a", "a", 3.0, {"go": 1 / 3}, band="weak", iqr=2.0),
         CaseInput("b", "b", 1.0, {"django": -0.0001}),
     ]
     d = _rec(cases, stacks=(DJANGO, GO), favourite="django").as_dict()
+    # Django trails by a hair on "b" as well, so both must fall to 0 (then it wins the tie).
+    flip = {
+        "stack": "django",
+        "changes": [{"case": "a", "from": 3.0, "to": 0.0}, {"case": "b", "from": 1.0, "to": 0.0}],
+        "sentence": (
+            "Django would win if \u201ca\u201d were 0 instead of 3 "
+            "and \u201cb\u201d were 0 instead of 1."
+        ),
+        "steps": 4,
+        "minimal": True,
+    }
     assert d == {
         "ranking": [
             {
@@ -520,6 +533,10 @@ def test_recommendation_as_dict_shape() -> None:
                 "contributions": [
                     {"case": "a", "value": 0.25},
                 ],
+                "win_share": 1.0,
+                "interval": [0.25, 0.25],
+                "flip": None,
+                "can_win": True,
             },
             {
                 "stack": "django",
@@ -528,12 +545,18 @@ def test_recommendation_as_dict_shape() -> None:
                 "contributions": [
                     {"case": "b", "value": 0.0},
                 ],
+                "win_share": 0.0,
+                "interval": [0.0, 0.0],
+                "flip": flip,
+                "can_win": True,
             },
         ],
         "verdict": d["verdict"],
         "robust": True,
         "close_call": None,
         "contested": ["a"],
+        "confidence": "clear",
+        "flip": flip,
     }
     assert d["verdict"] == 'Consider Go instead of Django: "a" and "b".'
     # -0.000025 rounds to -0.0, which must not leak into JSON.
