@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -19,7 +20,9 @@ from server.engine import (
     band,
     case_results,
     consensus,
+    consensus_change,
     recommend,
+    revote_suggested,
 )
 
 DJANGO = StackInfo("django", "Django")
@@ -610,3 +613,51 @@ def test_recommendation_is_deterministic(
     assert _rec(list(cases), tuple(stacks), favourite) == first
     assert json.dumps(first.as_dict()) == json.dumps(first.as_dict())
     assert (first.close_call is None) == first.robust
+
+
+# --- rounds (Delphi)
+
+
+@pytest.mark.parametrize(
+    ("band", "iqr", "rounds", "expected"),
+    [
+        # First round: weak and spread out, nothing to compare with: suggest a re-vote.
+        ("weak", 2.0, [0.3], True),
+        # Agreement grew by 0.05 or more since the last round: another round may help.
+        ("weak", 2.0, [0.2, 0.3], True),
+        ("weak", 1.5, [0.25, 0.3], True),
+        # It grew by less (or fell): stop asking.
+        ("weak", 2.0, [0.3, 0.34], False),
+        ("weak", 2.0, [0.5, 0.3], False),
+        # Two rounds of growth, then a stall: the last round decides.
+        ("weak", 2.0, [0.1, 0.3, 0.32], False),
+        # The middle half of the team within one step: stop (the classic criterion).
+        ("weak", 1.0, [0.2], False),
+        ("weak", 0.5, [0.1, 0.4], False),
+        # Strong or moderate agreement: nothing to re-vote.
+        ("strong", 2.0, [0.85], False),
+        ("moderate", 2.0, [0.4, 0.65], False),
+        # An earlier round where everyone abstained cannot be compared with: suggest.
+        ("weak", 2.0, [None, 0.3], True),
+        # No scores at all: nothing to suggest.
+        (None, None, [None], False),
+    ],
+)
+def test_the_revote_rule_on_hand_made_rounds(
+    band: str | None, iqr: float | None, rounds: list[float | None], expected: bool
+) -> None:
+    *earlier, current = rounds
+    assert revote_suggested(band, iqr, current, earlier) is expected  # type: ignore[arg-type]
+
+
+def test_consensus_change_between_rounds() -> None:
+    assert consensus_change(0.4, 0.45) == 0.05
+    assert consensus_change(0.6, 0.5) == -0.1
+    assert consensus_change(None, 0.5) is None
+    assert consensus_change(0.5, None) is None
+
+
+def test_contested_follows_the_rounds() -> None:
+    stalled = CaseInput("a", "a", 2.0, {"go": 1}, band="weak", iqr=2.0, consensus=0.31)
+    rec = _rec([replace(stalled, earlier=(0.3,)), replace(stalled, id="b", earlier=(0.2,))])
+    assert rec.contested == ("b",)
