@@ -441,3 +441,38 @@ def test_own_ballots_and_reasons_go_to_their_owner() -> None:
     assert snapshot.own_ballots(session, "alice") == {"realtime": 4, "prototype": 1}
     assert snapshot.own_reasons(session, "alice") == {"prototype": "mine"}
     assert snapshot.own_reasons(session, "bob") == {}
+
+
+# --- how sure the verdict is: nothing new leaks
+
+
+def test_hidden_scores_do_not_move_the_win_shares_or_the_flips() -> None:
+    revealed = scored(team("Alice", "Bob"), "realtime", {"alice": 4, "bob": 0, "fay": 2})
+    before = snapshot.state(revealed)
+    # Scores on a case still hidden change nothing a client sees but the vote counts.
+    voted = cast(control(revealed, "open", "performance"), "performance", {"alice": 4, "bob": 4})
+    after = snapshot.state(voted)
+    assert after["recommendation"] == before["recommendation"]
+    assert after["recommendation"]["ranking"][0]["win_share"] < 1.0
+
+
+def test_anonymous_sessions_name_nobody_in_the_new_figures() -> None:
+    state = snapshot.state(anonymous_revealed())
+    advice = dumped(state["recommendation"])
+    for pid in ("alice", "bob", "fay"):
+        assert pid not in advice
+    results = case_of(state, "realtime")["results"]
+    assert set(results) == {
+        "n",
+        "abstain",
+        "histogram",
+        "mean",
+        "median",
+        "iqr",
+        "consensus",
+        "band",
+        "reasons",
+        "history",
+        "change",
+        "revote_suggested",
+    }
