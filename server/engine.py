@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from server import confidence, flip
+
 SCALE_MAX = 4
 
 Band = Literal["strong", "moderate", "weak"]
@@ -127,6 +129,12 @@ class CaseInput:
     median: float
     fit: Mapping[str, float]
     band: Band | None = None
+    # The current round's scores as counted (None: nothing to resample, the case stays at its
+    # median), its IQR and consensus, and the consensus of each earlier round, oldest first.
+    histogram: tuple[int, ...] | None = None
+    iqr: float | None = None
+    consensus: float | None = None
+    earlier: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,11 +144,45 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class Change:
+    case: str
+    old: float
+    new: float
+
+
+@dataclass(frozen=True)
+class Flip:
+    """The least movement of case medians that puts `stack` first. `minimal` is False only
+    when the search stopped at its work limit (a pathological deck) with this answer in hand."""
+
+    stack: str
+    changes: tuple[Change, ...]
+    sentence: str
+    steps: int
+    minimal: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "changes": [
+                {"case": c.case, "from": _r3(c.old), "to": _r3(c.new)} for c in self.changes
+            ],
+            "sentence": self.sentence,
+            "steps": self.steps,
+            "minimal": self.minimal,
+        }
+
+
+@dataclass(frozen=True)
 class RankedStack:
     stack: str
     name: str
     score: float
     contributions: tuple[Contribution, ...]
+    win_share: float = 0.0
+    interval: tuple[float, float] = (0.0, 0.0)
+    flip: Flip | None = None
+    can_win: bool = True
 
 
 @dataclass(frozen=True)
@@ -150,6 +192,8 @@ class Recommendation:
     robust: bool
     close_call: str | None
     contested: tuple[str, ...]
+    confidence: confidence.Confidence = "clear"
+    flip: Flip | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +205,11 @@ class Recommendation:
                     "contributions": [
                         {"case": c.case, "value": _r3(c.value)} for c in r.contributions
                     ],
+                    # A share is a whole number of resamples out of 2,000: four digits keep it.
+                    "win_share": round(r.win_share, 4) + 0.0,
+                    "interval": [_r3(r.interval[0]), _r3(r.interval[1])],
+                    "flip": None if r.flip is None else r.flip.as_dict(),
+                    "can_win": r.can_win,
                 }
                 for r in self.ranking
             ],
@@ -168,13 +217,19 @@ class Recommendation:
             "robust": self.robust,
             "close_call": self.close_call,
             "contested": list(self.contested),
+            "confidence": self.confidence,
+            "flip": None if self.flip is None else self.flip.as_dict(),
         }
 
 
 def _contribution(case: CaseInput, stack_id: str) -> float:
+    return _value(case.median, case.fit, stack_id)
+
+
+def _value(median: float, fit: Mapping[str, float], stack_id: str) -> float:
     # Rule: a case counts in proportion to how much it applies (median / 4) times the stack's fit;
     # a stack the case does not mention has fit 0.
-    return case.median / SCALE_MAX * case.fit.get(stack_id, 0.0)
+    return median / SCALE_MAX * fit.get(stack_id, 0.0)
 
 
 def _contributions(cases: Sequence[CaseInput], stack_id: str) -> tuple[Contribution, ...]:
@@ -226,6 +281,124 @@ def _join(phrases: Sequence[str]) -> str:
     return " and ".join(phrases)
 
 
+def _tie_order(stacks: Sequence[StackInfo], favourite: str | None) -> list[StackInfo]:
+    # The order in which ties are won: the favourite first, then the order of `stacks`.
+    return sorted(stacks, key=lambda s: s.id != favourite)
+
+
+def _half_step(median: float) -> int:
+    return round(median * 2)
+
+
+# --- how sure the verdict is (resampling) and what would change it (the smallest flip)
+
+
+def _resampled(
+    cases: Sequence[CaseInput], order: Sequence[StackInfo], seed: str
+) -> confidence.Resampled:
+    tables = tuple(
+        (
+            c.histogram,
+            tuple(
+                tuple(_value(j / 2, c.fit, s.id) for s in order)
+                for j in range(confidence.HALF_STEPS)
+            ),
+        )
+        if c.histogram is not None
+        else (None, (tuple(_contribution(c, s.id) for s in order),))
+        for c in cases
+    )
+    return confidence.resample(seed, tables, _TIE_DIGITS)
+
+
+def _median_text(median: float) -> str:
+    return f"{median:g}"
+
+
+def _phrases(phrases: Sequence[str]) -> str:
+    # "a", "a and b", "a, b and c".
+    if len(phrases) <= 2:
+        return " and ".join(phrases)
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def _flips(
+    cases: Sequence[CaseInput], stacks: Sequence[StackInfo], favourite: str | None
+) -> dict[str, Flip | None]:
+    """Per stack, the smallest flip (None for a stack that cannot win); the winner's is a flip
+    of no changes. The search counts fits in millionths; each answer is checked against the
+    ranking itself before it is reported."""
+    order = _tie_order(stacks, favourite)
+    if not all(c.median * 2 in range(2 * SCALE_MAX + 1) for c in cases):
+        # Medians off the scale's half steps come from no ballot; there is nothing to search.
+        return dict.fromkeys((s.id for s in stacks), _NO_ANSWER)
+    medians = tuple(_half_step(c.median) for c in cases)
+    fits = tuple(tuple(flip.units(c.fit.get(s.id, 0.0)) for s in order) for c in cases)
+    found: dict[str, Flip | None] = {}
+    for stack, outcome in zip(order, flip.smallest_flips(medians, fits), strict=True):
+        if not isinstance(outcome, flip.Flip):
+            # "unknown" (the search gave up without an answer) is not a proof it cannot win.
+            found[stack.id] = None if outcome == "impossible" else _NO_ANSWER
+            continue
+        moved = [
+            replace(c, median=j / 2) if j != m else c
+            for c, m, j in zip(cases, medians, outcome.medians, strict=True)
+        ]
+        if _top(moved, stacks, favourite) != stack.id:
+            # Only fits with more than six decimals can get here: no answer, not a wrong one.
+            found[stack.id] = _NO_ANSWER
+            continue
+        changes = tuple(
+            Change(c.id, c.median, j / 2)
+            for c, m, j in zip(cases, medians, outcome.medians, strict=True)
+            if j != m
+        )
+        titles = {c.id: c.title for c in cases}
+        sentence = (
+            f"{stack.name} would win if "
+            + _phrases(
+                [
+                    f"\u201c{titles[ch.case]}\u201d were {_median_text(ch.new)} "
+                    f"instead of {_median_text(ch.old)}"
+                    for ch in changes
+                ]
+            )
+            + "."
+        )
+        found[stack.id] = Flip(stack.id, changes, sentence, outcome.steps, outcome.minimal)
+    return found
+
+
+# A stack that may well win, though the search found no medians that show it.
+_NO_ANSWER = Flip("", (), "", 0, minimal=False)
+
+
+# --- rounds (Delphi)
+
+# Rule: a re-vote is worth it while agreement still grows by at least this much a round.
+REVOTE_MIN_GAIN = 0.05
+
+
+def consensus_change(previous: float | None, current: float | None) -> float | None:
+    """How much consensus grew from one round to the next (None when either has no votes)."""
+    if previous is None or current is None:
+        return None
+    return _r3(current - previous)
+
+
+def revote_suggested(
+    band: Band | None, iqr: float | None, consensus: float | None, earlier: Sequence[float | None]
+) -> bool:
+    # Rule (Delphi): suggest another round while agreement is weak, the middle half of the
+    # scores spans more than one step (IQR > 1) and the last round still brought agreement up
+    # by REVOTE_MIN_GAIN or more (or there is no earlier round to compare with); stop once
+    # agreement is strong, the IQR is 1 or less, or a round gained less than that.
+    if band != "weak" or iqr is None or iqr <= 1:
+        return False
+    change = consensus_change(earlier[-1], consensus) if earlier else None
+    return change is None or change >= REVOTE_MIN_GAIN
+
+
 def _verdict(top: StackInfo, cases: Sequence[CaseInput], favourite: StackInfo | None) -> str:
     # Rule: name the winner. When it is not the favourite, give up to two cases that put it
     # ahead of the favourite the most (its edge over the favourite, not its raw score: a case
@@ -248,13 +421,34 @@ def recommend(
     cases: Sequence[CaseInput],
     stacks: Sequence[StackInfo],
     favourite: str | None = None,
+    seed: str = "",
 ) -> Recommendation | None:
+    """The explained recommendation. `seed` (the session id) seeds the resampling together
+    with a digest of the inputs, so the same inputs always give the same figures."""
     # With nothing revealed (or nothing to choose from) there is no recommendation to make.
     if not cases or not stacks:
         return None
+    order = _tie_order(stacks, favourite)
+    resampled = _resampled(cases, order, seed)
+    shares = {
+        s.id: wins / resampled.resamples for s, wins in zip(order, resampled.wins, strict=True)
+    }
+    intervals = dict(zip((s.id for s in order), resampled.intervals, strict=True))
+    flips = _flips(cases, stacks, favourite)
+    ranked = _rank(cases, stacks, favourite)
+    winner = ranked[0][0].id
     ranking = tuple(
-        RankedStack(s.id, s.name, score, _contributions(cases, s.id))
-        for s, score in _rank(cases, stacks, favourite)
+        RankedStack(
+            s.id,
+            s.name,
+            score,
+            _contributions(cases, s.id),
+            win_share=shares[s.id],
+            interval=intervals[s.id],
+            flip=_shown(flips[s.id]) if s.id != winner else None,
+            can_win=flips[s.id] is not None,
+        )
+        for s, score in ranked
     )
     top = ranking[0]
     fav = next((s for s in stacks if s.id == favourite), None)
@@ -264,6 +458,15 @@ def recommend(
         verdict=_verdict(StackInfo(top.stack, top.name), cases, fav),
         robust=close is None,
         close_call=None if close is None else close.id,
-        # Rule: a case is contested when the team's consensus on it is weak.
-        contested=tuple(c.id for c in cases if c.band == "weak"),
+        # Rule: a case is contested while another round of voting on it is worth it.
+        contested=tuple(
+            c.id for c in cases if revote_suggested(c.band, c.iqr, c.consensus, c.earlier)
+        ),
+        confidence=confidence.label(top.win_share),
+        # Rule: the flip named on its own is the runner-up's.
+        flip=ranking[1].flip if len(ranking) > 1 else None,
     )
+
+
+def _shown(found: Flip | None) -> Flip | None:
+    return None if found is None or found is _NO_ANSWER else found

@@ -21,13 +21,16 @@ _STAT_KEYS = (
     "consensus",
     "band",
     "reasons",
+    "change",
+    "revote_suggested",
 )
 
 
 def results(session: Session) -> dict[str, Any]:
     """The results document (GET /api/sessions/<id>/results); hidden scores (and the reasons
     given with them) stay hidden. `history` holds each earlier round in full: its results,
-    ballots and reasons, as they were revealed before the re-vote."""
+    ballots and reasons, as they were revealed before the re-vote, and `change`: how much
+    consensus grew since the round before."""
     titles = {c.id: c.title for c in session.template.cases}
     cases = []
     for case in session.cases:
@@ -39,7 +42,10 @@ def results(session: Session) -> dict[str, Any]:
                 "status": case.status,
                 "round": case.round,
                 **stats,
-                "history": [_past_round(session, past) for past in case.history],
+                "history": [
+                    {**_past_round(session, past), "change": summary["change"]}
+                    for past, summary in zip(case.history, snapshot.history(case), strict=True)
+                ],
             }
         )
     return {
@@ -113,30 +119,37 @@ def _reason_lines(reasons: list[dict[str, Any]] | None, names: dict[str, str]) -
     return lines
 
 
+# The status of a round that was voted on again.
+REVOTED = "revoted"
+
+
 def to_csv(document: dict[str, Any]) -> str:
+    """One row per case and round: each earlier round (status "revoted"), then the current."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     names = {p["id"]: p["name"] for p in document["participants"]}
     for case in document["cases"]:
-        histogram = case["histogram"] or [None] * 5
-        row = [
-            case["id"],
-            case["title"],
-            case["status"],
-            case["round"],
-            case["n"],
-            case["abstain"],
-            *histogram,
-            case["mean"],
-            case["median"],
-            case["iqr"],
-            case["consensus"],
-            case["band"],
-            # One reason per line within the cell.
-            "\n".join(_reason_lines(case["reasons"], names)),
-        ]
-        writer.writerow([_cell(v) for v in row])
+        rounds = [(past, REVOTED, past["round"]) for past in case["history"]]
+        for stats, status, number in [*rounds, (case, case["status"], case["round"])]:
+            histogram = stats["histogram"] or [None] * 5
+            row = [
+                case["id"],
+                case["title"],
+                status,
+                number,
+                stats["n"],
+                stats["abstain"],
+                *histogram,
+                stats["mean"],
+                stats["median"],
+                stats["iqr"],
+                stats["consensus"],
+                stats["band"],
+                # One reason per line within the cell.
+                "\n".join(_reason_lines(stats["reasons"], names)),
+            ]
+            writer.writerow([_cell(v) for v in row])
     return out.getvalue()
 
 
@@ -158,6 +171,61 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 _AGREEMENT = {"strong": "strong", "moderate": "moderate", "weak": "weak: re-vote?"}
+
+
+_CONFIDENCE = {
+    "clear": "clear",
+    "leaning": "leaning",
+    "toss_up": "a toss-up",
+}
+
+
+def _how_sure(advice: dict[str, Any]) -> list[str]:
+    """How often each stack wins when the team's scores are resampled, the range of its
+    score, and the smallest change of medians that would make it win."""
+    top = advice["ranking"][0]
+    lines = [
+        "### How sure",
+        "",
+        f"Confidence: {_CONFIDENCE.get(advice['confidence'], advice['confidence'])}. "
+        f"Drawing the team's scores again at random, {md_text(top['name'])} "
+        f"comes first {top['win_share']:.0%} of the time.",
+        "",
+        "| Stack | Wins | Score range (90 %) | What it would take |",
+        "|---|---:|---|---|",
+    ]
+    for entry in advice["ranking"]:
+        if entry is top:
+            takes = "Recommended now."
+        elif entry["flip"] is not None:
+            takes = md_text(entry["flip"]["sentence"])
+        elif entry["can_win"]:
+            takes = NO_VALUE
+        else:
+            takes = "Cannot win with any scores."
+        low, high = entry["interval"]
+        lines.append(
+            f"| {md_text(entry['name'])} | {entry['win_share']:.0%} | "
+            f"{low:+.2f} to {high:+.2f} | {takes} |"
+        )
+    return [*lines, ""]
+
+
+def _round_line(stats: dict[str, Any], current: bool = False) -> str:
+    """A round of a case: its median and consensus, and how agreement moved since the round
+    before."""
+    line = (
+        f"round {stats['round']}{' (this round)' if current else ''}: "
+        f"median {_num(stats['median'], 1)}, consensus {_num(stats['consensus'])}"
+    )
+    change = stats["change"]
+    if change is None:
+        return line
+    if change > 0:
+        return f"{line}, agreement grew by {change:.2f}"
+    if change < 0:
+        return f"{line}, agreement fell by {-change:.2f}"
+    return f"{line}, agreement unchanged"
 
 
 def to_markdown(document: dict[str, Any], now: datetime) -> str:
@@ -205,7 +273,7 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
             lines.append(
                 f"| {rank} | {md_text(entry['name'])} | {entry['score']:+.2f} | {reasons} |"
             )
-        lines.append("")
+        lines += ["", *_how_sure(advice)]
     lines += [
         "## Cases",
         "",
@@ -238,13 +306,14 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
             lines += [f"  - {md_text(r)}" for r in _reason_lines(case["reasons"], names)]
     revoted = [c for c in document["cases"] if c["history"]]
     if revoted:
-        lines += ["", "## Earlier rounds", ""]
+        lines += ["", "## Rounds", ""]
         for case in revoted:
             for past in case["history"]:
-                lines.append(
-                    f"- {md_text(case['title'])}, round {past['round']}: median "
-                    f"{_num(past['median'], 1)}, consensus {_num(past['consensus'])}"
-                )
+                lines.append(f"- {md_text(case['title'])}, {_round_line(past)}")
                 lines += [f"  - {md_text(r)}" for r in _reason_lines(past["reasons"], names)]
+            if case["n"] is not None:
+                lines.append(f"- {md_text(case['title'])}, {_round_line(case, current=True)}")
+                if case["revote_suggested"]:
+                    lines.append("  - Agreement is still weak and growing: another round may help.")
     lines += ["", f"_Exported from stackvote, session version {session['version']}._", ""]
     return "\n".join(lines)

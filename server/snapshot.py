@@ -16,7 +16,7 @@ from operator import is_not
 from typing import Any
 
 from server import engine
-from server.models import CaseState, Participant, Round, Session
+from server.models import CaseState, Participant, Session
 
 
 def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
@@ -33,7 +33,17 @@ def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
     # Reasons show with the scores; in an anonymous session only once revealed, because the
     # live scores there move in batches and a reason would tell whose score just arrived.
     results["reasons"] = [] if live_and_anonymous else reasons(session, case.ballots, case.reasons)
-    results["history"] = [round_summary(past) for past in case.history]
+    earlier = history(case)
+    results["history"] = earlier
+    # How agreement moved since the round before, and whether another round is worth it
+    # (only for a revealed or locked round: live scores in open mode are not a round yet).
+    previous = earlier[-1]["consensus"] if earlier else None
+    results["change"] = engine.consensus_change(previous, results["consensus"])
+    results["revote_suggested"] = case.status in ("revealed", "locked") and (
+        engine.revote_suggested(
+            results["band"], results["iqr"], results["consensus"], _consensus_by_round(earlier)
+        )
+    )
     return results
 
 
@@ -57,13 +67,28 @@ def reasons(
     return [{"participant": pid, "score": ballots[pid], "text": given[pid]} for pid in order]
 
 
-def round_summary(past: Round) -> dict[str, Any]:
-    """An earlier round of a case, as SPEC §4 `history` lists it."""
-    stats = engine.case_results(past.ballots.values()).as_dict()
-    return {"round": past.round, **{key: stats[key] for key in _ROUND_KEYS}}
+def history(case: CaseState) -> list[dict[str, Any]]:
+    """The earlier rounds of a case, as SPEC §4 `history` lists them, each with `change`: how
+    much consensus grew since the round before (None for the first round)."""
+    rounds: list[dict[str, Any]] = []
+    for past in case.history:
+        stats = engine.case_results(past.ballots.values()).as_dict()
+        previous = rounds[-1]["consensus"] if rounds else None
+        rounds.append(
+            {
+                "round": past.round,
+                **{key: stats[key] for key in _ROUND_KEYS},
+                "change": engine.consensus_change(previous, stats["consensus"]),
+            }
+        )
+    return rounds
 
 
 _ROUND_KEYS = ("n", "histogram", "median", "iqr", "consensus", "band")
+
+
+def _consensus_by_round(rounds: list[dict[str, Any]]) -> tuple[float | None, ...]:
+    return tuple(r["consensus"] for r in rounds)
 
 
 def ballots_in_join_order(session: Session, ballots: dict[str, int | None]) -> list[dict[str, Any]]:
@@ -103,10 +128,16 @@ def recommendation(session: Session) -> dict[str, Any] | None:
                 median=results.median,
                 fit=spec.fit,
                 band=results.band,
+                histogram=results.histogram,
+                iqr=results.iqr,
+                consensus=results.consensus,
+                earlier=_consensus_by_round(history(case)),
             )
         )
     stacks = [engine.StackInfo(id=s.id, name=s.name) for s in template.stacks]
-    advice = engine.recommend(inputs, stacks, favourite=template.favourite)
+    # Seeded by the session (the engine adds a digest of its inputs): the same figures on
+    # every instance and reload, moving only when a reveal, lock or re-vote changes them.
+    advice = engine.recommend(inputs, stacks, favourite=template.favourite, seed=session.id)
     return None if advice is None else advice.as_dict()
 
 
@@ -157,7 +188,7 @@ def case_view(session: Session, c: CaseState) -> dict[str, Any]:
         "deadline": c.deadline,
         # Earlier rounds were shown to everyone when revealed; they stay in view during a
         # re-vote, whose own scores are still hidden (so `results` is null then).
-        "history": [round_summary(past) for past in c.history],
+        "history": history(c),
     }
 
 

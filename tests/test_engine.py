@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -19,7 +20,9 @@ from server.engine import (
     band,
     case_results,
     consensus,
+    consensus_change,
     recommend,
+    revote_suggested,
 )
 
 DJANGO = StackInfo("django", "Django")
@@ -423,13 +426,15 @@ def test_medians_at_scale_ends_only_move_inward() -> None:
 # --- recommendation: contested
 
 
-def test_contested_lists_weak_cases_in_input_order() -> None:
+def test_contested_lists_cases_worth_a_re_vote_in_input_order() -> None:
     cases = [
-        CaseInput("a", "a", 2.0, {"go": 1}, band="weak"),
-        CaseInput("b", "b", 2.0, {"go": 1}, band="strong"),
+        CaseInput("a", "a", 2.0, {"go": 1}, band="weak", iqr=2.0),
+        CaseInput("b", "b", 2.0, {"go": 1}, band="strong", iqr=2.0),
         CaseInput("c", "c", 2.0, {"go": 1}, band=None),
-        CaseInput("d", "d", 2.0, {"go": 1}, band="weak"),
-        CaseInput("e", "e", 2.0, {"go": 1}, band="moderate"),
+        CaseInput("d", "d", 2.0, {"go": 1}, band="weak", iqr=1.5),
+        CaseInput("e", "e", 2.0, {"go": 1}, band="moderate", iqr=3.0),
+        # Weak, but the middle half of the team is within one step: no re-vote (Delphi).
+        CaseInput("f", "f", 2.0, {"go": 1}, band="weak", iqr=1.0),
     ]
     assert _rec(cases).contested == ("a", "d")
 
@@ -507,10 +512,21 @@ def test_verdict_stays_one_sentence_on_a_close_call() -> None:
 
 def test_recommendation_as_dict_shape() -> None:
     cases = [
-        CaseInput("a", "a", 3.0, {"go": 1 / 3}, band="weak"),
+        CaseInput("a", "a", 3.0, {"go": 1 / 3}, band="weak", iqr=2.0),
         CaseInput("b", "b", 1.0, {"django": -0.0001}),
     ]
     d = _rec(cases, stacks=(DJANGO, GO), favourite="django").as_dict()
+    # Django trails by a hair on "b" as well, so both must fall to 0 (then it wins the tie).
+    flip = {
+        "stack": "django",
+        "changes": [{"case": "a", "from": 3.0, "to": 0.0}, {"case": "b", "from": 1.0, "to": 0.0}],
+        "sentence": (
+            "Django would win if \u201ca\u201d were 0 instead of 3 "
+            "and \u201cb\u201d were 0 instead of 1."
+        ),
+        "steps": 4,
+        "minimal": True,
+    }
     assert d == {
         "ranking": [
             {
@@ -520,6 +536,10 @@ def test_recommendation_as_dict_shape() -> None:
                 "contributions": [
                     {"case": "a", "value": 0.25},
                 ],
+                "win_share": 1.0,
+                "interval": [0.25, 0.25],
+                "flip": None,
+                "can_win": True,
             },
             {
                 "stack": "django",
@@ -528,12 +548,18 @@ def test_recommendation_as_dict_shape() -> None:
                 "contributions": [
                     {"case": "b", "value": 0.0},
                 ],
+                "win_share": 0.0,
+                "interval": [0.0, 0.0],
+                "flip": flip,
+                "can_win": True,
             },
         ],
         "verdict": d["verdict"],
         "robust": True,
         "close_call": None,
         "contested": ["a"],
+        "confidence": "clear",
+        "flip": flip,
     }
     assert d["verdict"] == 'Consider Go instead of Django: "a" and "b".'
     # -0.000025 rounds to -0.0, which must not leak into JSON.
@@ -587,3 +613,51 @@ def test_recommendation_is_deterministic(
     assert _rec(list(cases), tuple(stacks), favourite) == first
     assert json.dumps(first.as_dict()) == json.dumps(first.as_dict())
     assert (first.close_call is None) == first.robust
+
+
+# --- rounds (Delphi)
+
+
+@pytest.mark.parametrize(
+    ("band", "iqr", "rounds", "expected"),
+    [
+        # First round: weak and spread out, nothing to compare with: suggest a re-vote.
+        ("weak", 2.0, [0.3], True),
+        # Agreement grew by 0.05 or more since the last round: another round may help.
+        ("weak", 2.0, [0.2, 0.3], True),
+        ("weak", 1.5, [0.25, 0.3], True),
+        # It grew by less (or fell): stop asking.
+        ("weak", 2.0, [0.3, 0.34], False),
+        ("weak", 2.0, [0.5, 0.3], False),
+        # Two rounds of growth, then a stall: the last round decides.
+        ("weak", 2.0, [0.1, 0.3, 0.32], False),
+        # The middle half of the team within one step: stop (the classic criterion).
+        ("weak", 1.0, [0.2], False),
+        ("weak", 0.5, [0.1, 0.4], False),
+        # Strong or moderate agreement: nothing to re-vote.
+        ("strong", 2.0, [0.85], False),
+        ("moderate", 2.0, [0.4, 0.65], False),
+        # An earlier round where everyone abstained cannot be compared with: suggest.
+        ("weak", 2.0, [None, 0.3], True),
+        # No scores at all: nothing to suggest.
+        (None, None, [None], False),
+    ],
+)
+def test_the_revote_rule_on_hand_made_rounds(
+    band: str | None, iqr: float | None, rounds: list[float | None], expected: bool
+) -> None:
+    *earlier, current = rounds
+    assert revote_suggested(band, iqr, current, earlier) is expected  # type: ignore[arg-type]
+
+
+def test_consensus_change_between_rounds() -> None:
+    assert consensus_change(0.4, 0.45) == 0.05
+    assert consensus_change(0.6, 0.5) == -0.1
+    assert consensus_change(None, 0.5) is None
+    assert consensus_change(0.5, None) is None
+
+
+def test_contested_follows_the_rounds() -> None:
+    stalled = CaseInput("a", "a", 2.0, {"go": 1}, band="weak", iqr=2.0, consensus=0.31)
+    rec = _rec([replace(stalled, earlier=(0.3,)), replace(stalled, id="b", earlier=(0.2,))])
+    assert rec.contested == ("b",)

@@ -33,6 +33,8 @@ STAT_KEYS = (
     "consensus",
     "band",
     "reasons",
+    "change",
+    "revote_suggested",
 )
 
 
@@ -135,11 +137,22 @@ def rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
-def test_the_csv_has_one_row_per_case() -> None:
+def test_the_csv_has_one_row_per_case_and_round() -> None:
     table = rows(exports.to_csv(exports.results(decided())))
     assert tuple(table[0]) == exports.CSV_COLUMNS
-    assert len(table) == 1 + 11
-    by_case = {row[0]: dict(zip(exports.CSV_COLUMNS, row, strict=True)) for row in table[1:]}
+    # 11 cases, and the round of `realtime` that was voted on again.
+    assert len(table) == 1 + 11 + 1
+    records = [dict(zip(exports.CSV_COLUMNS, row, strict=True)) for row in table[1:]]
+    assert [(r["case"], r["round"]) for r in records[:3]] == [
+        ("realtime", "1"),
+        ("realtime", "2"),
+        ("prototype", "1"),
+    ]
+    first = records[0]
+    assert (first["status"], first["votes"], first["median"]) == ("revoted", "3", "2.0")
+    assert [first[f"score_{i}"] for i in range(5)] == ["1", "0", "1", "0", "1"]
+    assert first["agreement"] == "weak"
+    by_case = {r["case"]: r for r in records}
     realtime = by_case["realtime"]
     assert realtime["title"] == "Live updates are core"
     assert (realtime["status"], realtime["round"], realtime["votes"]) == ("revealed", "2", "2")
@@ -214,17 +227,21 @@ def test_the_decision_record_lists_ballots_and_earlier_rounds() -> None:
     text = record(decided())
     assert "## Ballots" in text
     assert "- Live updates are core: Fay: abstained, Alice: 4, Bob: 3" in text
-    assert "## Earlier rounds" in text
-    assert "- Live updates are core, round 1: median 2.0, consensus " in text
+    assert "## Rounds" in text
+    assert "- Live updates are core, round 1: median 2.0, consensus 0.33\n" in text
+    assert (
+        "- Live updates are core, round 2 (this round): median 3.5, consensus 0.81, "
+        "agreement grew by 0.47\n"
+    ) in text
     # The case that is still hidden appears in the table without numbers.
     assert (
         "| Raw speed is critical | voting | 1 |  |  | \u2013 | \u2013 | \u2013 | \u2013 |" in text
     )
 
 
-def test_no_earlier_rounds_section_without_a_re_vote() -> None:
+def test_no_rounds_section_without_a_re_vote() -> None:
     text = record(scored(team("Alice"), "realtime", {"alice": 1}))
-    assert "## Earlier rounds" not in text
+    assert "## Rounds" not in text
     assert "## Ballots" in text
 
 
@@ -306,7 +323,7 @@ def test_the_decision_record_of_an_anonymous_session_has_no_ballots() -> None:
     assert "## Ballots" not in text
     assert "Alice: 4" not in text
     assert "Bob: 1" not in text
-    assert "## Earlier rounds" in text
+    assert "## Rounds" in text
     assert "Session status: finished" in text
 
 

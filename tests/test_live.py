@@ -579,3 +579,79 @@ async def test_a_countdown_closes_voting_and_stopping_it_keeps_voting_open(
     assert case_of(closed, "prototype")["status"] == "voting"
     assert (await ann.vote("prototype", 2))["ok"]
     await leave(fay, ann)
+
+
+async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: LiveServer) -> None:
+    created, fay, voters = await start(server)
+    everyone = [fay, *voters]
+    await fay.control("open", "performance")
+    await fay.control("open", "data_model")
+    # Half the team finds raw speed critical, half not at all; all agree on a rich data model.
+    for member, speed in zip(everyone, [0, 4, 0, 4], strict=True):
+        assert (await member.vote("performance", speed))["ok"]
+        assert (await member.vote("data_model", 2))["ok"]
+    ack = await fay.control("reveal_all")
+    seen = [await member.until_version(ack["version"]) for member in everyone]
+    advice = seen[1]["recommendation"]
+    assert all(state["recommendation"] == advice for state in seen)
+
+    # Go wins on the medians; resampled, the speed median is 2 or 4 (Go) in 11 of 16 draws.
+    ranking = {r["stack"]: r for r in advice["ranking"]}
+    assert advice["ranking"][0]["stack"] == "go"
+    assert advice["confidence"] == "leaning"
+    assert 0.6 < ranking["go"]["win_share"] < 0.8
+    assert ranking["go"]["interval"] == [0.0, 2.0]
+    # Rust scores as Go does everywhere and loses every tie to it: the runner-up cannot win.
+    assert advice["ranking"][1]["stack"] == "rust"
+    assert (ranking["rust"]["can_win"], ranking["rust"]["flip"], advice["flip"]) == (
+        False,
+        None,
+        None,
+    )
+    sentence = "Django would win if \u201cRaw speed is critical\u201d were 1 instead of 2."
+    assert ranking["django"]["flip"]["sentence"] == sentence
+    assert ranking["django"]["flip"]["changes"] == [{"case": "performance", "from": 2.0, "to": 1.0}]
+    # The split case is worth another round; the agreed one is not.
+    assert advice["contested"] == ["performance"]
+    assert case_of(seen[0], "performance")["results"]["revote_suggested"] is True
+    assert case_of(seen[0], "data_model")["results"]["revote_suggested"] is False
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
+        record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
+    assert document["recommendation"] == advice
+    assert "Confidence: leaning." in record
+    # Django's row: its score range and what it would take (its share moves with the seed).
+    assert f"| -1.00 to +1.00 | {sentence} |" in record
+    assert "| Rust | " in record and "Cannot win with any scores." in record
+    await leave(*everyone)
+
+
+async def test_rounds_show_whether_agreement_grew(server: LiveServer) -> None:
+    created, fay, voters = await start(server)
+    everyone = [fay, *voters]
+    await fay.control("open", "performance")
+    for member, speed in zip(everyone, [0, 4, 0, 4], strict=True):
+        await member.vote("performance", speed)
+    await fay.control("reveal", "performance")
+    await fay.control("revote", "performance")
+    for member, speed in zip(everyone, [0, 4, 4, 4], strict=True):
+        await member.vote("performance", speed)
+    ack = await fay.control("reveal", "performance")
+    state = await voters[0].until_version(ack["version"])
+    results = case_of(state, "performance")["results"]
+    [first] = results["history"]
+    assert (first["round"], first["consensus"], first["change"]) == (1, 0.0, None)
+    # Agreement grew, but the middle half of the team is now within one step: stop.
+    assert results["change"] == results["consensus"] > 0.05
+    assert results["iqr"] == 1.0
+    assert results["revote_suggested"] is False
+    assert state["recommendation"]["contested"] == []
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
+        csv = (await http.get(f"/api/sessions/{created['id']}/results.csv")).text
+    assert "- Raw speed is critical, round 1: median 2.0, consensus 0.00\n" in record
+    assert "round 2 (this round): median 4.0, consensus 0.19, agreement grew by 0.19" in record
+    rows = [line for line in csv.splitlines() if line.startswith("performance,")]
+    assert [row.split(",")[2:4] for row in rows] == [["revoted", "1"], ["revealed", "2"]]
+    await leave(*everyone)

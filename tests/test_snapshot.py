@@ -155,9 +155,11 @@ def test_results_match_the_engine() -> None:
     session = control(voting(), "reveal", "realtime")
     results = case_of(snapshot.state(session), "realtime")["results"]
     expected = engine.case_results(VOTES.values()).as_dict()
-    own = ("ballots", "reasons", "history")
+    own = ("ballots", "reasons", "history", "change", "revote_suggested")
     assert {k: v for k, v in results.items() if k not in own} == expected
     assert (results["reasons"], results["history"]) == ([], [])
+    # The first round: nothing to compare with; [4, 3] agree strongly, so no re-vote.
+    assert (results["change"], results["revote_suggested"]) == (None, False)
 
 
 def test_a_locked_case_keeps_its_results_visible() -> None:
@@ -268,6 +270,7 @@ def test_anonymous_sessions_never_show_ballots_in_the_results_document() -> None
             "consensus",
             "band",
             "reasons",
+            "change",
         }
     ]
     assert '"ballots"' not in dumped(document)
@@ -302,15 +305,32 @@ def test_a_revealed_case_produces_an_explained_recommendation() -> None:
     advice = snapshot.recommendation(session)
     assert advice is not None
     assert snapshot.state(session)["recommendation"] == advice
-    assert set(advice) == {"ranking", "verdict", "robust", "close_call", "contested"}
+    assert set(advice) == {
+        "ranking",
+        "verdict",
+        "robust",
+        "close_call",
+        "contested",
+        "confidence",
+        "flip",
+    }
     ranking = advice["ranking"]
     assert len(ranking) == 9
+    # A unanimous team: every resample gives the same answer.
     assert ranking[0] == {
         "stack": "node",
         "name": "Node.js",
         "score": 2.0,
         "contributions": [{"case": "realtime", "value": 2.0}],
+        "win_share": 1.0,
+        "interval": [2.0, 2.0],
+        "flip": None,
+        "can_win": True,
     }
+    assert advice["confidence"] == "clear"
+    # Go and Phoenix score as Node.js does on this case and lose the tie to it, always.
+    assert advice["flip"] is None
+    assert (ranking[1]["stack"], ranking[1]["can_win"]) == ("go", False)
     assert ranking[-1]["stack"] == "django"
     assert ranking[-1]["score"] == -2.0
     assert advice["verdict"].startswith("Consider Node.js instead of Django")
@@ -373,8 +393,11 @@ def test_reasons_and_earlier_rounds_show_with_the_results() -> None:
         {
             "round": 1,
             **{k: first[k] for k in ("n", "histogram", "median", "iqr", "consensus", "band")},
+            "change": None,
         }
     ]
+    # Round 2 is a single score: full agreement, up from round 1's.
+    assert results["change"] == round(1.0 - first["consensus"], 3)
     previous = control(control(session, "revote", "realtime"), "reveal", "realtime")
     assert [
         r["round"] for r in case_of(snapshot.state(previous), "realtime")["results"]["history"]
@@ -418,3 +441,38 @@ def test_own_ballots_and_reasons_go_to_their_owner() -> None:
     assert snapshot.own_ballots(session, "alice") == {"realtime": 4, "prototype": 1}
     assert snapshot.own_reasons(session, "alice") == {"prototype": "mine"}
     assert snapshot.own_reasons(session, "bob") == {}
+
+
+# --- how sure the verdict is: nothing new leaks
+
+
+def test_hidden_scores_do_not_move_the_win_shares_or_the_flips() -> None:
+    revealed = scored(team("Alice", "Bob"), "realtime", {"alice": 4, "bob": 0, "fay": 2})
+    before = snapshot.state(revealed)
+    # Scores on a case still hidden change nothing a client sees but the vote counts.
+    voted = cast(control(revealed, "open", "performance"), "performance", {"alice": 4, "bob": 4})
+    after = snapshot.state(voted)
+    assert after["recommendation"] == before["recommendation"]
+    assert after["recommendation"]["ranking"][0]["win_share"] < 1.0
+
+
+def test_anonymous_sessions_name_nobody_in_the_new_figures() -> None:
+    state = snapshot.state(anonymous_revealed())
+    advice = dumped(state["recommendation"])
+    for pid in ("alice", "bob", "fay"):
+        assert pid not in advice
+    results = case_of(state, "realtime")["results"]
+    assert set(results) == {
+        "n",
+        "abstain",
+        "histogram",
+        "mean",
+        "median",
+        "iqr",
+        "consensus",
+        "band",
+        "reasons",
+        "history",
+        "change",
+        "revote_suggested",
+    }

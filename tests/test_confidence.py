@@ -1,0 +1,152 @@
+"""Tests for server.confidence: the resampled median's exact distribution and the win shares."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server import confidence
+from server.engine import CaseInput, StackInfo, recommend
+
+DJANGO = StackInfo("django", "Django")
+GO = StackInfo("go", "Go")
+NODE = StackInfo("node", "Node.js")
+
+
+def brute_force(histogram: tuple[int, ...]) -> list[float]:
+    """P(median = j/2) by listing every resample of the scores, with replacement."""
+    scores = [v for v, count in enumerate(histogram) for _ in range(count)]
+    found: Counter[int] = Counter()
+    for drawn in itertools.product(scores, repeat=len(scores)):
+        found[round(statistics.median(drawn) * 2)] += 1
+    total = len(scores) ** len(scores)
+    return [found[j] / total for j in range(confidence.HALF_STEPS)]
+
+
+small_histograms = st.lists(st.integers(0, 5), min_size=5, max_size=5).filter(
+    lambda h: 1 <= sum(h) <= 5
+)
+
+
+@given(small_histograms)
+def test_the_median_distribution_matches_every_resample_listed(histogram: list[int]) -> None:
+    exact = confidence.median_distribution(histogram)
+    assert exact == pytest.approx(brute_force(tuple(histogram)), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "histogram", [(1, 0, 0, 0, 1), (0, 2, 1, 0, 1), (1, 1, 1, 1, 1), (0, 0, 2, 2, 0)]
+)
+def test_the_median_distribution_of_known_splits(histogram: tuple[int, ...]) -> None:
+    assert confidence.median_distribution(histogram) == pytest.approx(
+        brute_force(histogram), abs=1e-12
+    )
+
+
+def test_a_unanimous_case_always_has_the_same_median() -> None:
+    assert confidence.median_distribution((0, 0, 0, 7, 0)) == (0, 0, 0, 0, 0, 0, 1.0, 0, 0)
+
+
+def test_a_team_of_thousands_neither_overflows_nor_loses_mass() -> None:
+    # Split down the middle, 10,000 voters: the median is 0, 2 or 4, never in between.
+    pmf = confidence.median_distribution((5000, 0, 0, 0, 5000))
+    assert math.fsum(pmf) == pytest.approx(1.0)
+    assert pmf[0] == pytest.approx(pmf[8])
+    assert pmf[0] > 0.45 and 0 < pmf[4] < 0.02
+    assert [pmf[j] for j in (1, 2, 3, 5, 6, 7)] == [0.0] * 6
+    # A clear majority: the median hardly ever moves.
+    assert confidence.median_distribution((100, 200, 300, 2000, 400))[6] > 0.999999
+
+
+def test_a_median_needs_a_score() -> None:
+    with pytest.raises(ValueError, match="at least one score"):
+        confidence.median_distribution((0, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("share", "label"),
+    [(1.0, "clear"), (0.8, "clear"), (0.7999, "leaning"), (0.6, "leaning"), (0.59, "toss_up")],
+)
+def test_confidence_labels(share: float, label: str) -> None:
+    assert confidence.label(share) == label
+
+
+# --- win shares, through the recommendation
+
+
+def case(cid: str, histogram: tuple[int, ...], fit: dict[str, float]) -> CaseInput:
+    scores = [v for v, count in enumerate(histogram) for _ in range(count)]
+    return CaseInput(cid, cid, float(statistics.median(scores)), fit, histogram=histogram)
+
+
+def test_a_unanimous_team_gives_the_winner_every_resample() -> None:
+    cases = [case("a", (0, 0, 0, 0, 6), {"go": 2}), case("b", (0, 6, 0, 0, 0), {"django": 1})]
+    rec = recommend(cases, (DJANGO, GO), "django", seed="s1")
+    assert rec is not None
+    assert [(r.stack, r.win_share) for r in rec.ranking] == [("go", 1.0), ("django", 0.0)]
+    assert rec.ranking[0].interval == (2.0, 2.0)
+    assert rec.confidence == "clear"
+
+
+def test_a_split_team_is_less_sure_and_the_intervals_show_the_spread() -> None:
+    # Go's case: half the team says 4, half 0, so its median is 2 (a tie with Django, which
+    # Django wins). Resampled, the median is 4 (Go wins) in 22 of 64 draws, and 2 or 0 else.
+    cases = [case("a", (3, 0, 0, 0, 3), {"go": 2}), case("b", (0, 0, 6, 0, 0), {"django": 2})]
+    rec = recommend(cases, (DJANGO, GO), "django", seed="s1")
+    assert rec is not None
+    assert [r.stack for r in rec.ranking] == ["django", "go"]
+    shares = {r.stack: r.win_share for r in rec.ranking}
+    assert shares["go"] == pytest.approx(22 / 64, abs=0.04)
+    assert rec.confidence == "leaning"
+    go = next(r for r in rec.ranking if r.stack == "go")
+    assert go.interval == (0.0, 2.0)
+
+
+def test_a_three_way_split_is_a_toss_up() -> None:
+    # Go and Node.js each hang on a case the team splits on; neither wins half the draws.
+    cases = [
+        case("a", (3, 0, 0, 0, 3), {"go": 2}),
+        case("b", (3, 0, 0, 0, 3), {"node": 2}),
+        case("c", (0, 0, 6, 0, 0), {"django": 1}),
+    ]
+    rec = recommend(cases, (DJANGO, GO, NODE), "django", seed="s1")
+    assert rec is not None
+    assert rec.confidence == "toss_up"
+    assert all(r.win_share < 0.6 for r in rec.ranking)
+
+
+histograms = st.lists(st.integers(0, 40), min_size=5, max_size=5).filter(lambda h: sum(h) > 0)
+fits = st.dictionaries(
+    st.sampled_from(["django", "go", "node"]), st.sampled_from([-2, -1, -0.5, 0.5, 1, 2])
+)
+
+
+@given(st.lists(st.tuples(histograms, fits), min_size=1, max_size=4), st.text(max_size=8))
+def test_win_shares_sum_to_one_and_repeat_for_the_same_seed(
+    decks: list[tuple[list[int], dict[str, float]]], seed: str
+) -> None:
+    cases = [case(f"c{i}", tuple(h), fit) for i, (h, fit) in enumerate(decks)]
+    rec = recommend(cases, (DJANGO, GO, NODE), "django", seed=seed)
+    assert rec is not None
+    assert math.fsum(r.win_share for r in rec.ranking) == pytest.approx(1.0)
+    for r in rec.ranking:
+        assert r.interval[0] <= r.interval[1]
+    # The same inputs and seed give the same figures, in a fresh computation too.
+    confidence.resample.cache_clear()
+    again = recommend(list(cases), (DJANGO, GO, NODE), "django", seed=seed)
+    assert again == rec
+
+
+def test_another_session_draws_other_resamples() -> None:
+    cases = [case("a", (3, 0, 0, 0, 3), {"go": 2}), case("b", (0, 0, 6, 0, 0), {"django": 2})]
+    shares = {
+        seed: recommend(cases, (DJANGO, GO), "django", seed=seed).ranking[0].win_share  # type: ignore[union-attr]
+        for seed in ("s1", "s2", "s3")
+    }
+    assert len(set(shares.values())) > 1
