@@ -73,6 +73,8 @@ const dom = {
   recommendationTitle: $("rec-title"),
   verdict: $("verdict"),
   robust: $("rec-robust"),
+  sure: $("rec-sure"),
+  flip: $("rec-flip"),
   contested: $("rec-contested"),
   contestedList: $("rec-contested-list"),
   ranking: $("ranking"),

@@ -36,6 +36,20 @@ export function scoreMeaning(score, scale) {
   return label ? `${score} (${label})` : String(score);
 }
 
+/**
+ * The band in words, with the re-vote advice of the Delphi rule: weak agreement is worth a
+ * re-vote only while the middle half is more than a step apart and the last round helped.
+ */
+function bandText(results, state) {
+  if (results.band !== "weak" || state.status === "voting" || results.revote_suggested !== false) {
+    return bandWord(results.band);
+  }
+  if (results.iqr !== null && results.iqr <= 1) {
+    return t("Weak agreement, though the middle half is within a step: no re-vote needed");
+  }
+  return t("Weak agreement, and the last re-vote barely moved it: another is unlikely to help");
+}
+
 /** Cached references to the parts of one card, looked up once. */
 export class CaseCard {
   constructor(root, scale) {
@@ -265,7 +279,7 @@ export class CaseCard {
 
     const band = results.band || "";
     this.band.dataset.band = band;
-    setText(this.band, band ? bandWord(band) : t("No scores yet"));
+    setText(this.band, band ? bandText(results, state) : t("No scores yet"));
 
     const abstain = results.abstain || 0;
     setText(this.abstain, tn("{count} person skipped.", "{count} people skipped.", abstain));
@@ -321,10 +335,17 @@ export class CaseCard {
     );
   }
 
-  /** Earlier rounds stay in view (during a re-vote too), newest first. */
+  /** Earlier rounds stay in view (during a re-vote too), newest first, after the current
+   *  round once it is revealed: round 2 beside round 1, and whether agreement grew. */
   renderHistory(state) {
-    const history = state.history || state.results?.history || [];
-    setHidden(this.history, history.length === 0);
+    const earlier = state.history || state.results?.history || [];
+    const results = state.results;
+    const now =
+      earlier.length && results && state.status !== "voting"
+        ? [{ ...results, round: state.round, now: true }]
+        : [];
+    const history = [...earlier, ...now];
+    setHidden(this.history, earlier.length === 0);
     const key = JSON.stringify(history);
     if (this.history.dataset.key === key) return;
     this.history.dataset.key = key;
@@ -342,7 +363,7 @@ export class CaseCard {
             return bar;
           }),
         );
-        const words = round.n
+        let words = round.n
           ? t("Round {round}: median {median}, agreement {consensus} ({band}), {n} scores", {
               round: round.round,
               median: formatNumber(round.median),
@@ -351,6 +372,17 @@ export class CaseCard {
               n: round.n,
             })
           : t("Round {round}: no scores", { round: round.round });
+        if (typeof round.change === "number") {
+          const change = formatNumber(Math.abs(round.change));
+          words +=
+            "; " +
+            (round.change > 0
+              ? t("agreement grew by {change}", { change })
+              : round.change < 0
+                ? t("agreement fell by {change}", { change })
+                : t("agreement unchanged"));
+        }
+        if (round.now) words = t("Now: {round}", { round: words });
         const spread = counts.length
           ? t("Scores 0 to 4: {counts}", { counts: counts.join(", ") })
           : "";

@@ -1,7 +1,7 @@
 // The room's header, presence list and recommendation panel.
 
 import { t } from "../i18n.js";
-import { el, formatSigned, setHidden, setText } from "./dom.js";
+import { el, formatNumber, formatSigned, listNames, setHidden, setText } from "./dom.js";
 
 const ROLE_WORDS = {
   facilitator: () => t("Facilitator"),
@@ -125,6 +125,60 @@ export function scoreTrack(score, min, max) {
   return el("span", { class: "ranking__track", "aria-hidden": "true" }, zeroLine, bar);
 }
 
+/** 0.923 -> "92%" (or "92 %": the language decides). */
+export function percent(share) {
+  return t("{percent}%", { percent: Math.round((share ?? 0) * 100) });
+}
+
+/** "FastAPI would win if “Raw speed is critical” were 3 instead of 1." from a flip's parts. */
+export function flipSentence(flip, titleOf, nameOf) {
+  const changes = (flip.changes || []).map((c) =>
+    t("“{question}” were {to} instead of {from}", {
+      question: titleOf(c.case),
+      to: formatNumber(c.to),
+      from: formatNumber(c.from),
+    }),
+  );
+  return t("{stack} would win if {changes}.", {
+    stack: nameOf(flip.stack),
+    changes: listNames(changes, Infinity),
+  });
+}
+
+/** How sure the verdict is, in one sentence, from the resampled win shares. */
+export function sureSentence(recommendation) {
+  const top = recommendation.ranking?.[0];
+  if (!top || top.win_share === undefined) return "";
+  const values = { stack: top.name, share: percent(top.win_share) };
+  switch (recommendation.confidence) {
+    case "clear":
+      return t("A clear result: with the team's scores resampled, {stack} comes first {share} of the time.", values);
+    case "leaning":
+      return t("Leaning towards {stack}: it comes first {share} of the time with the team's scores resampled.", values);
+    default:
+      return t("A toss-up: {stack} comes first only {share} of the time with the team's scores resampled.", values);
+  }
+}
+
+/**
+ * What would change the verdict: the runner-up's smallest flip; when the runner-up cannot come
+ * first at all, say so and give the closest stack that can.
+ */
+function flipLine(recommendation, titleOf, nameOf) {
+  if (recommendation.flip) return flipSentence(recommendation.flip, titleOf, nameOf);
+  const [, runnerUp, ...rest] = recommendation.ranking || [];
+  if (!runnerUp) return "";
+  const closest = rest
+    .filter((r) => r.flip)
+    .sort((a, b) => (a.flip.steps ?? 0) - (b.flip.steps ?? 0))[0];
+  if (runnerUp.can_win !== false || !closest) return "";
+  return (
+    t("{stack} cannot come first, whatever the scores.", { stack: runnerUp.name }) +
+    " " +
+    flipSentence(closest.flip, titleOf, nameOf)
+  );
+}
+
 export function renderRecommendation(dom, recommendation, titleOf) {
   setHidden(dom.recommendation, !recommendation);
   if (!recommendation) return;
@@ -133,6 +187,13 @@ export function renderRecommendation(dom, recommendation, titleOf) {
   dom.recommendation.dataset.key = key;
 
   setText(dom.verdict, recommendation.verdict);
+  const ranking = recommendation.ranking || [];
+  const names = new Map(ranking.map((r) => [r.stack, r.name]));
+  const nameOf = (id) => names.get(id) ?? id;
+  setText(dom.sure, sureSentence(recommendation));
+  dom.sure.dataset.confidence = recommendation.confidence || "";
+  setText(dom.flip, flipLine(recommendation, titleOf, nameOf));
+  setHidden(dom.flip, !dom.flip.textContent);
 
   dom.robust.dataset.robust = String(Boolean(recommendation.robust));
   const contested = recommendation.contested || [];
@@ -162,7 +223,6 @@ export function renderRecommendation(dom, recommendation, titleOf) {
   const open = new Set(
     [...dom.ranking.querySelectorAll("details[open]")].map((d) => d.dataset.stack),
   );
-  const ranking = recommendation.ranking || [];
   const scores = ranking.map((r) => r.score);
   const min = Math.min(0, ...scores);
   const max = Math.max(0, ...scores);
@@ -179,10 +239,18 @@ export function renderRecommendation(dom, recommendation, titleOf) {
           "summary",
           { class: "ranking__row" },
           el("span", { class: "ranking__rank", text: String(index + 1) }),
-          el("span", { class: "ranking__name", text: row.name }),
+          el(
+            "span",
+            { class: "ranking__name" },
+            row.name,
+            row.win_share === undefined
+              ? null
+              : el("span", { class: "ranking__share", text: ` ${percent(row.win_share)}` }),
+          ),
           scoreTrack(row.score, min, max),
           el("span", { class: "ranking__score", text: formatSigned(row.score) }),
         ),
+        odds(row, index, titleOf, nameOf),
         el(
           "ul",
           {
@@ -218,5 +286,25 @@ export function renderRecommendation(dom, recommendation, titleOf) {
         details,
       );
     }),
+  );
+}
+
+/** A stack's chances: how often it comes first, its likely score, and what would make it win. */
+function odds(row, index, titleOf, nameOf) {
+  if (row.win_share === undefined) return null;
+  const [lo, hi] = row.interval || [row.score, row.score];
+  let flip = "";
+  if (index === 0) flip = t("Recommended now.");
+  else if (row.flip) flip = flipSentence(row.flip, titleOf, nameOf);
+  else if (row.can_win === false) flip = t("It cannot come first, whatever the scores.");
+  return el(
+    "p",
+    { class: "ranking__odds", dataset: { stack: row.stack } },
+    t("Comes first {share} of the time; its score lies between {lo} and {hi} in 90% of the resamples.", {
+      share: percent(row.win_share),
+      lo: formatSigned(lo),
+      hi: formatSigned(hi),
+    }),
+    flip ? " " + flip : "",
   );
 }

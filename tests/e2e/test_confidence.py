@@ -1,0 +1,90 @@
+"""How sure the verdict is, in the browser: the win share, what would flip it, and rounds side by
+side."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Person, join
+from tests.live import LiveServer, create_session
+
+pytestmark = pytest.mark.e2e
+
+FLIP = "Django would win if \u201cRaw speed is critical\u201d were 1 instead of 2."
+
+
+def scored(page: Page, case: str, score: int) -> None:
+    page.get_by_test_id(f"score-{case}-{score}").click()
+    expect(page.get_by_test_id(f"choice-{case}")).to_contain_text(f"Your score: {score}")
+
+
+def test_the_panel_says_how_sure_and_what_would_flip_it(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created = create_session(server.url)
+    url = f"{server.url}/s/{created['id']}"
+    fran = person().page
+    join(fran, created["facilitator_url"], "Fran")
+    team = {"Fran": fran}
+    for name in ("Ana", "Ben", "Cai"):
+        team[name] = person().page
+        join(team[name], url, name)
+    fran.get_by_test_id("control-open-performance").click()
+    fran.get_by_test_id("control-open-data_model").click()
+    # Half the team finds raw speed critical, half not at all; all agree on the data model.
+    for (_, page), speed in zip(team.items(), [0, 4, 0, 4], strict=True):
+        scored(page, "performance", speed)
+        scored(page, "data_model", 2)
+    fran.get_by_test_id("control-reveal_all").click()
+
+    ana = team["Ana"]
+    expect(ana.get_by_test_id("verdict")).to_contain_text("Go")
+    sure = ana.get_by_test_id("rec-sure")
+    expect(sure).to_have_attribute("data-confidence", "leaning")
+    expect(sure).to_contain_text("Leaning towards Go: it comes first")
+    expect(sure).to_contain_text("% of the time")
+    # Rust, second, can never come first; the closest stack that can is named with its flip.
+    flip = ana.get_by_test_id("rec-flip")
+    expect(flip).to_contain_text("Rust cannot come first, whatever the scores.")
+    expect(flip).to_contain_text(FLIP)
+    ranking = ana.get_by_test_id("ranking")
+    expect(ranking.locator(".ranking__share").first).to_have_text(re.compile(r"^ \d+%$"))
+    ranking.locator('details[data-stack="django"] summary').click()
+    expect(ranking.locator('.ranking__odds[data-stack="django"]')).to_contain_text(FLIP)
+
+    # The printable record says the same, and where each stack stands.
+    ana.goto(f"{url}/results")
+    expect(ana.get_by_test_id("sure")).to_contain_text("Leaning towards Go")
+    expect(ana.locator('[data-testid="how-sure"] tr[data-stack="django"]')).to_contain_text(FLIP)
+    expect(ana.locator('[data-testid="how-sure"] tr[data-stack="rust"]')).to_contain_text(
+        "cannot come first"
+    )
+
+
+def test_a_revote_shows_round_two_beside_round_one(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created = create_session(server.url)
+    url = f"{server.url}/s/{created['id']}"
+    fran = person().page
+    join(fran, created["facilitator_url"], "Fran")
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+    scored(fran, "realtime", 0)
+    scored(ana, "realtime", 4)
+    fran.get_by_test_id("control-reveal-realtime").click()
+    fran.get_by_test_id("control-revote-realtime").click()
+    scored(fran, "realtime", 3)
+    scored(ana, "realtime", 4)
+    fran.get_by_test_id("control-reveal-realtime").click()
+
+    history = ana.get_by_test_id("history-realtime").locator("li")
+    expect(history).to_have_count(2)
+    expect(history.nth(0)).to_contain_text("Now: Round 2: median 3.5")
+    expect(history.nth(0)).to_contain_text("agreement grew by")
+    expect(history.nth(1)).to_contain_text("Round 1: median 2")
