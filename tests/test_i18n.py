@@ -218,6 +218,9 @@ def test_german_pages_are_german(client: TestClient, store: MemoryStore) -> None
         assert german in results, german
     assert "(+1 übersprungen)" in results
     assert "3 bewerten" in results
+    # How sure: the percentages and ranges come out in German too.
+    for german in ("Wie sicher", "Punktzahl in 90 % der Ziehungen", "Derzeit empfohlen."):
+        assert german in results, german
 
 
 def test_english_pages_embed_an_empty_catalogue(client: TestClient) -> None:
