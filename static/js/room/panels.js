@@ -243,7 +243,8 @@ export function renderRecommendation(dom, recommendation, titleOf) {
             "span",
             { class: "ranking__name" },
             row.name,
-            row.win_share === undefined
+            // Only stacks that come first in some resamples: a column of "0%" says nothing.
+            !row.win_share
               ? null
               : el("span", { class: "ranking__share", text: ` ${percent(row.win_share)}` }),
           ),
