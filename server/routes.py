@@ -244,7 +244,12 @@ async def landing(request: Request) -> Response:
 def _room_page(request: Request, session: Session) -> dict[str, Any]:
     """What every page of a live session shows: the session, its template and how to join."""
     return {
-        "session": {"id": session.id, "title": session.title},
+        "session": {
+            "id": session.id,
+            "title": session.title,
+            "mode": session.mode,
+            "anonymous": session.anonymous,
+        },
         "template": msgspec.to_builtins(session.template),
         "join_url": f"{base_url(request)}/s/{session.id}",
         "qr_url": f"/s/{session.id}/qr.svg",

@@ -32,13 +32,21 @@ def instances(
         ]
 
 
+async def facilitator_and_ann(
+    made: LiveServer, facilitating: LiveServer, joining: LiveServer, title: str
+) -> tuple[dict[str, Any], Member, Member]:
+    """A session created on `made`, run from `facilitating`, with Ann joined on `joining`."""
+    created = create_session(made.url, title=title)
+    facilitator = await facilitate(facilitating.url, created)
+    ann = await join(joining.url, {"session": created["id"], "name": "Ann"})
+    return created, facilitator, ann
+
+
 async def test_a_vote_on_one_instance_reaches_clients_on_the_others(
     instances: list[LiveServer],
 ) -> None:
     a, b, c = instances
-    created = create_session(a.url, title="Across instances")
-    fay = await facilitate(b.url, created)
-    ann = await join(c.url, {"session": created["id"], "name": "Ann"})
+    created, fay, ann = await facilitator_and_ann(a, b, c, "Across instances")
     assert (await fay.control("open", "realtime"))["ok"]
     ack = await ann.vote("realtime", 4)
     seen = await fay.until_version(ack["version"])
@@ -55,9 +63,7 @@ async def test_a_watcher_alone_on_an_instance_follows_the_room(
     instances: list[LiveServer],
 ) -> None:
     a, b, c = instances
-    created = create_session(a.url, title="On the big screen")
-    fay = await facilitate(a.url, created)
-    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    created, fay, ann = await facilitator_and_ann(a, a, b, "On the big screen")
     # The only socket of this session on instance c: its copy must follow the others' changes.
     screen = await join(c.url, {"session": created["id"], "watch": True})
     await fay.control("open", "realtime")
@@ -174,9 +180,7 @@ async def test_a_countdown_set_on_one_instance_closes_voting_everywhere_once(
     instances: list[LiveServer],
 ) -> None:
     a, b, _ = instances
-    created = create_session(a.url, title="Countdown")
-    fay = await facilitate(a.url, created)
-    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    _created, fay, ann = await facilitator_and_ann(a, a, b, "Countdown")
     opened = await fay.control("open", "realtime")
     # A change reaches the other instance a moment after it is acknowledged: Ann votes once
     # she has seen it, as a person would.
@@ -210,9 +214,7 @@ async def test_auto_reveal_is_decided_once_when_voters_on_two_instances_finish(
     instances: list[LiveServer],
 ) -> None:
     a, b, c = instances
-    created = create_session(a.url, title="Auto-reveal")
-    fay = await facilitate(a.url, created)
-    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    created, fay, ann = await facilitator_and_ann(a, a, b, "Auto-reveal")
     ben = await join(c.url, {"session": created["id"], "name": "Ben"})
     assert (await fay.control("auto_reveal", on=True))["ok"]
     opened = await fay.control("open", "realtime")
@@ -236,9 +238,7 @@ async def test_a_removed_person_on_another_instance_is_told_and_disconnected(
     instances: list[LiveServer],
 ) -> None:
     a, b, _ = instances
-    created = create_session(a.url, title="Removal")
-    fay = await facilitate(a.url, created)
-    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    created, fay, ann = await facilitator_and_ann(a, a, b, "Removal")
     token = ann.welcome["token"]
     opened = await fay.control("open", "realtime")
     await ann.until_version(opened["version"])
@@ -264,9 +264,7 @@ async def test_hand_over_across_instances_moves_control_at_once(
     instances: list[LiveServer],
 ) -> None:
     a, b, _ = instances
-    created = create_session(a.url, title="Hand-over")
-    fay = await facilitate(a.url, created)
-    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    created, fay, ann = await facilitator_and_ann(a, a, b, "Hand-over")
     refused = await ann.control("open", "realtime")
     assert not refused["ok"]
     handed = await fay.control("hand_over", participant=ann.id)
@@ -310,9 +308,7 @@ async def test_the_facilitator_link_on_another_instance_moves_the_same_person(
     instances: list[LiveServer],
 ) -> None:
     a, b, _ = instances
-    created = create_session(a.url, title="Take-over")
-    laptop = await facilitate(a.url, created)
-    ann = await join(b.url, {"session": created["id"], "name": "Ann"})
+    created, laptop, ann = await facilitator_and_ann(a, a, b, "Take-over")
     opened = await laptop.control("open", "realtime")
     await ann.until_version(opened["version"])
     voted = await laptop.vote("realtime", 3)

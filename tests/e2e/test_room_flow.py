@@ -448,3 +448,18 @@ def test_the_creator_lands_in_the_room_and_the_landing_page_lists_their_sessions
     items.nth(0).get_by_role("link").click()
     expect(fran).to_have_url(re.compile(f"/s/{session_id}$"))
     expect(fran.get_by_test_id("facilitator-bar")).to_be_visible()
+
+
+def test_the_join_form_says_how_this_session_shows_scores(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    page = person(NARROW).page
+    _, hidden = room(server)
+    page.goto(hidden)
+    expect(page.locator("#join-lead")).to_contain_text("stay private until the reveal")
+    _, live = room(server, mode="open")
+    page.goto(live)
+    expect(page.locator("#join-lead")).to_contain_text("sees the scores as they come in")
+    _, anonymous = room(server, mode="open", anonymous=True)
+    page.goto(anonymous)
+    expect(page.locator("#join-lead")).to_contain_text("never who gave which")
