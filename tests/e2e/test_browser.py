@@ -177,7 +177,7 @@ def test_a_team_scores_reveals_and_sees_the_servers_numbers(
     for someone in everyone:
         page = someone.page
         expect(page.get_by_test_id("verdict")).to_have_text(state["recommendation"]["verdict"])
-        ranking = page.get_by_test_id("ranking").locator(".ranking__name")
+        ranking = page.get_by_test_id("ranking").locator(".ranking__label")
         expect(ranking).to_have_text([row["name"] for row in state["recommendation"]["ranking"]])
         for case in state["cases"]:
             results = case["results"]

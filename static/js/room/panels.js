@@ -242,7 +242,7 @@ export function renderRecommendation(dom, recommendation, titleOf) {
           el(
             "span",
             { class: "ranking__name" },
-            row.name,
+            el("span", { class: "ranking__label", text: row.name }),
             // Only stacks that come first in some resamples: a column of "0%" says nothing.
             !row.win_share
               ? null
