@@ -1,5 +1,7 @@
 // "Copy link" buttons: the clipboard API where allowed, else select the text for Ctrl+C.
 
+import { t } from "../i18n.js";
+
 const RESET_AFTER_MS = 2000;
 
 async function copy(input) {
@@ -32,13 +34,13 @@ export function setUpCopyButtons(root, announce) {
       const copied = await copy(input);
       clearTimeout(timer);
       if (copied) {
-        button.textContent = "Copied";
+        button.textContent = t("Copied");
         button.dataset.copied = "true";
-        announce("Link copied to the clipboard.");
+        announce(t("Link copied to the clipboard."));
       } else {
         input.focus();
         input.select();
-        announce("Press Ctrl+C (or ⌘C) to copy the selected link.");
+        announce(t("Press Ctrl+C (or ⌘C) to copy the selected link."));
       }
       timer = setTimeout(() => {
         button.textContent = label;
