@@ -620,14 +620,10 @@ def next_away(session: Session, after: float) -> float | None:
     """When the next person offline will have been so for `after` seconds, if anyone is."""
     if after <= 0:
         return None
-    return min(
-        (
-            (p.offline_since or 0.0) + after
-            for p in session.participants
-            if not p.online and not p.away
-        ),
-        default=None,
-    )
+    # Runs on every change to the people list (joins included): `sids` and `away` are read
+    # directly, since a property call per participant doubled the cost in a room of 1,500.
+    offline = [p.offline_since or 0.0 for p in session.participants if not p.sids and not p.away]
+    return min(offline) + after if offline else None
 
 
 # --- people
