@@ -181,36 +181,53 @@ function field(labelText, input, extraClass = "") {
   return el("div", { class: `field ${extraClass}`.trim() }, label, input);
 }
 
-function stackRow(stack, index) {
+/**
+ * The field a stack or question is named by (`nameField`: "name" or "title") and its id
+ * field. The id follows the name until someone edits it by hand; `onName` runs after each
+ * change of the name.
+ */
+function nameAndId(items, item, prefix, nameField, fallback, onName = () => {}) {
   const nameInput = el("input", {
     class: "input",
-    id: `stack-${stack.key}-name`,
+    id: `${prefix}-${item.key}-${nameField}`,
     type: "text",
     autocomplete: "off",
-    value: stack.name,
-    dataset: { field: "name" },
+    value: item[nameField],
+    dataset: { field: nameField },
   });
   const idInput = el("input", {
     class: "input input--mono",
-    id: `stack-${stack.key}-id`,
+    id: `${prefix}-${item.key}-id`,
     type: "text",
     autocomplete: "off",
     spellcheck: "false",
-    value: stack.id,
+    value: item.id,
     dataset: { field: "id" },
   });
   nameInput.addEventListener("input", () => {
-    stack.name = nameInput.value;
-    autoId(draft.stacks, stack, stack.name, "stack");
-    idInput.value = stack.id;
-    refreshStackNames();
+    item[nameField] = nameInput.value;
+    autoId(items, item, nameInput.value, fallback);
+    idInput.value = item.id;
+    onName();
     changed();
   });
   idInput.addEventListener("input", () => {
-    stack.id = idInput.value;
-    stack.idTouched = true;
+    item.id = idInput.value;
+    item.idTouched = true;
     changed();
   });
+  return [nameInput, idInput];
+}
+
+function stackRow(stack, index) {
+  const [nameInput, idInput] = nameAndId(
+    draft.stacks,
+    stack,
+    "stack",
+    "name",
+    "stack",
+    refreshStackNames,
+  );
   const remove = el("button", {
     class: "button button--small button--danger",
     type: "button",
@@ -251,14 +268,7 @@ function stackRow(stack, index) {
 function caseCard(item, index) {
   const count = draft.cases.length;
   const number = index + 1;
-  const titleField = el("input", {
-    class: "input",
-    id: `case-${item.key}-title`,
-    type: "text",
-    autocomplete: "off",
-    value: item.title,
-    dataset: { field: "title" },
-  });
+  const [titleField, idField] = nameAndId(draft.cases, item, "case", "title", "question");
   const helpField = el("textarea", {
     class: "input editor__text",
     id: `case-${item.key}-help`,
@@ -266,28 +276,8 @@ function caseCard(item, index) {
     dataset: { field: "help" },
   });
   helpField.value = item.help;
-  const idField = el("input", {
-    class: "input input--mono",
-    id: `case-${item.key}-id`,
-    type: "text",
-    autocomplete: "off",
-    spellcheck: "false",
-    value: item.id,
-    dataset: { field: "id" },
-  });
-  titleField.addEventListener("input", () => {
-    item.title = titleField.value;
-    autoId(draft.cases, item, item.title, "question");
-    idField.value = item.id;
-    changed();
-  });
   helpField.addEventListener("input", () => {
     item.help = helpField.value;
-    changed();
-  });
-  idField.addEventListener("input", () => {
-    item.id = idField.value;
-    item.idTouched = true;
     changed();
   });
 
