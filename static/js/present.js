@@ -6,6 +6,7 @@
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t, tn } from "./i18n.js";
 import { Follower } from "./room/delta.js";
+import { counted } from "./room/quorum.js";
 import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
 import { Messages, caseChanges, milestones } from "./room/messages.js";
 import { scoreTrack } from "./room/panels.js";
@@ -90,16 +91,7 @@ function connect() {
     query: { room: sessionId },
   });
   socket.on("connect", () => setConnection("connected"));
-  socket.on("state", applySnapshot);
-  socket.on("delta", onDelta);
-  socket.on("status", (status) => {
-    if (status && status.storage === "unavailable") {
-      setConnection("storage");
-    } else if (socket.connected) {
-      setConnection("connected");
-      resync();
-    }
-  });
+  follower.listen(socket, setConnection);
   socket.on("connect_error", onConnectError);
   socket.on("disconnect", onDisconnect);
   socket.io.on("reconnect_attempt", () => setConnection("reconnecting"));
@@ -139,9 +131,6 @@ function onDisconnect(reason) {
 
 // The copy of the session on screen, kept in step by snapshots and deltas.
 const follower = new Follower(() => socket, ACK_TIMEOUT_MS, onSnapshot);
-const applySnapshot = (snapshot) => follower.take(snapshot);
-const onDelta = (delta) => follower.delta(delta);
-const resync = () => follower.resync();
 
 function onSnapshot(snapshot, previous) {
   screen.version = snapshot.version;
@@ -226,10 +215,7 @@ function renderWaiting(snapshot) {
  * of people removed with their ballots kept still count).
  */
 function tally(snapshot, state) {
-  const voters = snapshot.participants.filter(
-    (p) =>
-      (p.role === "voter" || p.role === "facilitator") && (!p.away || p.voted.includes(state.id)),
-  );
+  const voters = counted(snapshot.participants, state.id);
   const n = state.votes_in;
   const m = Math.max(voters.length, n);
   return { n, m, text: t("{n} of {m} voted", { n, m }), share: m ? n / m : 0 };
@@ -539,7 +525,7 @@ function stopTicking() {
 // ---------- Start ----------
 
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") resync();
+  if (document.visibilityState === "visible") follower.resync();
 });
 window.addEventListener("offline", () => setConnection("offline"));
 window.addEventListener("online", () => {

@@ -253,17 +253,8 @@ function connect() {
     setConnection("connected");
   });
   socket.on("welcome", onWelcome);
-  socket.on("state", applySnapshot);
-  socket.on("delta", onDelta);
+  follower.listen(socket, setConnection);
   socket.on("removed", onRemoved);
-  socket.on("status", (status) => {
-    if (status && status.storage === "unavailable") {
-      setConnection("storage");
-    } else if (socket.connected) {
-      setConnection("connected");
-      resync();
-    }
-  });
   socket.on("connect_error", onConnectError);
   socket.on("disconnect", onDisconnect);
   socket.io.on("reconnect_attempt", () => setConnection("reconnecting"));
@@ -357,9 +348,6 @@ function onDisconnect(reason) {
 
 // The copy of the session on screen, kept in step by snapshots and deltas.
 const follower = new Follower(() => socket, ACK_TIMEOUT_MS, onSnapshot);
-const applySnapshot = (snapshot) => follower.take(snapshot);
-const onDelta = (delta) => follower.delta(delta);
-const resync = () => follower.resync();
 
 // ---------- Snapshots ----------
 
@@ -792,7 +780,7 @@ function start() {
   dom.leave.addEventListener("click", onLeave);
   root.addEventListener("click", onCaseLink);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") resync();
+    if (document.visibilityState === "visible") follower.resync();
   });
   window.addEventListener("offline", () => setConnection("offline"));
   window.addEventListener("online", () => {

@@ -42,6 +42,23 @@ export class Follower {
     this.syncing = false;
   }
 
+  /**
+   * Follow the session on `socket`: its snapshots and deltas, and a fresh snapshot once its
+   * server's storage is back (`status`), telling `setConnection` how the link stands.
+   */
+  listen(socket, setConnection) {
+    socket.on("state", (snapshot) => this.take(snapshot));
+    socket.on("delta", (delta) => this.delta(delta));
+    socket.on("status", (status) => {
+      if (status && status.storage === "unavailable") {
+        setConnection("storage");
+      } else if (socket.connected) {
+        setConnection("connected");
+        this.resync();
+      }
+    });
+  }
+
   take(snapshot) {
     if (!snapshot || typeof snapshot.version !== "number") return;
     if (snapshot.version <= this.version) return; // older than what is on screen
