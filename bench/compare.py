@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from bench.procs import (  # noqa: E402
     LOAD_DIR,
     ensure_node_modules,
+    follow_generator,
     raise_on_sigterm,
     redis_process,
     usage,
@@ -173,30 +174,16 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
             }
 
         mark("start")
+        log = tmp / f"generator-{scenario.name}-{kind}.log"
         with pinned(GENERATOR_CORE):
             generator = subprocess.Popen(
                 ["node", "scenarios.mjs", "--url", ",".join(running.urls), *scenario.generator],
                 cwd=LOAD_DIR,
                 stdout=subprocess.PIPE,
-                stderr=(tmp / f"generator-{scenario.name}-{kind}.log").open("wb"),
+                stderr=log.open("wb"),
                 text=True,
             )
-        result: dict[str, Any] = {}
-        try:
-            assert generator.stdout is not None
-            for line in generator.stdout:
-                if line.startswith("PHASE "):
-                    mark(line.split()[1])
-                elif line.startswith("RESULT "):
-                    result = json.loads(line.removeprefix("RESULT "))
-                    mark("end")
-            generator.wait(timeout=60)
-        finally:
-            if generator.poll() is None:
-                generator.kill()
-        if not result:
-            log = (tmp / f"generator-{scenario.name}-{kind}.log").read_text()
-            raise RuntimeError(f"{scenario.name} on {kind}: the generator failed\n{log[-3000:]}")
+        result = follow_generator(generator, mark, log, f"{scenario.name} on {kind}")
         result["marks"] = marks
         return result
 

@@ -56,6 +56,7 @@ from bench.procs import (  # noqa: E402
     CLOCK_TICKS,
     LOAD_DIR,
     ensure_node_modules,
+    follow_generator,
     raise_on_sigterm,
     usage,
 )
@@ -286,22 +287,7 @@ def run(config: Config, load: Load, tmp: Path) -> dict[str, Any]:
                 text=True,
             )  # fmt: skip
         generator_pid = generator.pid
-        result: dict[str, Any] = {}
-        try:
-            assert generator.stdout is not None
-            for line in generator.stdout:
-                if line.startswith("PHASE "):
-                    mark(line.split()[1])
-                elif line.startswith("RESULT "):
-                    result = json.loads(line.removeprefix("RESULT "))
-                    mark("end")
-            generator.wait(timeout=60)
-        finally:
-            if generator.poll() is None:
-                generator.kill()
-        if not result:
-            log = (tmp / "generator.log").read_text()
-            raise RuntimeError(f"{config.label}: the generator failed\n{log[-3000:]}")
+        result = follow_generator(generator, mark, tmp / "generator.log", config.label)
         result["marks"] = marks
         result["instances"] = list(running.instances)
         result["urls"] = running.urls
@@ -659,6 +645,8 @@ def main() -> int:
     raise_on_sigterm()
     ensure_node_modules()
     chosen = configs(placements, sizes, only, cluster)
+    if not chosen:
+        parser.error("no configuration matches these --only, --placement and --instances")
     print(
         f"## {load.rooms} rooms x ({load.voters} voters + a facilitator), a vote each every "
         f"~{load.vote_interval:g} s for {load.duration:g} s\n",

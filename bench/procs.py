@@ -3,15 +3,17 @@ Node packages they start, and clean-up on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_DIR = ROOT / "bench" / "load"
@@ -84,6 +86,31 @@ def ensure_node_modules() -> None:
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"], cwd=LOAD_DIR, check=True, timeout=600
         )
+
+
+def follow_generator(
+    generator: subprocess.Popen[str], mark: Callable[[str], None], log: Path, label: str
+) -> dict[str, Any]:
+    """Read the load generator's (bench/load/scenarios.mjs) output to its end: `mark(name)` at
+    each phase it announces and `mark("end")` with its result, which is returned. The generator
+    is killed if reading fails; without a result, RuntimeError with the tail of its `log`."""
+    result: dict[str, Any] = {}
+    try:
+        assert generator.stdout is not None
+        for line in generator.stdout:
+            if line.startswith("PHASE "):
+                mark(line.split()[1])
+            elif line.startswith("RESULT "):
+                result = json.loads(line.removeprefix("RESULT "))
+                mark("end")
+        generator.wait(timeout=60)
+    finally:
+        if generator.poll() is None:
+            generator.kill()
+    if not result:
+        text = log.read_text(errors="replace")
+        raise RuntimeError(f"{label}: the generator failed\n{text[-3000:]}")
+    return result
 
 
 def raise_on_sigterm() -> None:

@@ -15,7 +15,6 @@ every client's view equal to the server's, results equal to the acknowledged vot
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,7 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.compare import GENERATOR_CORE, SERVER_CORE, fmt, pinned  # noqa: E402
-from bench.procs import LOAD_DIR, ensure_node_modules, raise_on_sigterm, usage  # noqa: E402
+from bench.procs import (  # noqa: E402
+    LOAD_DIR,
+    ensure_node_modules,
+    follow_generator,
+    raise_on_sigterm,
+    usage,
+)
 from tests.live import GENEROUS_LIMITS, live_server  # noqa: E402
 from tests.redis_fleet import sentinel_group  # noqa: E402
 
@@ -52,27 +57,22 @@ def run(wait: int, quick: bool, tmp: Path) -> dict[str, Any]:
         }
         with live_server(tmp, env) as server:
             cpu: dict[str, float] = {}
+
+            def mark(name: str) -> None:
+                taken = usage(server.process.pid)
+                assert taken is not None
+                cpu[name] = taken.cpu
+
+            log = tmp / f"generator-{wait}.log"
             with pinned(GENERATOR_CORE):
                 generator = subprocess.Popen(
                     ["node", "scenarios.mjs", "--url", server.url, *load(quick)],
                     cwd=LOAD_DIR,
                     stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
+                    stderr=log.open("wb"),
                     text=True,
                 )
-            result: dict[str, Any] = {}
-            assert generator.stdout is not None and generator.stderr is not None
-            for line in generator.stdout:
-                if line.startswith("PHASE "):
-                    taken = usage(server.process.pid)
-                    assert taken is not None
-                    cpu[line.split()[1]] = taken.cpu
-                elif line.startswith("RESULT "):
-                    result = json.loads(line.removeprefix("RESULT "))
-            errors = generator.stderr.read()
-            generator.wait(timeout=60)
-    if not result:
-        raise RuntimeError(f"the generator failed:\n{errors[-3000:]}")
+            result = follow_generator(generator, mark, log, f"WAIT {wait}")
     # Only while people vote: joining costs the same either way.
     result["server_cpu"] = cpu["vote-end"] - cpu["vote"]
     return result
