@@ -28,7 +28,6 @@ from babel.numbers import get_decimal_symbol
 from babel.support import Translations
 from jinja2 import Environment
 from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.text import Text
@@ -146,16 +145,25 @@ def choose(*, asked: str | None, cookie: str | None, accept_language: str | None
 ENVIRON_KEY = "stackvote.locale"
 
 
+def cookie_value(header: str, name: str) -> str | None:
+    """The value of cookie `name` in a Cookie header, read as browsers write it (lenient: a
+    malformed neighbour does not hide it)."""
+    for part in header.split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == name:
+            return value.strip().strip('"')
+    return None
+
+
 def from_environ(environ: Mapping[str, Any]) -> str:
     """The language of a Socket.IO connection, from its handshake (the cookie the pages set,
     else the browser's Accept-Language)."""
     decided = environ.get(ENVIRON_KEY)
     if isinstance(decided, str):
         return decided
-    cookies = cookie_parser(str(environ.get("HTTP_COOKIE", "")))
     return choose(
         asked=None,
-        cookie=cookies.get(COOKIE),
+        cookie=cookie_value(str(environ.get("HTTP_COOKIE", "")), COOKIE),
         accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
     )
 
@@ -176,7 +184,7 @@ class Locales:
         asked = known(query.get(COOKIE))
         locale = choose(
             asked=asked,
-            cookie=cookie_parser(headers.get("cookie", "")).get(COOKIE),
+            cookie=cookie_value(headers.get("cookie", ""), COOKIE),
             accept_language=headers.get("accept-language"),
         )
         extra: list[tuple[bytes, bytes]] = []

@@ -492,3 +492,19 @@ def test_german_uses_german_quotes_and_no_straight_double_quotes() -> None:
     for msgid, entry in catalogue(PO).items():
         for form in translations(entry):
             assert '"' not in form, f"{msgid!r}: use „…“ in German"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("lang=de", "de"),
+        ("a=1; lang=de; b=2", "de"),
+        ('lang="de"', "de"),
+        ("broken; lang=de", "de"),
+        ("xlang=de", None),
+        ("", None),
+        ("lang", None),
+    ],
+)
+def test_the_language_cookie_is_read_as_browsers_write_it(header: str, value: str | None) -> None:
+    assert i18n.cookie_value(header, "lang") == value

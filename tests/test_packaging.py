@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -41,10 +42,26 @@ def test_the_wheel_contains_pages_static_files_and_decks(wheel: Path) -> None:
     assert not any(n.startswith("tests/") for n in names)
 
 
-def test_an_installed_wheel_serves_the_app(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+def venv_seeing_these_packages(venv: Path) -> Path:
+    """A fresh virtual environment that also sees the packages of the Python running the
+    tests (a venv itself, or the system's): `--system-site-packages` would show the base
+    interpreter's instead, which in a venv lacks everything. Its own packages come first."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(own) / "_tested_environment.pth").write_text("\n".join(sorted(ours)) + "\n")
+    return python
+
+
+def test_an_installed_wheel_serves_the_app(wheel: Path, tmp_path: Path) -> None:
+    python = venv_seeing_these_packages(tmp_path / "venv")
+    venv = python.parent.parent
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
         check=True,

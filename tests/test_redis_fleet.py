@@ -35,7 +35,7 @@ async def test_sentinel_failover_promotes_the_replica_and_the_client_follows(
         assert group.url == f"redis+sentinel://{ports}/mymaster/0"
         assert group.current_primary() == ("127.0.0.1", group.primary.port)
 
-        sentinel = Sentinel(group.sentinel_addresses, socket_timeout=1.0)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(group.sentinel_addresses, socket_timeout=1.0)  # type: ignore[no-untyped-call,unused-ignore]
         client: aioredis.Redis = sentinel.master_for(group.service, socket_timeout=1.0)
         try:
             await client.set("before", "1")

@@ -130,7 +130,7 @@ def connect(
         )
         return aioredis.Redis(connection_pool=pool)
     if target.kind == "sentinel":
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             list(target.hosts), sentinel_kwargs=timeouts, **timeouts
         )
         client: aioredis.Redis = sentinel.master_for(
