@@ -37,7 +37,9 @@ from server.throttle import Throttle  # noqa: E402
 # Day-long rates, so that buckets drained by the fill stay in the table for the whole run
 # (a full bucket would be dropped, and the table would not be as big as it says).
 SETTINGS = Settings(
-    limit_events="100000/second;1000000/day", limit_connects="100000/second;1000000/day"
+    limit_events="100000/second;1000000/day",
+    limit_connects="100000/second;1000000/day",
+    limit_frames="100000/second",
 )
 
 

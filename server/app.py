@@ -22,10 +22,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import i18n, ops, protocol, routes, rules
+from server import edge, i18n, logs, ops, protocol, routes, rules
 from server.deadlines import Deadlines
 from server.fanout import Fanout
-from server.gate import GatedServer, RoomsBySid
 from server.load import Load
 from server.logs import REQUEST
 from server.metrics import CONTENT_TYPE, Metrics
@@ -33,6 +32,7 @@ from server.models import Session
 from server.realtime import RoomNamespace
 from server.rooms import Rooms
 from server.settings import Settings
+from server.sio import Limits, build_server
 from server.store import Store, StoreUnavailable, open_store
 from server.text import N_
 from server.throttle import SLOW_DOWN, Throttle
@@ -202,24 +202,33 @@ def create_app(
     pages.env.globals["static"] = _static_versioner(static_dir)
     i18n.install(pages.env)
 
+    # Made below; the callbacks built first refer to them.
+    namespace: RoomNamespace
+    rooms: Rooms
     throttle = Throttle(settings, shared=store.shared_limiter(), metrics=metrics)
+    here = edge.Here(settings.listening_url)
     load = Load(busy_after=settings.busy_lag_ms / 1000, metrics=metrics)
-    sio = GatedServer(
-        client_manager=RoomsBySid(),
+    sio = build_server(
+        "stock" if settings.connections == "stock" else "auto",
         events=protocol.CLIENT_EVENTS,
         charge=lambda sid: None if throttle.allow_event(sid) else namespace.say(sid, SLOW_DOWN),
+        limits=Limits.of(
+            settings.limit_frames, settings.connect_within_seconds, settings.max_backlog_kb
+        ),
         async_mode="asgi",
         # A socket's events are handled one after the other, in its own reader: no task per
         # event, and a client's votes are applied in the order it sent them.
         async_handlers=False,
-        # An explicit list: the library's default would also believe X-Forwarded-Host, which
-        # any client can send.
-        cors_allowed_origins=settings.allowed_origins,
+        # Pages of this server only (server.edge); the library's default would also believe
+        # X-Forwarded-Host, which any client can send.
+        cors_allowed_origins=lambda origin, environ=None: edge.allowed_origin(
+            origin, settings.public_origins, here
+        ),
         max_http_buffer_size=16 * 1024,
         ping_interval=settings.ping_interval_seconds,
         ping_timeout=settings.ping_timeout_seconds,
         # Engine.IO's monitor visits every socket each ping cycle (work that grows with idle
-        # connections); each connection's own read timeout does the same job (server.connection).
+        # connections); each connection's own read timeout does the same job.
         monitor_clients=False,
         # WebSocket only: a connection then lives on one instance from start to end, so
         # several instances behind a proxy need no sticky sessions.
@@ -272,6 +281,7 @@ def create_app(
         metrics=metrics,
     )
     sio.register_namespace(namespace)
+    throttle.on_strikeout = lambda sid: sio.hang_up(sid, "too many refused events")
     sio.say = namespace.say
     sio.handle_directly(
         {
@@ -318,6 +328,7 @@ def create_app(
         lifespan=lifespan,
     )
     site.state.settings = settings
+    site.state.here = here
     site.state.store = store
     site.state.pages = pages
     site.state.sio = sio
@@ -326,5 +337,21 @@ def create_app(
     site.state.rooms = rooms
     site.state.deadlines = deadlines
     site.state.metrics = metrics
-    # Outermost, so that every response carries the headers and its id, error pages included.
-    return RequestIds(SecurityHeaders(i18n.Locales(socketio.ASGIApp(sio, other_asgi_app=site))))
+    # Outermost, so that every response carries the headers and its id, error pages included;
+    # the client's address is settled before anything counts it.
+    app: ASGIApp = RequestIds(
+        SecurityHeaders(i18n.Locales(socketio.ASGIApp(sio, other_asgi_app=site)))
+    )
+    if not sio.fast:
+        app = edge.Cutoff(app)
+    capped = edge.ConnectionCap(app, settings.max_connections_per_address)
+    site.state.connection_cap = capped
+    return edge.ForwardedFor(capped, edge.networks(settings.trusted_proxies))
+
+
+def from_env() -> ASGIApp:
+    """The app configured from STACKVOTE_* variables, for any ASGI server that takes a factory
+    (`uvicorn --factory server.app:from_env`, `hypercorn 'server.app:from_env()'`, granian)."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -3,7 +3,7 @@
 Changes to a room are gathered for a short window (`window`, 100 ms by default) and go out as
 one `delta`; the first change after a quiet spell goes out at once. A delta is built once per
 room (server.snapshot.View), encoded once and written to every socket of the room
-(server.transport). Newcomers get the snapshot of that same moment instead, so many people
+(server.sio). Newcomers get the snapshot of that same moment instead, so many people
 joining at once cost one snapshot encoding per window, not one per person. A socket that reads
 too slowly is skipped until it has caught up, then sent a fresh snapshot: it never holds up
 the room, and its backlog stays bounded.
@@ -17,15 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from server import protocol, snapshot
 from server.metrics import Metrics
 from server.models import Session
-from server.transport import Message, Outlet
+from server.sio import Message, Outlet
 
 log = logging.getLogger(__name__)
 
 # While a socket of a room is behind, how often to look whether it has caught up.
 BEHIND_CHECK = 0.5
+
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass
@@ -45,6 +49,8 @@ class _Room:
     last_flush: float = float("-inf")
     # When the first change the next delta covers reached the copy (None: nothing waiting).
     first_change: float | None = None
+    # The snapshot of the room at one version, encoded once for every newcomer and `sync`.
+    state: tuple[int, msgspec.Raw] | None = None
 
 
 class Fanout:
@@ -66,11 +72,13 @@ class Fanout:
         self.messages = 0
         self.snapshots = 0
         self.resyncs = 0
+        self.snapshots_built = 0
         metrics = metrics or Metrics()
         metrics.deltas.set_function(lambda: self.deltas)
         metrics.messages_sent.set_function(lambda: self.messages)
         metrics.snapshots_sent.set_function(lambda: self.snapshots)
         metrics.resyncs.set_function(lambda: self.resyncs)
+        metrics.snapshots_built.set_function(lambda: self.snapshots_built)
         self._change_to_delta = metrics.change_to_delta
 
     def add(
@@ -182,7 +190,7 @@ class Fanout:
         if not room.unsynced:
             return
         assert room.view is not None and room.view.version == session.version
-        message = Message(protocol.STATE, snapshot.state(session))
+        message = Message(protocol.STATE, self._state(room, session))
         for sid in room.unsynced:
             outlet = room.sockets[sid]
             greeting = room.greetings.pop(sid, None)
@@ -194,6 +202,20 @@ class Fanout:
             else:
                 room.behind.add(sid)
         room.unsynced.clear()
+
+    def _state(self, room: _Room, session: Session) -> msgspec.Raw:
+        if room.state is None or room.state[0] != session.version:
+            room.state = (session.version, msgspec.Raw(_encode(snapshot.state(session))))
+            self.snapshots_built += 1
+        return room.state[1]
+
+    def snapshot(self, session_id: str, session: Session) -> msgspec.Raw:
+        """`session`'s snapshot, encoded (once per version, however many ask)."""
+        room = self.rooms.get(session_id)
+        if room is None:
+            self.snapshots_built += 1
+            return msgspec.Raw(_encode(snapshot.state(session)))
+        return self._state(room, session)
 
     def sync_now(self, session_id: str) -> int | None:
         """Flush the room at once (a client asked for a snapshot): the snapshot it gets and the

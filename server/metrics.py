@@ -133,6 +133,11 @@ class Metrics:
             "Snapshots written to sockets (newcomers, resyncs, clients that asked).",
             r,
         )
+        self.snapshots_built = CounterReading(
+            "stackvote_snapshots_built",
+            "Snapshots encoded (once per room and version, however many sockets get it).",
+            r,
+        )
         self.resyncs = CounterReading(
             "stackvote_resyncs",
             "Slow readers that were skipped while behind and sent a fresh snapshot once caught up.",

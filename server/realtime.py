@@ -28,10 +28,10 @@ from server.security import (
     new_token,
     token_matches,
 )
+from server.sio import Message, Namespace, Outlet
 from server.store import OutcomeUnknown, SessionNotFound, Store, StoreUnavailable
 from server.text import N_, text_of
 from server.throttle import SLOW_DOWN, Throttle
-from server.transport import EXTENSION, Message, Outlet
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
     return ops.Control(participant_id, command.action, command.case)
 
 
-class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+class RoomNamespace(Namespace):
     def __init__(
         self,
         store: Store,
@@ -203,6 +203,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.leaving: set[str] = set()
         # The language each socket here was given at connect (server.i18n).
         self.locales: dict[str, str] = {}
+        # The client address of each socket here (for per-address limits after connect).
+        self.addresses: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         metrics = metrics or Metrics()
         metrics.connections.set_function(lambda: len(self.whom) + len(self.watching))
@@ -247,6 +249,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             except BaseException:
                 await self.rooms.close(session.id)
                 raise
+            self.addresses[sid] = client_address(environ)
             self._watch(sid, session.id, outlet)
             return
         try:
@@ -261,6 +264,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise self._refusal(exc, locale) from None
         self.whom[sid] = (session.id, participant_id)
         self.locales[sid] = locale
+        self.addresses[sid] = client_address(environ)
         self.local.setdefault(session.id, set()).add(sid)
         log.debug("joined session %s as %s (%s)", session.id, participant_id, role)
         welcome = {
@@ -285,10 +289,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.fanout.add(session_id, sid, outlet)
 
     def _outlet(self, sid: str, environ: dict[str, Any]) -> Outlet:
-        return Outlet(
-            self.server.eio.sockets[self.server.manager.eio_sid_from_sid(sid, "/")],
-            environ.get("asgi.scope", {}).get("extensions", {}).get(EXTENSION),
-        )
+        return self.server.outlet(sid, environ)
 
     def _refusal(self, exc: BaseException, locale: str) -> BaseException:
         if isinstance(exc, Refused):
@@ -395,6 +396,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.throttle.forget_event(sid)
         self.leaving.discard(sid)
         self.locales.pop(sid, None)
+        self.addresses.pop(sid, None)
         whom = self.whom.pop(sid, None)
         session_id = whom[0] if whom is not None else self.watching.pop(sid, None)
         if session_id is None:
@@ -544,11 +546,18 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return protocol.ok(await self.rooms.apply(session_id, op))
 
     @acknowledged()
-    async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_sync(self, sid: str, data: Any = None) -> Any:
         session_id = self.watching.get(sid) or self._whom(sid)[0]
+        if self.load.busy:
+            raise Busy("sync")
+        if not self.throttle.allow_sync(sid) or not await self.throttle.allow_address(
+            "sync", self.addresses.get(sid, "unknown")
+        ):
+            return protocol.error(self.say(sid, SLOW_DOWN), retry=True)
         # Send the room what is waiting first, so this snapshot and the next delta line up.
         self.fanout.sync_now(session_id)
         session = self.rooms.current(session_id)
         if session is None:
             raise SessionNotFound(session_id)
-        return snapshot.state(session)
+        # Encoded once per version for everyone who asks (the ack carries it as it is).
+        return self.fanout.snapshot(session_id, session)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from server import exports, i18n, protocol, snapshot
+from server import edge, exports, i18n, protocol, snapshot
 from server.decks import (
     DEFAULT_TEMPLATE,
     TemplateError,
@@ -67,9 +67,18 @@ def _pages(request: Request) -> Jinja2Templates:
 
 
 def base_url(request: Request) -> str:
-    """Where people reach this server: the configured public URL, or what the request says."""
-    configured = _settings(request).public_urls
-    return configured[0] if configured else str(request.base_url).rstrip("/")
+    """Where people reach this server: the configured public URL; without one, the address the
+    request came to, if it names this server (a Host header is the client's to write, so
+    `Host: evil.example` must not put links to elsewhere in pages and QR codes); else the
+    address the server listens on."""
+    settings = _settings(request)
+    if settings.public_urls:
+        return settings.public_urls[0]
+    here: edge.Here = request.app.state.here
+    if here.names_this_server(request.headers.get("host", "")):
+        return str(request.base_url).rstrip("/")
+    log.info("links use %s: the request's Host is not this server's", settings.listening_url)
+    return settings.listening_url
 
 
 async def _session_or_404(request: Request) -> Session:
@@ -120,7 +129,8 @@ def _choose_template(requested: str | dict[str, Any]) -> Template:
 def _check_origin(request: Request) -> None:
     """A browser on another site may not act here (cross-site request forgery)."""
     origin = request.headers.get("origin")
-    if origin is not None and origin not in _settings(request).allowed_origins:
+    here: edge.Here = request.app.state.here
+    if not edge.allowed_origin(origin, _settings(request).public_origins, here):
         raise ApiError(
             403, N_("requests from %(origin)s are not accepted by this server", origin=origin)
         )

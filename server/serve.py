@@ -8,11 +8,10 @@ import sys
 import uvicorn
 from redis.exceptions import RedisError
 
-from server import logs
+from server import logs, sio
 from server.app import create_app
 from server.settings import Settings
 from server.store import urls
-from server.transport import FramingProtocol
 
 
 def check_redis(url: str) -> str | None:
@@ -45,6 +44,7 @@ def run(settings: Settings) -> int:
             print(f"stackvote: {problem}", file=sys.stderr)
             return 2
     app = create_app(settings)
+    path: sio.Choice = "stock" if settings.connections == "stock" else "auto"
     print(f"stackvote is listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(
         app,
@@ -54,9 +54,11 @@ def run(settings: Settings) -> int:
         # Our own logging set-up (server.logs) covers uvicorn's loggers too.
         log_config=None,
         timeout_graceful_shutdown=10,
+        # uvicorn's HTTP protocol with a deadline for each request's headers (server.sio).
+        http=sio.http_protocol(settings.header_timeout_seconds, path),
         # uvicorn's sans-I/O WebSocket protocol (no task per connection), with a door for
-        # frames built once for a whole room (server.transport).
-        ws=FramingProtocol,
+        # frames built once for a whole room (server.sio.framing).
+        ws=sio.websocket_protocol(path),
         # Engine.IO pings every client itself; a second keep-alive would double the timers.
         ws_ping_interval=None,
         # Clients send small messages (Socket.IO refuses more than 16 KiB anyway).
@@ -64,8 +66,8 @@ def run(settings: Settings) -> int:
         # A room's message is framed once for all; compressing it per connection would undo
         # that (and cost more CPU than the bandwidth it saves, measured in bench/).
         ws_per_message_deflate=False,
-        # Client addresses (for rate limits) come from X-Forwarded-For only via these proxies.
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
+        # Client addresses come from X-Forwarded-For only via trusted proxies: server.edge
+        # decides that, the same way under any ASGI server.
+        proxy_headers=False,
     )
     return 0

@@ -65,6 +65,13 @@ class Settings:
     # address gets in within seconds (and back in after a network blip), while one address
     # cannot keep up more than 10 connections a second.
     limit_events: str = "20/second;300/minute"
+    # Every WebSocket frame a client sends (events, pongs, anything): a little above the event
+    # limit, so that only a client sending what no browser sends runs into it.
+    limit_frames: str = "30/second;400/minute"
+    # Snapshots asked for (`sync`), per connection and per client address: a page asks after a
+    # gap in what it was sent; each answer can be large (a snapshot of the whole room).
+    limit_syncs: str = "5/second;120/minute"
+    limit_syncs_per_address: str = "30/second;600/minute"
     limit_connects: str = "60/second;600/minute"
     limit_creates: str = "10/minute;100/day"
     # Join codes looked up per client address (GET /join/<code>): enough for a meeting room
@@ -84,8 +91,22 @@ class Settings:
     # Addresses or networks (comma-separated, e.g. "10.0.0.5,172.20.0.0/24") of the reverse
     # proxies whose X-Forwarded-For is believed. The client is the right-most address in that
     # header that is not one of them; "*" is refused, because it would believe the left-most,
-    # which any client can write.
-    trusted_proxies: str = "127.0.0.1"
+    # which any client can write. None by default: behind a proxy on the same machine, set
+    # 127.0.0.1 (or ::1); docker-compose.yml names its own proxy.
+    trusted_proxies: str = ""
+    # WebSockets one client address may hold open at once (an IPv6 /64 counts as one): an
+    # office of a few hundred behind one address fits; a script opening thousands does not.
+    max_connections_per_address: int = 500
+    # Seconds a WebSocket may stay open without joining a session (a browser joins at once),
+    # and an HTTP request may take to send its headers.
+    connect_within_seconds: float = 10
+    header_timeout_seconds: float = 10
+    # Bytes that may wait to be sent to one client before it is disconnected (it comes back as
+    # the same person): only a client that asks for more than it reads gets there.
+    max_backlog_kb: int = 2048
+    # "auto": the fast connection layer when this install's libraries have what it needs (else
+    # the stock one, with a warning); "stock": python-socketio and uvicorn as they come.
+    connections: str = "auto"
 
     @property
     def public_urls(self) -> list[str]:
@@ -93,14 +114,19 @@ class Settings:
         return [u.strip().rstrip("/") for u in self.public_url.split(",") if u.strip()]
 
     @property
-    def allowed_origins(self) -> list[str]:
-        """Browser origins allowed to connect and to create sessions."""
-        if self.public_urls:
-            return [_origin(u) for u in self.public_urls]
-        hosts = ["127.0.0.1", "localhost", "[::1]"]
-        if self.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104
-            hosts.append(self.host)
-        return [f"http://{h}:{self.port}" for h in hosts]
+    def public_origins(self) -> list[str]:
+        """The browser origins of the configured public addresses (none: see server.edge)."""
+        return [_origin(u) for u in self.public_urls]
+
+    @property
+    def listening_url(self) -> str:
+        """This server's own address, for links when nothing better is known."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - every interface: name one of them
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def session_ttl_seconds(self) -> float:
@@ -154,6 +180,8 @@ class Settings:
             raise SettingsError("redis_wait_replicas must be 0 (do not wait) or more")
         if not math.isfinite(self.redis_wait_ms) or self.redis_wait_ms <= 0:
             raise SettingsError("redis_wait_ms must be a positive number of milliseconds")
+        if self.connections not in ("auto", "stock"):
+            raise SettingsError("connections must be 'auto' (the default) or 'stock'")
         if self.redis_channels not in ("room", "shared"):
             raise SettingsError("redis_channels must be 'room' (the default) or 'shared'")
         if not math.isfinite(self.instance_ttl_seconds) or self.instance_ttl_seconds < 1:
@@ -175,6 +203,9 @@ class Settings:
                 raise SettingsError(f"public url {url!r} must look like https://vote.example.com")
         for name in (
             "limit_events",
+            "limit_frames",
+            "limit_syncs",
+            "limit_syncs_per_address",
             "limit_connects",
             "limit_creates",
             "limit_join_codes",
@@ -195,7 +226,12 @@ class Settings:
                     f"trusted proxy {proxy!r} must be an IP address or network such as "
                     "10.0.0.5 or 172.20.0.0/24 (never *: any client could then pick its address)"
                 ) from None
-        for name in ("max_participants", "max_sessions"):
+        for name in (
+            "max_participants",
+            "max_sessions",
+            "max_connections_per_address",
+            "max_backlog_kb",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         if not math.isfinite(self.coalesce_ms) or not 0 <= self.coalesce_ms <= 1000:
@@ -207,6 +243,8 @@ class Settings:
             "busy_lag_ms",
             "ping_interval_seconds",
             "ping_timeout_seconds",
+            "connect_within_seconds",
+            "header_timeout_seconds",
         ):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:

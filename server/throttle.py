@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 SLOW_DOWN = N_("You are sending too much too fast; wait a moment and try again.")
 
-AddressKind = Literal["connect", "create", "join", "validate"]
+AddressKind = Literal["connect", "create", "join", "validate", "sync"]
+
+# Refusals a connection may run into (a minute's worth) before it is closed: a client that
+# keeps sending past its limits is not slowed down, it is let go.
+STRIKES = "300/minute"
 
 # Full buckets dropped per check: more than one, so the table shrinks faster than it grows.
 _SWEEP = 2
@@ -101,6 +105,32 @@ class Buckets:
             self._buckets.popitem(last=False)
 
 
+class Allowance:
+    """A token bucket for one holder (a connection's frames): no key to look up on the hot path."""
+
+    __slots__ = ("_clock", "_last", "_rates", "_tokens")
+
+    def __init__(self, rates: list[Rate], clock: Callable[[], float] = time.monotonic) -> None:
+        self._rates = tuple((float(r.count), r.count / r.seconds) for r in rates)
+        self._tokens = [count for count, _ in self._rates]
+        self._clock = clock
+        self._last = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        elapsed, self._last = now - self._last, now
+        tokens = self._tokens
+        allowed = True
+        for i, (count, per_second) in enumerate(self._rates):
+            left = min(count, tokens[i] + elapsed * per_second)
+            tokens[i] = left
+            allowed = allowed and left >= 1.0
+        if allowed:
+            for i in range(len(tokens)):
+                tokens[i] -= 1.0
+        return allowed
+
+
 class SharedLimiter(Protocol):
     """Per-address buckets kept where every instance sees them (Redis)."""
 
@@ -120,6 +150,10 @@ class Throttle:
         metrics: Metrics | None = None,
     ) -> None:
         self.events = Buckets(parse_rates(settings.limit_events), max_keys=max_keys, clock=clock)
+        self.syncs = Buckets(parse_rates(settings.limit_syncs), max_keys=max_keys, clock=clock)
+        self.strikes = Buckets(parse_rates(STRIKES), max_keys=max_keys, clock=clock)
+        # Called with a connection that keeps running into its limits (the app closes it).
+        self.on_strikeout: Callable[[str], None] = lambda sid: None
         self.addresses: dict[AddressKind, Buckets] = {
             "connect": Buckets(
                 parse_rates(settings.limit_connects), max_keys=max_keys, clock=clock
@@ -128,6 +162,9 @@ class Throttle:
             "join": Buckets(parse_rates(settings.limit_join_codes), max_keys=max_keys, clock=clock),
             "validate": Buckets(
                 parse_rates(settings.limit_validations), max_keys=max_keys, clock=clock
+            ),
+            "sync": Buckets(
+                parse_rates(settings.limit_syncs_per_address), max_keys=max_keys, clock=clock
             ),
         }
         self.shared = shared
@@ -138,16 +175,35 @@ class Throttle:
             "create": limited.labels("create"),
             "join": limited.labels("join"),
             "validate": limited.labels("validate"),
+            "sync": limited.labels("sync"),
         }
 
     def allow_event(self, sid: str) -> bool:
         if self.events.allow(sid):
             return True
         self._limited_event.inc()
+        self.strike(sid)
         return False
+
+    def allow_sync(self, sid: str) -> bool:
+        """A snapshot asked for by connection `sid` (besides the event limit)."""
+        if self.syncs.allow(sid):
+            return True
+        self._limited["sync"].inc()
+        self.strike(sid)
+        return False
+
+    def strike(self, sid: str) -> None:
+        """Connection `sid` ran into a limit; once it has done so too often, it is closed."""
+        if not self.strikes.allow(sid):
+            log.warning("closing connection %s: it keeps sending past its limits", sid)
+            self.strikes.forget(sid)
+            self.on_strikeout(sid)
 
     def forget_event(self, sid: str) -> None:
         self.events.forget(sid)
+        self.syncs.forget(sid)
+        self.strikes.forget(sid)
 
     async def allow_address(self, kind: AddressKind, address: str) -> bool:
         if await self._allow_address(kind, address):

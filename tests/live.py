@@ -26,6 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # themselves pass their own.
 GENEROUS_LIMITS = {
     "STACKVOTE_LIMIT_EVENTS": "1000/second",
+    "STACKVOTE_LIMIT_FRAMES": "2000/second",
+    "STACKVOTE_LIMIT_SYNCS": "1000/second",
+    "STACKVOTE_LIMIT_SYNCS_PER_ADDRESS": "10000/second",
+    # Every test client comes from 127.0.0.1.
+    "STACKVOTE_MAX_CONNECTIONS_PER_ADDRESS": "100000",
     "STACKVOTE_LIMIT_CONNECTS": "10000/minute",
     "STACKVOTE_LIMIT_CREATES": "10000/minute",
     "STACKVOTE_LIMIT_JOIN_CODES": "10000/minute",

@@ -1,4 +1,4 @@
-"""The fan-out (server.fanout, server.transport): changes to a room go out coalesced, encoded
+"""The fan-out (server.fanout, server.sio): changes to a room go out coalesced, encoded
 once, to every socket; newcomers get a snapshot; a reader that stops reading is skipped, with
 a bounded backlog, and gets a fresh snapshot once it catches up."""
 
@@ -14,7 +14,9 @@ import pytest
 from server import ops, protocol
 from server.fanout import Fanout
 from server.models import Participant, Session
-from server.transport import BACKLOG_LIMIT, BACKLOG_RESUME, Message, Outlet, websocket_frame
+from server.sio.connection import FastOutlet as Outlet
+from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME
+from server.sio.wire import Message, websocket_frame
 from tests.factories import new_session
 from tests.live import apply_delta
 

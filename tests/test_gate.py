@@ -1,4 +1,4 @@
-"""The front door (server.gate): only the contract's events get in, malformed packets get out.
+"""The front door (server.sio.gate): only the contract's events get in, malformed packets get out.
 
 Each test is an attack that worked before the gate existed.
 """
@@ -15,7 +15,7 @@ import pytest
 import socketio
 import websockets
 
-from server.gate import RoomsBySid
+from server.sio.gate import RoomsBySid
 from tests.live import LiveServer, create_session, facilitate, join, live_server, raw_socket
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

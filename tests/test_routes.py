@@ -46,7 +46,8 @@ def store() -> RecordingStore:
 
 @pytest.fixture
 def client(store: RecordingStore) -> TestClient:
-    return TestClient(create_app(Settings(), store=store))
+    # As a browser on this machine would: links are built from a Host that names this server.
+    return TestClient(create_app(Settings(), store=store), base_url="http://localhost:8000")
 
 
 def create(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -91,12 +92,37 @@ def error_of(response: Any, status: int) -> str:
 # --- creating a session
 
 
+def test_a_host_that_is_not_this_server_gets_no_links_to_itself(client: TestClient) -> None:
+    # Without STACKVOTE_PUBLIC_URL, a Host header naming another site must not put links to
+    # that site into the answer (nor into pages and QR codes built from it).
+    response = client.post("/api/sessions", json={"title": "t"}, headers={"Host": "evil.example"})
+    assert response.status_code == 201
+    assert response.json()["join_url"].startswith("http://127.0.0.1:8000/s/")
+    room = client.get(
+        response.json()["join_url"].removeprefix("http://127.0.0.1:8000"),
+        headers={"Host": "evil.example"},
+    )
+    assert "evil.example" not in room.text
+
+
+def test_a_page_of_this_server_on_another_port_may_create_sessions(client: TestClient) -> None:
+    # As behind compose's proxy on STACKVOTE_PORT=9090: the page is this server's own.
+    response = client.post(
+        "/api/sessions", json={"title": "t"}, headers={"Origin": "http://localhost:9090"}
+    )
+    assert response.status_code == 201
+    other = client.post(
+        "/api/sessions", json={"title": "t"}, headers={"Origin": "http://evil.example"}
+    )
+    assert other.status_code == 403
+
+
 def test_creating_a_session_returns_its_links(client: TestClient, store: RecordingStore) -> None:
     created = create(client)
     assert set(created) == {"id", "join_url", "facilitator_url", "facilitator_token", "join_code"}
     session_id, token = created["id"], created["facilitator_token"]
-    assert created["join_url"] == f"http://testserver/s/{session_id}"
-    assert created["facilitator_url"] == f"http://testserver/s/{session_id}#f={token}"
+    assert created["join_url"] == f"http://localhost:8000/s/{session_id}"
+    assert created["facilitator_url"] == f"http://localhost:8000/s/{session_id}#f={token}"
     session = stored(store, session_id)
     assert session.title == "Our next app"
     assert (session.mode, session.anonymous, session.status) == ("hidden", False, "active")
@@ -405,7 +431,7 @@ def test_the_presenter_view_shows_the_session_and_how_to_join(client: TestClient
     assert f"/s/{created['id']}/qr.svg" in page
     code = created["join_code"]
     assert f"{code[:3]}-{code[3:]}" in page
-    assert "http://testserver/join" in page
+    assert "http://localhost:8000/join" in page
     assert "/static/js/present.js?v=" in page and "/static/css/present.css?v=" in page
     # A screen, not a seat: no join form, no facilitator link, no controls.
     assert 'id="join-form"' not in page and "facilitator" not in page.lower()
@@ -656,7 +682,7 @@ def test_the_room_page_shows_the_join_code(client: TestClient) -> None:
     code = created["join_code"]
     page = client.get(f"/s/{created['id']}").text
     assert f"{code[:3]}-{code[3:]}" in page
-    assert 'href="http://testserver/join"' in page
+    assert 'href="http://localhost:8000/join"' in page
 
 
 def test_the_results_page_shows_revealed_reasons_as_text(

@@ -98,7 +98,7 @@ def test_redis_urls_are_accepted(url: str) -> None:
 def test_the_public_url_loses_its_trailing_slash() -> None:
     settings = Settings.from_env({"STACKVOTE_PUBLIC_URL": "https://vote.example.com/"})
     assert settings.public_urls == ["https://vote.example.com"]
-    assert settings.allowed_origins == ["https://vote.example.com"]
+    assert settings.public_origins == ["https://vote.example.com"]
 
 
 def test_several_public_urls_all_become_allowed_origins() -> None:
@@ -106,16 +106,18 @@ def test_several_public_urls_all_become_allowed_origins() -> None:
         {"STACKVOTE_PUBLIC_URL": "https://vote.example.com, http://10.0.0.5:8080/stackvote"}
     )
     assert settings.public_urls[0] == "https://vote.example.com"
-    assert settings.allowed_origins == ["https://vote.example.com", "http://10.0.0.5:8080"]
+    assert settings.public_origins == ["https://vote.example.com", "http://10.0.0.5:8080"]
 
 
-def test_without_a_public_url_only_the_local_address_is_an_allowed_origin() -> None:
-    settings = Settings.from_env({}, port=8123)
-    assert settings.allowed_origins == [
-        "http://127.0.0.1:8123",
-        "http://localhost:8123",
-        "http://[::1]:8123",
-    ]
+def test_without_a_public_url_links_fall_back_to_the_listening_address() -> None:
+    assert Settings.from_env({}, port=8123).listening_url == "http://127.0.0.1:8123"
+    assert Settings(host="0.0.0.0", port=80).listening_url == "http://127.0.0.1:80"
+    assert Settings(host="::1", port=80).listening_url == "http://[::1]:80"
+    assert Settings(host="192.0.2.7", port=80).listening_url == "http://192.0.2.7:80"
+
+
+def test_no_proxy_is_trusted_by_default() -> None:
+    assert Settings.from_env({}).trusted_proxies == ""
 
 
 @pytest.mark.parametrize(
@@ -126,11 +128,29 @@ def test_without_a_public_url_only_the_local_address_is_an_allowed_origin() -> N
         "STACKVOTE_LIMIT_CREATES",
         "STACKVOTE_LIMIT_JOIN_CODES",
         "STACKVOTE_LIMIT_VALIDATIONS",
+        "STACKVOTE_LIMIT_FRAMES",
+        "STACKVOTE_LIMIT_SYNCS",
+        "STACKVOTE_LIMIT_SYNCS_PER_ADDRESS",
     ],
 )
 def test_a_rate_limit_that_cannot_be_read_is_refused(name: str) -> None:
     with pytest.raises(SettingsError, match="must look like '20/second'"):
         Settings.from_env({name: "lots"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STACKVOTE_CONNECTIONS", "fastest"),
+        ("STACKVOTE_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+        ("STACKVOTE_MAX_BACKLOG_KB", "0"),
+        ("STACKVOTE_CONNECT_WITHIN_SECONDS", "0"),
+        ("STACKVOTE_HEADER_TIMEOUT_SECONDS", "-1"),
+    ],
+)
+def test_connection_limits_that_cannot_work_are_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env({name: value})
 
 
 def test_the_process_environment_is_read_when_none_is_given(

@@ -157,7 +157,7 @@ class ChannelFeed(Feed):
 
     async def close(self) -> None:
         await super().close()
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 class SharedFeed(ChannelFeed):
@@ -217,8 +217,9 @@ class ShardedFeed(Feed):
         return name in self._nodes()
 
     def _owners(self) -> dict[Any, str]:
-        # Where each subscription lives (redis-py keeps this to move them when slots move).
-        owners: dict[Any, str] = getattr(self._pubsub, "_shard_channel_to_node", {})
+        # Where each subscription lives (redis-py keeps this to move them when slots move; a
+        # name beneath its public API, listed and checked in server.sio.internals).
+        owners: dict[Any, str] = self._pubsub._shard_channel_to_node
         return owners
 
     async def _watch_nodes(self) -> None:

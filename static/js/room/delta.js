@@ -82,7 +82,13 @@ export class Follower {
     this.syncing = true;
     socket.timeout(this.timeoutMs).emit("sync", (err, snapshot) => {
       this.syncing = false;
-      if (!err) this.take(snapshot);
+      if (err) return;
+      if (snapshot && snapshot.ok === false && snapshot.retry) {
+        // The server is busy or this page asked too often: ask again in a moment.
+        setTimeout(() => this.resync(), 1000 + Math.random() * 2000);
+        return;
+      }
+      this.take(snapshot);
     });
   }
 }

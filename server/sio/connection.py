@@ -1,17 +1,21 @@
-"""One client's WebSocket connection, as Engine.IO sees it: frames checked before they are
-decoded, and a lean loop reading and writing them.
+"""One client's WebSocket connection, as Engine.IO sees it (the fast path): frames checked and
+budgeted before they are decoded, a lean loop reading and writing them, and the fan-out's way
+to the socket.
 
 Engine.IO decodes a frame before any handler runs, outside its own error handling, so a frame
 like `x` would end the connection with a traceback in the log: frames of a kind clients never
-send become no-ops (which Engine.IO ignores) until there are too many, then the connection
-ends (server.gate counts them).
+send become no-ops until there are too many, then the connection ends. Every frame costs the
+client a token of its budget, whatever it holds; a pong nobody asked for is malformed.
 
 Engine.IO's own loop starts a task and a `wait_for` for every frame it reads, and passes each
 message through two dispatchers; this one waits for frames under one timeout each and hands a
 message straight to Socket.IO. On the way out, a packet is written straight to the connection
-when nothing is queued before it (server.transport's framing door), instead of going through
-a queue and a writer task; pings are timers, not sleeping tasks. The rules of Engine.IO stay
-its own: what a ping, a pong or a close means, and the order of what is sent.
+when nothing is queued before it (the framing door of server.sio.framing), instead of going
+through a queue and a writer task; pings are timers, not sleeping tasks. What a ping, a pong or
+a close means, and the order of what is sent, stay Engine.IO's rules.
+
+This module subclasses Engine.IO's ASGI WebSocket driver and sets attributes of its sockets:
+each name it relies on is listed in server.sio.internals and checked at start-up.
 """
 
 from __future__ import annotations
@@ -20,31 +24,57 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as engineio_asgi
 
 from server import i18n
-from server.transport import EXTENSION, FramingProtocol, websocket_frame
-
-if TYPE_CHECKING:
-    from server.gate import GatedServer
+from server.settings import Rate
+from server.sio import wire
+from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, DOOR, QUEUE_LIMIT
+from server.throttle import Allowance
 
 log = logging.getLogger(__name__)
 
-# Engine.IO packet types a client may send over WebSocket: close, pong and messages.
-_CLIENT_TYPES = frozenset("134")
-_NOOP = "6"
+# Packets queued for one socket (only what could not be written at once) before it is let go.
+QUEUE_HANG_UP = 256
+# Seconds to read on after closing, for ASGI servers that finish a close only then.
+DRAIN = 2.0
 
 
-def well_formed(frame: Any) -> bool:
-    """A text frame of a kind clients send; a message must carry a Socket.IO packet (which
-    starts with a digit), never a bare JSON value for Engine.IO to parse."""
-    if not isinstance(frame, str) or not frame or frame[0] not in _CLIENT_TYPES:
-        return False
-    return frame[0] != "4" or (len(frame) > 1 and frame[1].isdigit())
+class Door(Protocol):
+    """A connection's framing door (server.sio.framing, under uvicorn): frames built once for a
+    room are written straight to the connection."""
+
+    def open_for_frames(self) -> bool: ...
+
+    def write_frame(self, frame: bytes) -> None: ...
+
+    def backlog(self) -> int: ...
+
+    def pong_missed(self) -> None: ...
+
+    def hang_up(self, why: str) -> None: ...
+
+
+class Gatekeeper(Protocol):
+    """What a connection asks of the Socket.IO server it serves (server.sio.gate)."""
+
+    websockets: dict[str, Any]
+    frame_rates: list[Rate]
+    strike_rates: list[Rate]
+    connect_within: float
+    max_backlog: int
+    handle_message: Callable[[str, str], Awaitable[None]]
+
+    def too_many_bad(self, eio_sid: str, why: str) -> bool: ...
+
+    def joined(self, eio_sid: str) -> bool: ...
+
+    def slow_down(self, eio_sid: str) -> str: ...
 
 
 # What a connection's WSGI-style environ still needs once the WebSocket is open: the ASGI scope
@@ -65,11 +95,11 @@ def _forget_the_request(environ: dict[str, Any]) -> None:
         scope["headers"] = []
 
 
-def connection_class(server: GatedServer) -> type:
+def connection_class(server: Gatekeeper) -> type:
     """Engine.IO's ASGI WebSocket class for `server` (Engine.IO makes one per connection)."""
 
     class Connection(engineio_asgi.WebSocket):  # type: ignore[misc]
-        framing: FramingProtocol
+        framing: Door | None = None
 
         def __init__(self, handler: Any, eio_server: Any) -> None:
             super().__init__(handler, eio_server)
@@ -89,20 +119,20 @@ def connection_class(server: GatedServer) -> type:
                 else:
                     scope = environ.get("asgi.scope", {})
                     _forget_the_request(environ)
-                    await self.serve(scope.get("extensions", {}).get(EXTENSION))
+                    await self.serve(scope.get("extensions", {}).get(DOOR))
                 return ""
             finally:
                 server.websockets.pop(self.eio_sid, None)
 
         async def wait(self) -> Any:
             frame = await super().wait()
-            if well_formed(frame):
+            if wire.well_formed(frame):
                 return frame
             if server.too_many_bad(self.eio_sid, "malformed Engine.IO frame"):
                 raise OSError("too many malformed frames")
-            return _NOOP
+            return wire.NOOP
 
-        async def serve(self, framing: FramingProtocol | None) -> None:
+        async def serve(self, framing: Door | None) -> None:
             socket = self.socket
             eio = socket.server
             socket.connected = True
@@ -115,13 +145,18 @@ def connection_class(server: GatedServer) -> type:
                 socket.send = self.send_packet
                 socket.schedule_ping = self.schedule_ping
                 silence = None
-                self.schedule_ping()  # the first ping (see server.gate)
+                self.schedule_ping()  # the first ping (see server.sio.gate)
             else:
                 del socket.schedule_ping  # Engine.IO's own, then
                 socket.schedule_ping()
             writer = asyncio.ensure_future(self.write_all())
             limit = eio.max_http_buffer_size
-            message = server._handle_eio_message
+            message = server.handle_message
+            frames = Allowance(server.frame_rates)
+            strikes = Allowance(server.strike_rates)
+            connect_due = asyncio.get_running_loop().call_later(
+                server.connect_within, self._connect_due
+            )
             try:
                 while True:
                     try:
@@ -131,8 +166,19 @@ def connection_class(server: GatedServer) -> type:
                         break  # gone, or silent for longer than pings allow
                     if frame is None or len(frame) > limit:
                         break
+                    if not frames.take():
+                        if not strikes.take():
+                            log.warning("closing connection %s: too many frames", self.eio_sid)
+                            break
+                        self.refuse(frame)
+                        continue
+                    if frame[0] == wire.PONG and not socket.last_ping:
+                        # A pong for no ping: nothing a client library sends.
+                        if server.too_many_bad(self.eio_sid, "pong without a ping"):
+                            break
+                        continue
                     try:
-                        if frame[0] == "4":
+                        if frame[0] == wire.MESSAGE:
                             await message(self.eio_sid, frame[1:])
                         else:
                             await socket.receive(eio_packet.Packet(encoded_packet=frame))
@@ -143,10 +189,53 @@ def connection_class(server: GatedServer) -> type:
                     except Exception:
                         log.exception("handling a frame from %s failed", self.eio_sid)
             finally:
+                connect_due.cancel()
                 await socket.queue.put(None)  # lets the writer finish
                 with contextlib.suppress(Exception):
                     await writer
                 await socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
+                if framing is None:
+                    await self._drain()
+
+        async def _drain(self) -> None:
+            """After the close: take what the ASGI server still holds for us, briefly, so a
+            server that waits for the app to read (hypercorn) can finish the close."""
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(DRAIN):
+                    while (await self.asgi_receive())["type"] != "websocket.disconnect":
+                        pass
+
+        def refuse(self, frame: str) -> None:
+            """A frame over the budget: an event that asked for an answer is told to slow
+            down (not counted); anything else is dropped."""
+            ack_id = wire.ack_id_of(frame)
+            if ack_id is not None:
+                self.deliver_text("3" + ack_id + server.slow_down(self.eio_sid))
+
+        def _connect_due(self) -> None:
+            """A WebSocket that has not joined the namespace in time holds a seat for nothing."""
+            if not server.joined(self.eio_sid) and not self.socket.closed:
+                log.info("closing connection %s: no Socket.IO connect in time", self.eio_sid)
+                self.hang_up("no Socket.IO connect in time")
+
+        def hang_up(self, why: str) -> None:
+            """End the connection now, whatever is still waiting to be sent."""
+            if self.framing is not None:
+                self.framing.hang_up(why)
+            else:
+                self.socket.queue.put_nowait(None)  # the writer stops and closes it
+
+        def overflowing(self) -> bool:
+            """Whether the client has stopped taking what it is sent: then it is let go (it
+            comes back as the same person) rather than held in memory."""
+            framing = self.framing
+            if self.socket.queue.qsize() <= QUEUE_HANG_UP and (
+                framing is None or framing.backlog() <= server.max_backlog
+            ):
+                return False
+            log.warning("closing connection %s: it does not read what it is sent", self.eio_sid)
+            self.hang_up("not reading")
+            return True
 
         async def write_all(self) -> None:
             """Whatever is queued for this socket, in order (queued packets are rare: only what
@@ -171,34 +260,34 @@ def connection_class(server: GatedServer) -> type:
             """Written now if nothing waits before it and the connection takes it, queued
             otherwise (the writer keeps the order)."""
             socket = self.socket
-            if socket.closed:
+            if socket.closed or self.overflowing():
                 return
             if pkt.packet_type == eio_packet.PING:
                 # Engine.IO's rule: a pong within ping_timeout, or the client is gone.
                 loop = asyncio.get_running_loop()
                 loop.call_later(socket.server.ping_timeout, self._pong_due)
-            if socket.queue.empty() and self.framing.open_for_frames():
+            framing = self.framing
+            if framing is not None and socket.queue.empty() and framing.open_for_frames():
                 encoded = pkt.encode()
                 if isinstance(encoded, str):
-                    self.framing.write_frame(websocket_frame(encoded.encode()))
+                    framing.write_frame(wire.websocket_frame(encoded.encode()))
                     return
             socket.queue.put_nowait(pkt)
 
         def _pong_due(self) -> None:
             socket = self.socket
-            if socket.last_ping and not (socket.closing or socket.closed):
-                # No pong since the last ping (a pong clears last_ping): close, as uvicorn
-                # closes a connection whose WebSocket keep-alive went unanswered.
-                self.framing.keepalive_timeout()
+            pending = socket.last_ping and not (socket.closing or socket.closed)
+            if pending and self.framing is not None:
+                self.framing.pong_missed()  # no pong since the last ping (a pong clears it)
 
         def deliver_text(self, text: str) -> None:
             """An Engine.IO message carrying `text` (a Socket.IO packet, already encoded)."""
-            framing = getattr(self, "framing", None)
+            framing = self.framing
             socket = self.socket
-            if socket.closed:
+            if socket.closed or self.overflowing():
                 return
             if framing is not None and socket.queue.empty() and framing.open_for_frames():
-                framing.write_frame(websocket_frame(b"4" + text.encode()))
+                framing.write_frame(wire.websocket_frame((wire.MESSAGE + text).encode()))
             else:
                 socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
@@ -220,3 +309,40 @@ def connection_class(server: GatedServer) -> type:
             self.deliver(eio_packet.Packet(eio_packet.PING))
 
     return Connection
+
+
+class FastOutlet:
+    """The fan-out's way to one socket on the fast path: its Engine.IO socket (always) and the
+    framing door (if the ASGI server is uvicorn with server.sio.framing)."""
+
+    __slots__ = ("framing", "socket")
+
+    def __init__(self, socket: Any, framing: Door | None) -> None:
+        self.socket = socket
+        self.framing = framing
+
+    def send(self, message: wire.Message) -> bool:
+        socket = self.socket
+        if socket.closed or socket.closing:
+            return False
+        queue = socket.queue
+        framing = self.framing
+        if framing is not None and queue.empty() and framing.open_for_frames():
+            if framing.backlog() > BACKLOG_LIMIT:
+                return False
+            framing.write_frame(message.frame)
+            return True
+        if queue.qsize() > QUEUE_LIMIT:
+            return False
+        queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=message.text))
+        return True
+
+    def behind(self) -> bool:
+        if self.socket.queue.qsize() > QUEUE_LIMIT:
+            return True
+        return self.framing is not None and self.framing.backlog() > BACKLOG_LIMIT
+
+    def caught_up(self) -> bool:
+        if self.socket.queue.qsize() > 0:
+            return False
+        return self.framing is None or self.framing.backlog() < BACKLOG_RESUME

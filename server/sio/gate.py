@@ -1,34 +1,35 @@
-"""The Socket.IO server's front door: only the contract's events get in, bad packets get out.
-
-python-socketio dispatches an event by its name to the namespace's `on_<name>` method, so a
-client that emits `connect` or `disconnect` would run the server's own join and leave code. This
-server checks every packet before the library sees it:
+"""The fast path's Socket.IO server: every packet is checked before the library sees it, and the
+contract's events are answered without python-socketio's dispatch.
 
 - an event whose name is not in the contract is answered `{"ok": false}` and charged to the
   sender's event limit; it never reaches a handler;
 - a packet that cannot be decoded (bad JSON, too deep, wrong shape, binary, a kind of packet
   clients never send) is dropped without a traceback; a connection that keeps sending them is
-  closed.
+  closed;
+- the contract's events go straight to their handlers (a vote would otherwise pass four
+  dispatch layers, a packet object each way and two JSON codecs: a third of the server's time
+  in the profile of a room voting), and their acks are written by server.sio.wire.
 
-It overrides `_handle_eio_message`, the library's one entry point for client packets; the
-tests in tests/test_gate.py pin that behaviour, so an upgrade that moves it fails loudly.
+It overrides `_handle_eio_message`, the library's one entry point for client packets, and
+replaces Engine.IO's WebSocket driver (server.sio.connection); server.sio.internals lists each
+name it relies on, and tests/test_gate.py pins the behaviour.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-import msgspec
 import socketio
 from socketio import packet
 
 from server import i18n
-from server.connection import connection_class
-from server.text import N_
-from server.transport import Mailbox
+from server.sio import wire
+from server.sio.connection import FastOutlet, connection_class
+from server.sio.front import ONE_ARGUMENT, UNKNOWN_EVENT, Front, refuse_unreadable
+from server.sio.mailbox import Mailbox
+from server.sio.outlet import DOOR, Outlet
+from server.throttle import SLOW_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +37,11 @@ log = logging.getLogger(__name__)
 # more close the connection.
 BAD_PACKETS_ALLOWED = 3
 
-# An event of the default namespace: 2, the ack id (if any), the name, and one argument (if
-# any). Anything else (another namespace, several arguments, binary) takes the general path.
-_DIRECT_EVENT = re.compile(r'2(\d{0,15})\["([a-z_]{1,20})"(?:,(.*))?\]\Z', re.S)
-_encode = msgspec.json.Encoder().encode
-_decoder = msgspec.json.Decoder()
-
-
-def _decode(payload: str) -> Any:
-    try:
-        return _decoder.decode(payload)
-    except (msgspec.DecodeError, RecursionError):
-        raise ValueError("not one JSON value") from None
-
-
-Handler = Callable[[str, Any], Awaitable[Any]]
+__all__ = ["BAD_PACKETS_ALLOWED", "ONE_ARGUMENT", "UNKNOWN_EVENT", "GatedServer", "RoomsBySid"]
 
 
 def _no_ping_yet() -> None:
     """Stands in for Engine.IO's first ping until the connection schedules its own."""
-
-
-ONE_ARGUMENT = N_("An event takes one argument at most.")
-UNREADABLE_CONNECT = N_("The connection request could not be read.")
-UNKNOWN_EVENT = N_("This server does not know that event; it takes vote, control, sync and leave.")
 
 
 class RoomsBySid(socketio.AsyncManager):  # type: ignore[misc]
@@ -67,8 +49,9 @@ class RoomsBySid(socketio.AsyncManager):  # type: ignore[misc]
 
     Its disconnect looks through every room of the namespace for the leaving client (each
     client has a room of its own), so when a meeting of N people ends, the leaving costs N²:
-    5,000 people leaving took most of a server's CPU for seconds. Here a client's rooms are
-    known, and leaving costs what the client was in.
+    5,000 people leaving took most of a server's CPU for seconds. Here a client leaves the rooms
+    it is known to be in first, and the library's own disconnect (which also settles its
+    bookkeeping of pending connects and callbacks) then looks through nothing.
     """
 
     def __init__(self) -> None:
@@ -88,46 +71,73 @@ class RoomsBySid(socketio.AsyncManager):  # type: ignore[misc]
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         for room in self._rooms_of.pop((namespace, sid), set()):
             super().basic_leave_room(sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            waiting = pending.get(namespace)
-            if waiting is not None and sid in waiting:
-                waiting.remove(sid)
-                if not waiting:
-                    del pending[namespace]
+        rooms = self.rooms.get(namespace)
+        if rooms is None:
+            super().basic_disconnect(sid, namespace, **kwargs)
+            return
+        self.rooms[namespace] = {}  # what it would look through: the client is in none of it
+        try:
+            super().basic_disconnect(sid, namespace, **kwargs)
+        finally:
+            if self.rooms.get(namespace) == {}:
+                self.rooms[namespace] = rooms
 
 
-class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
-    def __init__(
-        self,
-        *,
-        events: Collection[str],
-        charge: Callable[[str], str | None],
-        **kwargs: Any,
-    ) -> None:
-        """`events`: the names clients may emit. `charge(sid)`: count a refused event against
-        the socket's event limit; returns the error to answer with when over the limit."""
+class GatedServer(Front):
+    fast = True
+
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.events = frozenset(events)
-        self.charge = charge
-        self.direct: dict[str, Handler] = {}
-        # A message for the person at a socket, in their language (the namespace knows it).
-        self.say: Callable[[str, str], str] = lambda sid, text: str(text)
+        limits = self.limits
+        self.frame_rates = limits.frame_rates
+        self.strike_rates = limits.strike_rates
+        self.connect_within = limits.connect_within
+        self.max_backlog = limits.max_backlog
         # Malformed packets per Engine.IO connection.
         self.bad_packets: dict[str, int] = {}
         # The WebSocket of each Engine.IO connection.
         self.websockets: dict[str, Any] = {}
-        # Frames are checked before Engine.IO decodes them (see server.connection); each
+        self.handle_message = self._handle_eio_message
+        # Frames are checked before Engine.IO decodes them (see server.sio.connection); each
         # socket's outgoing packets wait in a light queue.
         self.eio._async = {**self.eio._async, "websocket": connection_class(self)}
         self.eio.create_queue = Mailbox
 
-    def handle_directly(self, handlers: dict[str, Handler]) -> None:
-        """Events answered without python-socketio's dispatch: `handlers[name](sid, data)`
-        returns the ack. (They are the contract's hot events: a vote passes four dispatch
-        layers, a packet object each way and two JSON codecs otherwise; the profile of a room
-        voting had them at a third of the server's time.)"""
-        self.direct = handlers
+    # --- what the app asks
+
+    def outlet(self, sid: str, environ: dict[str, Any]) -> Outlet:
+        socket = self.eio.sockets[self.manager.eio_sid_from_sid(sid, "/")]
+        return FastOutlet(socket, environ.get("asgi.scope", {}).get("extensions", {}).get(DOOR))
+
+    def hang_up(self, sid: str, why: str) -> None:
+        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
+        websocket = self.websockets.get(eio_sid) if eio_sid is not None else None
+        if websocket is not None:
+            websocket.hang_up(why)
+
+    # --- what a connection asks (server.sio.connection.Gatekeeper)
+
+    def joined(self, eio_sid: str) -> bool:
+        """Whether the Engine.IO connection `eio_sid` has joined the namespace."""
+        return self.manager.sid_from_eio_sid(eio_sid, "/") is not None
+
+    def slow_down(self, eio_sid: str) -> str:
+        """An ack's arguments telling the sender that its event was not taken (too fast)."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        error = self.say(sid, SLOW_DOWN) if sid is not None else i18n.say(SLOW_DOWN)
+        return wire.ack_arguments({"ok": False, "error": error, "retry": True})
+
+    def too_many_bad(self, eio_sid: str, why: str) -> bool:
+        """Count a bad packet; True once the connection has sent too many."""
+        count = self.bad_packets.get(eio_sid, 0) + 1
+        self.bad_packets[eio_sid] = count
+        if count < BAD_PACKETS_ALLOWED:
+            log.info("dropped a malformed packet from connection %s: %s", eio_sid, why)
+            return False
+        log.warning("closing connection %s: %d malformed packets (last: %s)", eio_sid, count, why)
+        return True
+
+    # --- the library's entry points
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not isinstance(data, str):
@@ -140,9 +150,7 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         except Exception as exc:  # any decoding failure is the sender's fault
             if data.startswith("0"):
                 # A connection request we cannot read still deserves an answer.
-                locale = i18n.from_environ(self.environ.get(eio_sid) or {})
-                message = i18n.say(UNREADABLE_CONNECT, locale)
-                refusal = {"message": message, "data": {"code": "refused"}}
+                refusal = refuse_unreadable(self.environ.get(eio_sid) or {})
                 await self._send_packet(
                     eio_sid, self.packet_class(packet.CONNECT_ERROR, data=refusal, namespace="/")
                 )
@@ -165,27 +173,29 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _direct_event(self, eio_sid: str, data: str) -> bool:
         """Handle an event of the default namespace whose name has a direct handler; False
         to leave the packet to the general path (which also judges malformed ones)."""
-        found = _DIRECT_EVENT.match(data)
-        if found is None:
+        event = wire.read_event(data)
+        if event is None:
             return False
-        ack_id, name, payload = found.groups()
+        ack_id, name, argument = event
         handler = self.direct.get(name)
         sid = self.manager.sid_from_eio_sid(eio_sid, "/")
         if handler is None or sid is None or not self.manager.is_connected(sid, "/"):
             return False
-        try:
-            argument = _decode(payload) if payload else None
-        except ValueError:
-            return False
         answer = await handler(sid, argument)
-        if ack_id and answer is not self.not_handled:
-            connection = self.websockets.get(eio_sid)
-            text = "3" + ack_id + "[" + _encode(answer).decode() + "]"
-            if connection is not None:
-                connection.deliver_text(text)
-            else:  # pragma: no cover - every connection here has one
-                await self.eio.send(eio_sid, text)
+        if ack_id:
+            await self._ack(eio_sid, ack_id, answer)
         return True
+
+    async def _ack(self, eio_sid: str, ack_id: str | int, answer: Any) -> None:
+        """Answer an event (an answer may hold pre-encoded parts: msgspec.Raw)."""
+        if answer is self.not_handled:
+            return
+        connection = self.websockets.get(eio_sid)
+        text = wire.ack_packet(ack_id, answer)
+        if connection is not None:
+            connection.deliver_text(text)
+        else:  # pragma: no cover - every connection here has one
+            await self.eio.send(eio_sid, text)
 
     async def _event(self, eio_sid: str, namespace: str, pkt: Any) -> None:
         data = pkt.data
@@ -193,32 +203,17 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
         if not isinstance(data, list) or not data or not isinstance(data[0], str) or sid is None:
             await self.malformed(eio_sid, "event without a name, or before connecting")
             return
-        if data[0] not in self.events or len(data) > 2:
-            error = self.charge(sid) or self.say(
-                sid, UNKNOWN_EVENT if data[0] not in self.events else ONE_ARGUMENT
-            )
+        handler = self.direct.get(data[0]) if namespace == "/" else None
+        if handler is None or data[0] not in self.events or len(data) > 2:
             if pkt.id is not None:
-                await self._send_packet(
-                    eio_sid,
-                    self.packet_class(
-                        packet.ACK,
-                        namespace=namespace,
-                        id=pkt.id,
-                        data=[{"ok": False, "error": error}],
-                    ),
-                )
+                await self._ack(eio_sid, pkt.id, self.refusal(sid, data[0]))
+            else:
+                self.charge(sid)
             return
-        await self._handle_event(eio_sid, pkt.namespace, pkt.id, data)
-
-    def too_many_bad(self, eio_sid: str, why: str) -> bool:
-        """Count a bad packet; True once the connection has sent too many."""
-        count = self.bad_packets.get(eio_sid, 0) + 1
-        self.bad_packets[eio_sid] = count
-        if count < BAD_PACKETS_ALLOWED:
-            log.info("dropped a malformed packet from connection %s: %s", eio_sid, why)
-            return False
-        log.warning("closing connection %s: %d malformed packets (last: %s)", eio_sid, count, why)
-        return True
+        # The contract's events take one way, whichever way their packet was read.
+        answer = await handler(sid, data[1] if len(data) > 1 else None)
+        if pkt.id is not None:
+            await self._ack(eio_sid, pkt.id, answer)
 
     async def malformed(self, eio_sid: str, why: str) -> None:
         if self.too_many_bad(eio_sid, why):
@@ -232,7 +227,7 @@ class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
         # Engine.IO starts a sleeping task per socket for its first ping; the connection
-        # (server.connection) schedules pings with timers instead, from its start.
+        # (server.sio.connection) schedules pings with timers instead, from its start.
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None:
             socket.schedule_ping = _no_ping_yet

@@ -1,0 +1,128 @@
+"""uvicorn's protocols with the doors this server needs: a WebSocket connection that takes a
+frame built once for a whole room, and an HTTP connection with a deadline for its headers.
+
+These subclass uvicorn's own protocol classes and touch their internals (each name is listed
+in server.sio.internals and checked at start-up); without them, uvicorn's stock protocols run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from server.sio.mailbox import Mailbox
+from server.sio.outlet import DOOR
+
+# Messages from one client waiting for the app, beyond which reading that client pauses.
+PAUSE_READING_AT = 32
+
+
+class FramingProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, offering the app a way to write a frame that was
+    built once for many connections (through the ASGI scope's extensions)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Mailbox()  # type: ignore[assignment]
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][DOOR] = self
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn stops reading the socket after every message until the app has taken it (two
+        # system calls per message); here reading pauses only if messages pile up.
+        paused = self.read_paused
+        self.read_paused = True
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        if not self.read_paused and self.queue.qsize() > PAUSE_READING_AT:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def start_keepalive(self) -> None:
+        # Called once the handshake is answered: the request and the response are not needed
+        # any more (a thousand idle connections would keep ~3 KiB of headers each).
+        super().start_keepalive()
+        self.request = self.response = None  # type: ignore[assignment]
+
+    def open_for_frames(self) -> bool:
+        """Whether a frame written now goes out in order and is not piling up."""
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.writable.is_set()
+            and not self.transport.is_closing()
+        )
+
+    def write_frame(self, frame: bytes) -> None:
+        self.transport.write(frame)
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the network."""
+        return int(self.transport.get_write_buffer_size())
+
+    def pong_missed(self) -> None:
+        """Close as uvicorn closes a connection whose keep-alive ping went unanswered."""
+        self.keepalive_timeout()
+
+    def hang_up(self, why: str) -> None:
+        """Close the connection at once (1008: policy violation), dropping what is unsent."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.conn.fail(1008, why[:100])
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.abort()
+
+
+class HeaderDeadline(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, dropping a connection whose request headers do not arrive in
+    time (uvicorn waits for them forever): a client that opens connections and sends a byte now
+    and then would otherwise hold each of them, and a file descriptor, for as long as it likes."""
+
+    timeout = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.timeout, self._headers_late)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def with_header_timeout(seconds: float) -> type[HeaderDeadline]:
+    """HeaderDeadline with its own timeout (uvicorn takes a protocol class, not an instance)."""
+    return type("HeaderDeadline", (HeaderDeadline,), {"timeout": seconds})

@@ -1,0 +1,63 @@
+"""A queue with one reader, for a connection's incoming messages and outgoing packets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class Mailbox:
+    """asyncio.Queue keeps three deques and an Event per queue (~3 KiB); a connection has two of
+    them and a server holds thousands of connections, mostly idle. This keeps one list (a
+    connection's queue is nearly always empty, so taking from its front costs nothing) and, at
+    most, the one future its reader waits on; it offers what uvicorn and Engine.IO use of a
+    queue (tests/test_internals.py checks that they still use no more)."""
+
+    __slots__ = ("_drained", "_items", "_unfinished", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._unfinished = 0
+        self._drained: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._unfinished += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def task_done(self) -> None:
+        self._unfinished = max(0, self._unfinished - 1)
+        if self._unfinished == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def join(self) -> None:
+        if self._unfinished:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
