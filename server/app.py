@@ -213,7 +213,10 @@ def create_app(
         events=protocol.CLIENT_EVENTS,
         charge=lambda sid: None if throttle.allow_event(sid) else namespace.say(sid, SLOW_DOWN),
         limits=Limits.of(
-            settings.limit_frames, settings.connect_within_seconds, settings.max_backlog_kb
+            settings.limit_frames,
+            settings.connect_within_seconds,
+            settings.max_backlog_kb,
+            settings.max_backlog_total_mb,
         ),
         async_mode="asgi",
         # A socket's events are handled one after the other, in its own reader: no task per

@@ -104,6 +104,9 @@ class Settings:
     # Bytes that may wait to be sent to one client before it is disconnected (it comes back as
     # the same person): only a client that asks for more than it reads gets there.
     max_backlog_kb: int = 2048
+    # And what may wait for all clients together: past it, every client that is behind (has
+    # 512 KiB waiting) is disconnected, however many there are.
+    max_backlog_total_mb: int = 64
     # "auto": the fast connection layer when this install's libraries have what it needs (else
     # the stock one, with a warning); "stock": python-socketio and uvicorn as they come.
     connections: str = "auto"
@@ -231,6 +234,7 @@ class Settings:
             "max_sessions",
             "max_connections_per_address",
             "max_backlog_kb",
+            "max_backlog_total_mb",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")

@@ -146,10 +146,18 @@ async def unread_socket(server: LiveServer) -> AsyncIterator[Any]:
         yield ws
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"STACKVOTE_MAX_BACKLOG_KB": "64"},
+        # Each socket may hold a lot, but all of them together may not.
+        {"STACKVOTE_MAX_BACKLOG_KB": "1000000", "STACKVOTE_MAX_BACKLOG_TOTAL_MB": "1"},
+    ],
+    ids=["its-own-limit", "everyones-limit"],
+)
 async def test_a_client_that_asks_and_never_reads_is_let_go_and_comes_back(
-    tmp_path: Path,
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
-    env = {"STACKVOTE_MAX_BACKLOG_KB": "64"}
     with live_server(tmp_path, env) as server:
         created = create_session(server.url)
         for n in range(60):  # a room whose snapshot is worth asking for

@@ -93,11 +93,11 @@ def test_a_missing_internal_means_the_stock_path_and_one_warning(
     try:
         with caplog.at_level(logging.WARNING, logger="server.sio"):
             server = sio.build_server(
-                events=["vote"], charge=lambda sid: None, limits=sio.Limits.of("1/second", 1, 1)
+                events=["vote"], charge=lambda sid: None, limits=sio.Limits.of("1/second", 1, 1, 1)
             )
             assert sio.websocket_protocol() == "auto" and sio.http_protocol(1.0) == "auto"
             sio.build_server(
-                events=["vote"], charge=lambda sid: None, limits=sio.Limits.of("1/second", 1, 1)
+                events=["vote"], charge=lambda sid: None, limits=sio.Limits.of("1/second", 1, 1, 1)
             )
         assert not server.fast
         warnings = [r for r in caplog.records if "stock" in r.getMessage()]
@@ -109,7 +109,7 @@ def test_a_missing_internal_means_the_stock_path_and_one_warning(
 
 def test_the_fast_path_is_taken_when_everything_is_there() -> None:
     sio._fast.cache_clear()
-    limits = sio.Limits.of("1/second", 1, 1)
+    limits = sio.Limits.of("1/second", 1, 1, 1)
     assert sio.build_server(events=["vote"], charge=lambda sid: None, limits=limits).fast
     assert not sio.build_server(
         "stock", events=["vote"], charge=lambda sid: None, limits=limits

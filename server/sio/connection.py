@@ -68,6 +68,9 @@ class Gatekeeper(Protocol):
     strike_rates: list[Rate]
     connect_within: float
     max_backlog: int
+    # Bytes all connections' transports held when last looked at, and the most they may.
+    backlog_total: int
+    max_backlog_total: int
     handle_message: Callable[[str, str], Awaitable[None]]
 
     def too_many_bad(self, eio_sid: str, why: str) -> bool: ...
@@ -100,6 +103,8 @@ def connection_class(server: Gatekeeper) -> type:
 
     class Connection(engineio_asgi.WebSocket):  # type: ignore[misc]
         framing: Door | None = None
+        # What this connection's transport held when last looked at (see `overflowing`).
+        backlog = 0
 
         def __init__(self, handler: Any, eio_server: Any) -> None:
             super().__init__(handler, eio_server)
@@ -189,6 +194,8 @@ def connection_class(server: Gatekeeper) -> type:
                     except Exception:
                         log.exception("handling a frame from %s failed", self.eio_sid)
             finally:
+                server.backlog_total -= self.backlog
+                self.backlog = 0
                 connect_due.cancel()
                 await socket.queue.put(None)  # lets the writer finish
                 with contextlib.suppress(Exception):
@@ -227,11 +234,20 @@ def connection_class(server: Gatekeeper) -> type:
 
         def overflowing(self) -> bool:
             """Whether the client has stopped taking what it is sent: then it is let go (it
-            comes back as the same person) rather than held in memory."""
+            comes back as the same person) rather than held in memory. Past its own limit, or,
+            while the server's sockets together hold more than theirs, once it is behind."""
             framing = self.framing
-            if self.socket.queue.qsize() <= QUEUE_HANG_UP and (
-                framing is None or framing.backlog() <= server.max_backlog
-            ):
+            waiting = self.socket.queue.qsize()
+            if framing is not None:
+                backlog = framing.backlog()
+                server.backlog_total += backlog - self.backlog
+                self.backlog = backlog
+                over = backlog > server.max_backlog or (
+                    backlog > BACKLOG_LIMIT and server.backlog_total > server.max_backlog_total
+                )
+            else:
+                over = False
+            if waiting <= QUEUE_HANG_UP and not over:
                 return False
             log.warning("closing connection %s: it does not read what it is sent", self.eio_sid)
             self.hang_up("not reading")

@@ -43,12 +43,23 @@ class Limits:
     strike_rates: list[Rate]
     # Seconds a WebSocket may stay open without joining the namespace.
     connect_within: float = 10.0
-    # Bytes waiting to be sent to one client before it is let go.
+    # Bytes waiting to be sent to one client before it is let go; and to all of them together,
+    # past which any client that is behind is let go (so that many clients that do not read
+    # cannot add up to more memory than this).
     max_backlog: int = 2 * 1024 * 1024
+    max_backlog_total: int = 64 * 1024 * 1024
 
     @classmethod
-    def of(cls, frames: str, connect_within: float, max_backlog_kb: int) -> Limits:
-        return cls(parse_rates(frames), parse_rates(STRIKES), connect_within, max_backlog_kb * 1024)
+    def of(
+        cls, frames: str, connect_within: float, max_backlog_kb: int, max_backlog_total_mb: int
+    ) -> Limits:
+        return cls(
+            parse_rates(frames),
+            parse_rates(STRIKES),
+            connect_within,
+            max_backlog_kb * 1024,
+            max_backlog_total_mb * 1024 * 1024,
+        )
 
 
 class Front(socketio.AsyncServer):  # type: ignore[misc]

@@ -93,6 +93,8 @@ class GatedServer(Front):
         self.strike_rates = limits.strike_rates
         self.connect_within = limits.connect_within
         self.max_backlog = limits.max_backlog
+        self.max_backlog_total = limits.max_backlog_total
+        self.backlog_total = 0
         # Malformed packets per Engine.IO connection.
         self.bad_packets: dict[str, int] = {}
         # The WebSocket of each Engine.IO connection.
