@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -70,11 +70,13 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A WebSocket passes straight through, leaving no frame of this for its lifetime.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
 
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
@@ -94,6 +96,7 @@ class RequestIds:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The outermost layer, so an ASGI server sees a coroutine function (ASGI 3).
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -208,6 +211,7 @@ def create_app(
     throttle = Throttle(settings, shared=store.shared_limiter(), metrics=metrics)
     here = edge.Here(settings.listening_url)
     load = Load(busy_after=settings.busy_lag_ms / 1000, metrics=metrics)
+    open_per_address = edge.OpenPerAddress(settings.max_connections_per_address)
     sio = build_server(
         "stock" if settings.connections == "stock" else "auto",
         events=protocol.CLIENT_EVENTS,
@@ -217,6 +221,7 @@ def create_app(
             settings.connect_within_seconds,
             settings.max_backlog_kb,
             settings.max_backlog_total_mb,
+            open_per_address,
         ),
         async_mode="asgi",
         # A socket's events are handled one after the other, in its own reader: no task per
@@ -342,14 +347,16 @@ def create_app(
     site.state.metrics = metrics
     # Outermost, so that every response carries the headers and its id, error pages included;
     # the client's address is settled before anything counts it.
-    app: ASGIApp = RequestIds(
-        SecurityHeaders(i18n.Locales(socketio.ASGIApp(sio, other_asgi_app=site)))
-    )
+    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=site)
     if not sio.fast:
-        app = edge.Cutoff(app)
-    capped = edge.ConnectionCap(app, settings.max_connections_per_address)
-    site.state.connection_cap = capped
-    return edge.ForwardedFor(capped, edge.networks(settings.trusted_proxies))
+        # The fast path caps WebSockets per address in its connections (server.sio.connection)
+        # and ends them itself; on the stock path these middlewares do.
+        app = edge.ConnectionCap(edge.Cutoff(app), open_per_address)
+    app = SecurityHeaders(i18n.Locales(app))
+    trusted = edge.networks(settings.trusted_proxies)
+    if trusted:
+        app = edge.ForwardedFor(app, trusted)
+    return RequestIds(app)
 
 
 def from_env() -> ASGIApp:

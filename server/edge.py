@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,7 +72,9 @@ class ForwardedFor:
         self.app = app
         self.trusted = trusted
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Only the scope changes, so the next layer's call is returned, not awaited here: a
+        # WebSocket keeps no frame of this for its lifetime.
         client = scope.get("client") if scope["type"] in ("http", "websocket") else None
         peer = _ip(str(client[0])) if client else None
         if client and peer is not None and any(peer in net for net in self.trusted):
@@ -93,41 +95,60 @@ class ForwardedFor:
                     scope["scheme"] = "wss" if secure else "ws"
                 else:
                     scope["scheme"] = "https" if secure else "http"
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
-class ConnectionCap:
-    """ASGI middleware: at most `limit` WebSockets open at once from one address (an IPv6 /64
-    counts as one), refused at the handshake (HTTP 403) past that, before any work is done."""
+class OpenPerAddress:
+    """How many WebSockets each client address (an IPv6 /64 counts as one) holds open, and the
+    most it may: an office of a few hundred behind one address fits, a script opening
+    thousands does not."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open: dict[str, int] = {}
         self.refused = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
+    def enter(self, client: Any) -> str | None:
+        """Count a new WebSocket from `client` (the ASGI scope's); the key to `leave` with, or
+        None if that address holds its limit already (the socket is to be refused)."""
         key = address_key(str(client[0])) if client else "unknown"
         held = self.open.get(key, 0)
         if held >= self.limit:
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.warning("refused WebSockets from %s: %d open already", key, held)
+            return None
+        self.open[key] = held + 1
+        return key
+
+    def leave(self, key: str) -> None:
+        left = self.open.get(key, 1) - 1
+        if left > 0:
+            self.open[key] = left
+        else:
+            self.open.pop(key, None)
+
+
+class ConnectionCap:
+    """ASGI middleware (for the stock connection path; the fast one counts in its
+    connections): WebSockets past an address's limit are refused at the handshake (HTTP 403)."""
+
+    def __init__(self, app: ASGIApp, counter: OpenPerAddress) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        key = self.counter.enter(scope.get("client"))
+        if key is None:
             await send({"type": "websocket.close", "code": 1008})
             return
-        self.open[key] = held + 1
         try:
             await self.app(scope, receive, send)
         finally:
-            left = self.open[key] - 1
-            if left:
-                self.open[key] = left
-            else:
-                del self.open[key]
+            self.counter.leave(key)
 
 
 # Where the stock connection path finds how to end a WebSocket (see Cutoff).

@@ -105,30 +105,53 @@ class Buckets:
             self._buckets.popitem(last=False)
 
 
-class Allowance:
-    """A token bucket for one holder (a connection's frames): no key to look up on the hot path."""
+# A token bucket's rates, ready for the hot path: (count, refill per second) each.
+Refills = tuple[tuple[float, float], ...]
 
-    __slots__ = ("_clock", "_last", "_rates", "_tokens")
 
-    def __init__(self, rates: list[Rate], clock: Callable[[], float] = time.monotonic) -> None:
-        self._rates = tuple((float(r.count), r.count / r.seconds) for r in rates)
-        self._tokens = [count for count, _ in self._rates]
-        self._clock = clock
-        self._last = clock()
+def refills(rates: list[Rate]) -> Refills:
+    return tuple((float(r.count), r.count / r.seconds) for r in rates)
+
+
+class FrameBudget:
+    """One connection's frame budget (token buckets at `frames`) and the refusals it may run
+    into (`strikes`) before it is closed: one small object per connection, no key to look up on
+    the hot path (the rates are shared by every connection)."""
+
+    __slots__ = ("_frames", "_last", "_strike_last", "_strike_tokens", "_strikes", "_tokens")
+
+    def __init__(self, frames: Refills, strikes: Refills) -> None:
+        self._frames = frames
+        self._strikes = strikes
+        self._tokens = [count for count, _ in frames]
+        self._strike_tokens = [count for count, _ in strikes]
+        self._last = self._strike_last = time.monotonic()
 
     def take(self) -> bool:
-        now = self._clock()
-        elapsed, self._last = now - self._last, now
-        tokens = self._tokens
-        allowed = True
-        for i, (count, per_second) in enumerate(self._rates):
-            left = min(count, tokens[i] + elapsed * per_second)
-            tokens[i] = left
-            allowed = allowed and left >= 1.0
-        if allowed:
-            for i in range(len(tokens)):
-                tokens[i] -= 1.0
+        """A frame arrived: False if it is over the budget."""
+        now = time.monotonic()
+        allowed = _take(self._frames, self._tokens, now - self._last)
+        self._last = now
         return allowed
+
+    def strike(self) -> bool:
+        """A refusal: False once the connection has run into its limits too often."""
+        now = time.monotonic()
+        allowed = _take(self._strikes, self._strike_tokens, now - self._strike_last)
+        self._strike_last = now
+        return allowed
+
+
+def _take(rates: Refills, tokens: list[float], elapsed: float) -> bool:
+    allowed = True
+    for i, (count, per_second) in enumerate(rates):
+        left = min(count, tokens[i] + elapsed * per_second)
+        tokens[i] = left
+        allowed = allowed and left >= 1.0
+    if allowed:
+        for i in range(len(tokens)):
+            tokens[i] -= 1.0
+    return allowed
 
 
 class SharedLimiter(Protocol):

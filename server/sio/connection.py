@@ -32,10 +32,10 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as engineio_asgi
 
 from server import i18n
-from server.settings import Rate
+from server.edge import OpenPerAddress
 from server.sio import wire
 from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, DOOR, QUEUE_LIMIT
-from server.throttle import Allowance
+from server.throttle import FrameBudget, Refills
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,14 @@ class Gatekeeper(Protocol):
     """What a connection asks of the Socket.IO server it serves (server.sio.gate)."""
 
     websockets: dict[str, Any]
-    frame_rates: list[Rate]
-    strike_rates: list[Rate]
+    frame_rates: Refills
+    strike_rates: Refills
     connect_within: float
     max_backlog: int
     # Bytes all connections' transports held when last looked at, and the most they may.
     backlog_total: int
     max_backlog_total: int
+    open_per_address: OpenPerAddress
     handle_message: Callable[[str, str], Awaitable[None]]
 
     def too_many_bad(self, eio_sid: str, why: str) -> bool: ...
@@ -105,6 +106,8 @@ def connection_class(server: Gatekeeper) -> type:
         framing: Door | None = None
         # What this connection's transport held when last looked at (see `overflowing`).
         backlog = 0
+        # Closes the connection unless it joins the namespace in time.
+        connect_due: asyncio.TimerHandle | None = None
 
         def __init__(self, handler: Any, eio_server: Any) -> None:
             super().__init__(handler, eio_server)
@@ -113,10 +116,17 @@ def connection_class(server: Gatekeeper) -> type:
             self.eio_sid: str = getattr(self.socket, "sid", "")
 
         async def __call__(self, environ: dict[str, Any]) -> Any:
+            self.asgi_receive = environ["asgi.receive"]
+            self.asgi_send = environ["asgi.send"]
+            counted = server.open_per_address.enter(environ.get("asgi.scope", {}).get("client"))
+            if counted is None:
+                # Refused at the handshake (HTTP 403): this address holds enough sockets.
+                await self.asgi_send({"type": "websocket.close", "code": 1008})
+                if self.socket is not None:
+                    await self.socket.close(wait=False, abort=True)
+                return ""
             server.websockets[self.eio_sid] = self
             try:
-                self.asgi_receive = environ["asgi.receive"]
-                self.asgi_send = environ["asgi.send"]
                 await self.asgi_send({"type": "websocket.accept"})
                 if self.socket is None or self.socket.connected:
                     # An upgrade from long-polling (not offered here): Engine.IO's own path.
@@ -128,6 +138,7 @@ def connection_class(server: Gatekeeper) -> type:
                 return ""
             finally:
                 server.websockets.pop(self.eio_sid, None)
+                server.open_per_address.leave(counted)
 
         async def wait(self) -> Any:
             frame = await super().wait()
@@ -157,9 +168,8 @@ def connection_class(server: Gatekeeper) -> type:
             writer = asyncio.ensure_future(self.write_all())
             limit = eio.max_http_buffer_size
             message = server.handle_message
-            frames = Allowance(server.frame_rates)
-            strikes = Allowance(server.strike_rates)
-            connect_due = asyncio.get_running_loop().call_later(
+            budget = FrameBudget(server.frame_rates, server.strike_rates)
+            self.connect_due = asyncio.get_running_loop().call_later(
                 server.connect_within, self._connect_due
             )
             try:
@@ -171,8 +181,8 @@ def connection_class(server: Gatekeeper) -> type:
                         break  # gone, or silent for longer than pings allow
                     if frame is None or len(frame) > limit:
                         break
-                    if not frames.take():
-                        if not strikes.take():
+                    if not budget.take():
+                        if not budget.strike():
                             log.warning("closing connection %s: too many frames", self.eio_sid)
                             break
                         self.refuse(frame)
@@ -196,7 +206,7 @@ def connection_class(server: Gatekeeper) -> type:
             finally:
                 server.backlog_total -= self.backlog
                 self.backlog = 0
-                connect_due.cancel()
+                self.joined()
                 await socket.queue.put(None)  # lets the writer finish
                 with contextlib.suppress(Exception):
                     await writer
@@ -219,8 +229,15 @@ def connection_class(server: Gatekeeper) -> type:
             if ack_id is not None:
                 self.deliver_text("3" + ack_id + server.slow_down(self.eio_sid))
 
+        def joined(self) -> None:
+            """The socket joined the namespace (or is gone): no deadline any more."""
+            if self.connect_due is not None:
+                self.connect_due.cancel()
+                self.connect_due = None
+
         def _connect_due(self) -> None:
             """A WebSocket that has not joined the namespace in time holds a seat for nothing."""
+            self.connect_due = None
             if not server.joined(self.eio_sid) and not self.socket.closed:
                 log.info("closing connection %s: no Socket.IO connect in time", self.eio_sid)
                 self.hang_up("no Socket.IO connect in time")

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import socketio
 
 from server import i18n
-from server.settings import Rate, parse_rates
+from server.edge import OpenPerAddress
+from server.settings import parse_rates
 from server.sio.outlet import Outlet
 from server.text import N_
-from server.throttle import STRIKES
+from server.throttle import STRIKES, Refills, refills
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class Limits:
     """What one connection may cost (Settings has the knobs)."""
 
     # Frames one connection may send (every kind), and refusals before it is closed.
-    frame_rates: list[Rate]
-    strike_rates: list[Rate]
+    frame_rates: Refills
+    strike_rates: Refills
     # Seconds a WebSocket may stay open without joining the namespace.
     connect_within: float = 10.0
     # Bytes waiting to be sent to one client before it is let go; and to all of them together,
@@ -48,17 +49,25 @@ class Limits:
     # cannot add up to more memory than this).
     max_backlog: int = 2 * 1024 * 1024
     max_backlog_total: int = 64 * 1024 * 1024
+    # WebSockets open per client address.
+    open_per_address: OpenPerAddress = field(default_factory=lambda: OpenPerAddress(500))
 
     @classmethod
     def of(
-        cls, frames: str, connect_within: float, max_backlog_kb: int, max_backlog_total_mb: int
+        cls,
+        frames: str,
+        connect_within: float,
+        max_backlog_kb: int,
+        max_backlog_total_mb: int,
+        open_per_address: OpenPerAddress | None = None,
     ) -> Limits:
         return cls(
-            parse_rates(frames),
-            parse_rates(STRIKES),
+            refills(parse_rates(frames)),
+            refills(parse_rates(STRIKES)),
             connect_within,
             max_backlog_kb * 1024,
             max_backlog_total_mb * 1024 * 1024,
+            open_per_address or OpenPerAddress(500),
         )
 
 

@@ -94,6 +94,7 @@ class GatedServer(Front):
         self.connect_within = limits.connect_within
         self.max_backlog = limits.max_backlog
         self.max_backlog_total = limits.max_backlog_total
+        self.open_per_address = limits.open_per_address
         self.backlog_total = 0
         # Malformed packets per Engine.IO connection.
         self.bad_packets: dict[str, int] = {}
@@ -164,6 +165,9 @@ class GatedServer(Front):
         namespace = pkt.namespace or "/"
         if pkt.packet_type == packet.CONNECT:
             await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+            websocket = self.websockets.get(eio_sid)
+            if websocket is not None and self.joined(eio_sid):
+                websocket.joined()
         elif pkt.packet_type == packet.DISCONNECT:
             await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
         elif pkt.packet_type == packet.EVENT:
