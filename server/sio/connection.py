@@ -57,7 +57,7 @@ class Door(Protocol):
 
     def pong_missed(self) -> None: ...
 
-    def hang_up(self, why: str) -> None: ...
+    def hang_up(self, why: str, drop: bool = False) -> None: ...
 
 
 class Gatekeeper(Protocol):
@@ -145,6 +145,7 @@ def connection_class(server: Gatekeeper) -> type:
             if wire.well_formed(frame):
                 return frame
             if server.too_many_bad(self.eio_sid, "malformed Engine.IO frame"):
+                self.hang_up("malformed frames")
                 raise OSError("too many malformed frames")
             return wire.NOOP
 
@@ -179,17 +180,24 @@ def connection_class(server: Gatekeeper) -> type:
                             frame = await self.wait()
                     except (OSError, TimeoutError):
                         break  # gone, or silent for longer than pings allow
-                    if frame is None or len(frame) > limit:
+                    if frame is None:
+                        break
+                    if len(frame) > limit:
+                        self.hang_up("message too large")
                         break
                     if not budget.take():
                         if not budget.strike():
+                            # Cut off at once: a graceful close would wait for a client that
+                            # only sends to answer it.
                             log.warning("closing connection %s: too many frames", self.eio_sid)
+                            self.hang_up("too many frames")
                             break
                         self.refuse(frame)
                         continue
                     if frame[0] == wire.PONG and not socket.last_ping:
                         # A pong for no ping: nothing a client library sends.
                         if server.too_many_bad(self.eio_sid, "pong without a ping"):
+                            self.hang_up("malformed frames")
                             break
                         continue
                     try:
@@ -242,10 +250,10 @@ def connection_class(server: Gatekeeper) -> type:
                 log.info("closing connection %s: no Socket.IO connect in time", self.eio_sid)
                 self.hang_up("no Socket.IO connect in time")
 
-        def hang_up(self, why: str) -> None:
-            """End the connection now, whatever is still waiting to be sent."""
+        def hang_up(self, why: str, drop: bool = False) -> None:
+            """End the connection now; `drop`: whatever is still waiting to be sent too."""
             if self.framing is not None:
-                self.framing.hang_up(why)
+                self.framing.hang_up(why, drop)
             else:
                 self.socket.queue.put_nowait(None)  # the writer stops and closes it
 
@@ -267,7 +275,7 @@ def connection_class(server: Gatekeeper) -> type:
             if waiting <= QUEUE_HANG_UP and not over:
                 return False
             log.warning("closing connection %s: it does not read what it is sent", self.eio_sid)
-            self.hang_up("not reading")
+            self.hang_up("not reading", drop=True)
             return True
 
         async def write_all(self) -> None:

@@ -74,14 +74,18 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         """Close as uvicorn closes a connection whose keep-alive ping went unanswered."""
         self.keepalive_timeout()
 
-    def hang_up(self, why: str) -> None:
-        """Close the connection at once (1008: policy violation), dropping what is unsent."""
+    def hang_up(self, why: str, drop: bool = False) -> None:
+        """Close the connection now (1008: policy violation), without waiting for the client to
+        answer; `drop`: also drop what is still unsent (a client that does not read)."""
         if self.close_sent or self.transport.is_closing():
             return
         self.conn.fail(1008, why[:100])
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
-        self.transport.abort()
+        if drop:
+            self.transport.abort()
+        else:
+            self.transport.close()
 
 
 class HeaderDeadline(HttpToolsProtocol):

@@ -225,10 +225,10 @@ class GatedServer(Front):
         if self.too_many_bad(eio_sid, why):
             await self.eio.disconnect(eio_sid)
             # Engine.IO's close only says goodbye; a client that does not answer keeps the
-            # WebSocket open, so close that too.
+            # WebSocket open, so end that too, at once.
             websocket = self.websockets.get(eio_sid)
             if websocket is not None:
-                await websocket.close()
+                websocket.hang_up("malformed packets")
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
