@@ -20,15 +20,15 @@ import httpx
 import pytest
 import websockets
 
+from server.settings import Settings
 from tests.live import LiveServer, Member, create_session, facilitate, join, live_server, raw_socket
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # The defaults of a real install for what these tests probe (tests/live.py lifts them).
 DEFAULTS = {
-    "STACKVOTE_LIMIT_EVENTS": "20/second;300/minute",
-    "STACKVOTE_LIMIT_FRAMES": "30/second;400/minute",
-    "STACKVOTE_LIMIT_SYNCS": "5/second;120/minute",
+    f"STACKVOTE_{name.upper()}": str(getattr(Settings(), name))
+    for name in ("limit_events", "limit_frames", "limit_syncs", "limit_syncs_per_address")
 }
 
 
