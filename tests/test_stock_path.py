@@ -65,3 +65,21 @@ async def test_a_flooding_socket_is_closed_on_the_stock_path_too(server: LiveSer
             pass
         assert sent < 50_000 or await raw.closed(timeout=10)
     assert "Traceback" not in server.log()
+
+
+async def test_one_address_holds_a_bounded_number_of_websockets_on_the_stock_path_too(
+    tmp_path: Path,
+) -> None:
+    env = {"STACKVOTE_CONNECTIONS": "stock", "STACKVOTE_MAX_CONNECTIONS_PER_ADDRESS": "3"}
+    with live_server(tmp_path, env) as capped:
+        url = capped.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        origin = websockets.Origin(capped.url)
+        held = [await websockets.connect(url, origin=origin) for _ in range(3)]
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url, origin=origin)
+        assert refused.value.response.status_code == 403
+        await held[0].close()
+        await asyncio.sleep(0.2)
+        again = await websockets.connect(url, origin=origin)
+        for ws in [again, *held[1:]]:
+            await ws.close()
