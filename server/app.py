@@ -209,7 +209,7 @@ def create_app(
     namespace: RoomNamespace
     rooms: Rooms
     throttle = Throttle(settings, shared=store.shared_limiter(), metrics=metrics)
-    here = edge.Here(settings.listening_url)
+    here = edge.Here()
     load = Load(busy_after=settings.busy_lag_ms / 1000, metrics=metrics)
     open_per_address = edge.OpenPerAddress(settings.max_connections_per_address)
     sio = build_server(

@@ -151,6 +151,15 @@ class ConnectionCap:
             self.counter.leave(key)
 
 
+async def drain(receive: Receive, seconds: float = 2.0) -> None:
+    """After the app closed a WebSocket: take what the ASGI server still holds for it, briefly.
+    Some servers (hypercorn) finish a close only once the app has read what they hold."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+
 # Where the stock connection path finds how to end a WebSocket (see Cutoff).
 CUT = "stackvote.cut"
 
@@ -180,11 +189,7 @@ class Cutoff:
 
         await self.app({**scope, CUT: hang_up}, guarded, send)
         if cut:
-            # Some servers (hypercorn) finish a close only once the app has read what they hold.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    while (await receive())["type"] != "websocket.disconnect":
-                        pass
+            await drain(receive)
 
 
 class Here:
@@ -192,10 +197,9 @@ class Here:
     no public address is configured: localhost, this machine's names, and any IP address of
     one of its interfaces (an address a socket can be bound to)."""
 
-    def __init__(self, listening: str) -> None:
+    def __init__(self) -> None:
         names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
         self.names = {n for n in names if n}
-        self.listening = listening
 
     def names_this_server(self, host: str) -> bool:
         """Whether `host` (as in a Host header, with or without a port) is this server."""
@@ -226,11 +230,6 @@ def _is_local(ip: str) -> bool:
     return True
 
 
-def origin_host(origin: str) -> str:
-    """'http://host:port' -> 'host:port'."""
-    return urlsplit(origin).netloc
-
-
 def allowed_origin(origin: str | None, public: Iterable[str], here: Here) -> bool:
     """Whether a browser page at `origin` may create sessions and open sockets: one of the
     configured public origins, or, with none configured, a page served by this server."""
@@ -241,10 +240,3 @@ def allowed_origin(origin: str | None, public: Iterable[str], here: Here) -> boo
         return origin in configured
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and here.names_this_server(parts.netloc)
-
-
-def scope_host(scope: dict[str, Any]) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            return str(value.decode("latin-1"))
-    return ""

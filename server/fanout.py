@@ -203,19 +203,18 @@ class Fanout:
                 room.behind.add(sid)
         room.unsynced.clear()
 
-    def _state(self, room: _Room, session: Session) -> msgspec.Raw:
-        if room.state is None or room.state[0] != session.version:
-            room.state = (session.version, msgspec.Raw(_encode(snapshot.state(session))))
-            self.snapshots_built += 1
-        return room.state[1]
+    def _state(self, room: _Room | None, session: Session) -> msgspec.Raw:
+        if room is not None and room.state is not None and room.state[0] == session.version:
+            return room.state[1]
+        encoded = msgspec.Raw(_encode(snapshot.state(session)))
+        self.snapshots_built += 1
+        if room is not None:
+            room.state = (session.version, encoded)
+        return encoded
 
     def snapshot(self, session_id: str, session: Session) -> msgspec.Raw:
         """`session`'s snapshot, encoded (once per version, however many ask)."""
-        room = self.rooms.get(session_id)
-        if room is None:
-            self.snapshots_built += 1
-            return msgspec.Raw(_encode(snapshot.state(session)))
-        return self._state(room, session)
+        return self._state(self.rooms.get(session_id), session)
 
     def sync_now(self, session_id: str) -> int | None:
         """Flush the room at once (a client asked for a snapshot): the snapshot it gets and the

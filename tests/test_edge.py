@@ -56,7 +56,7 @@ def test_nothing_is_trusted_without_proxies() -> None:
 
 @pytest.fixture
 def here() -> edge.Here:
-    return edge.Here("http://127.0.0.1:8000")
+    return edge.Here()
 
 
 @pytest.mark.parametrize(

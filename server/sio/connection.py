@@ -32,7 +32,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as engineio_asgi
 
 from server import i18n
-from server.edge import OpenPerAddress
+from server.edge import OpenPerAddress, drain
 from server.sio import wire
 from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, DOOR, QUEUE_LIMIT
 from server.throttle import FrameBudget, Refills
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 # Packets queued for one socket (only what could not be written at once) before it is let go.
 QUEUE_HANG_UP = 256
-# Seconds to read on after closing, for ASGI servers that finish a close only then.
-DRAIN = 2.0
 
 
 class Door(Protocol):
@@ -220,15 +218,7 @@ def connection_class(server: Gatekeeper) -> type:
                     await writer
                 await socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
                 if framing is None:
-                    await self._drain()
-
-        async def _drain(self) -> None:
-            """After the close: take what the ASGI server still holds for us, briefly, so a
-            server that waits for the app to read (hypercorn) can finish the close."""
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(DRAIN):
-                    while (await self.asgi_receive())["type"] != "websocket.disconnect":
-                        pass
+                    await drain(self.asgi_receive)  # (another ASGI server than uvicorn)
 
         def refuse(self, frame: str) -> None:
             """A frame over the budget: an event that asked for an answer is told to slow

@@ -26,7 +26,7 @@ from socketio import packet
 from server import i18n
 from server.sio import wire
 from server.sio.connection import FastOutlet, connection_class
-from server.sio.front import ONE_ARGUMENT, UNKNOWN_EVENT, Front, refuse_unreadable
+from server.sio.front import Front, refuse_unreadable
 from server.sio.mailbox import Mailbox
 from server.sio.outlet import DOOR, Outlet
 from server.throttle import SLOW_DOWN
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 # A well-behaved client never sends a malformed packet; a few are forgiven (a proxy hiccup),
 # more close the connection.
 BAD_PACKETS_ALLOWED = 3
-
-__all__ = ["BAD_PACKETS_ALLOWED", "ONE_ARGUMENT", "UNKNOWN_EVENT", "GatedServer", "RoomsBySid"]
 
 
 def _no_ping_yet() -> None:
