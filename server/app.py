@@ -265,6 +265,16 @@ def create_app(
         depends=lambda session: session.participants,
         what="marking people away",
     )
+    # People without a ballot offline for longer still leave the session (same timer again).
+    expire_after = settings.expire_idle_after_seconds
+    expiry = Deadlines(
+        lambda session_id: rooms.current(session_id),
+        lambda session_id, op: rooms.apply(session_id, op),
+        due=lambda session: rules.next_expiry(session, expire_after),
+        op=lambda: ops.Expire(expire_after),
+        depends=lambda session: session.participants,
+        what="removing people gone for long",
+    )
 
     def changed(
         session_id: str, before: Session, after: Session, applied: tuple[ops.Op, ...] | None
@@ -276,6 +286,8 @@ def create_app(
         deadlines.watch(session_id, session)
         if away_after > 0:
             away.watch(session_id, session)
+        if expire_after > 0:
+            expiry.watch(session_id, session)
 
     rooms = Rooms(store, changed, metrics=metrics, on_copy=copied)
     namespace = RoomNamespace(
@@ -317,6 +329,7 @@ def create_app(
                     await task
             deadlines.close()
             away.close()
+            expiry.close()
             await store.close()
 
     # For the operator (Prometheus scrapes each instance directly); the public proxy refuses it.

@@ -134,8 +134,13 @@ class Deadlines:
         session = self.current(session_id)
         if session is None or session_id in self._timers:
             return  # gone, or a newer copy set a timer of its own meanwhile
-        if self.due(session) == due:
+        now_due = self.due(session)
+        if now_due == due:
             self._arm(session_id, due, delay)
+        elif now_due is not None:
+            # `due` reads more than `depends` (who holds a ballot, for expiry): what it waits
+            # for moved without the part it watches changing, so wait for that instead.
+            self._arm(session_id, now_due, now_due - self.clock())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

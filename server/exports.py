@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from server import engine, snapshot
+from server import snapshot
 from server.models import Round, Session
 
 _STAT_KEYS = (
@@ -44,7 +44,9 @@ def results(session: Session) -> dict[str, Any]:
                 **stats,
                 "history": [
                     {**_past_round(session, past), "change": summary["change"]}
-                    for past, summary in zip(case.history, snapshot.history(case), strict=True)
+                    for past, summary in zip(
+                        case.history, snapshot.history(session, case), strict=True
+                    )
                 ],
             }
         )
@@ -64,8 +66,11 @@ def results(session: Session) -> dict[str, Any]:
 
 
 def _past_round(session: Session, past: Round) -> dict[str, Any]:
-    # Earlier rounds were revealed before the re-vote, so their scores are public.
-    stats = engine.case_results(past.ballots.values()).as_dict()
+    # Earlier rounds were revealed before the re-vote, so their scores are public (unless
+    # too few people scored one in an anonymous session: then it showed nothing, nor does this).
+    stats = snapshot.past_results(session, past)
+    if not session.crowd_enough(past.ballots):
+        return {"round": past.round, **stats, "reasons": []}
     if not session.anonymous:
         stats["ballots"] = snapshot.ballots_in_join_order(session, past.ballots)
     stats["reasons"] = snapshot.reasons(session, past.ballots, past.reasons)

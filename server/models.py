@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -35,6 +36,16 @@ DEFAULT_SCALE: tuple[str, ...] = (
     "Clearly",
     "Strongly",
 )
+
+
+# An anonymous session shows the scores of a case only once at least this many people have
+# scored it (abstentions not counted): with fewer, each score would be all but named.
+MIN_CROWD = 3
+
+
+def scored(ballots: dict[str, int | None]) -> int:
+    """How many of these ballots are scores (not abstentions)."""
+    return sum(score is not None for score in ballots.values())
 
 
 class Stack(Struct, frozen=True, forbid_unknown_fields=True):
@@ -132,8 +143,15 @@ class Nudge(Struct, frozen=True):
     cases: dict[str, int]
 
 
+def name_key(name: str) -> str:
+    """A name as people read it, for telling whether two names are the same: Unicode
+    compatibility forms folded (full-width letters, the ligature "ﬁ", mathematical letters) and
+    case folded ("ß" is "ss"). Normalised again after folding, since folding can undo it."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
 class PeopleIndex:
-    """Where each participant of a session is, by id, by name (case-folded) and by token hash,
+    """Where each participant of a session is, by id, by name (name_key) and by token hash,
     so that a room of a thousand people answers "who is this?" without a scan."""
 
     __slots__ = ("names", "participants", "positions", "tokens")
@@ -155,7 +173,7 @@ class PeopleIndex:
         return cls(
             participants,
             {p.id: n for n, p in enumerate(participants)},
-            {p.name.casefold(): p.id for p in participants},
+            {name_key(p.name): p.id for p in participants},
             {p.token_hash: p.id for p in participants},
         )
 
@@ -165,7 +183,7 @@ class PeopleIndex:
         return PeopleIndex(
             participants,
             {**self.positions, newcomer.id: len(participants) - 1},
-            {**self.names, newcomer.name.casefold(): newcomer.id},
+            {**self.names, name_key(newcomer.name): newcomer.id},
             {**self.tokens, newcomer.token_hash: newcomer.id},
         )
 
@@ -196,6 +214,9 @@ class Session(Struct, frozen=True, dict=True):
     join_code: str | None = None
     # The last reminder to vote (rules.nudge), if any.
     nudge: Nudge | None = None
+    # Whether newcomers may join (rules.set_door): people already in come back and facilitator
+    # links get in either way.
+    door_open: bool = True
 
     def people(self) -> PeopleIndex:
         """The index of this session's participants (built once, carried along by `evolve`)."""
@@ -213,10 +234,21 @@ class Session(Struct, frozen=True, dict=True):
         return next((c for c in self.cases if c.id == case_id), None)
 
     def results_visible(self, case: CaseState) -> bool:
-        """Scores leave the server only for revealed cases, or live in open mode."""
+        """Scores leave the server only for revealed cases (in an anonymous session, once
+        enough people scored them), or live in open mode."""
         if case.status in ("revealed", "locked"):
-            return True
+            return self.crowd_enough(case.ballots)
         return self.mode == "open" and case.status == "voting"
+
+    def crowd_enough(self, ballots: dict[str, int | None]) -> bool:
+        """Whether a round with these ballots may show its scores: always, unless the session
+        is anonymous and fewer than MIN_CROWD people scored."""
+        return not self.anonymous or scored(ballots) >= MIN_CROWD
+
+    def withheld(self, case: CaseState) -> bool:
+        """A case closed without showing its results: too few people scored it in an
+        anonymous session (closed by a countdown, a lock or the end of the session)."""
+        return case.status in ("revealed", "locked") and not self.crowd_enough(case.ballots)
 
 
 def evolve(session: Session, index: PeopleIndex | None = None, **changes: Any) -> Session:

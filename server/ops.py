@@ -122,6 +122,26 @@ class MarkAway(msgspec.Struct, frozen=True, tag="away"):
     after: float
 
 
+class Door(msgspec.Struct, frozen=True, tag="door"):
+    """The facilitator opens or closes the session to newcomers."""
+
+    participant: str
+    open: bool
+
+
+class RemoveIdle(msgspec.Struct, frozen=True, tag="remove_idle"):
+    """The facilitator removes everyone offline who holds no ballot."""
+
+    participant: str
+
+
+class Expire(msgspec.Struct, frozen=True, tag="expire"):
+    """Everyone without a ballot offline for `after` seconds at the op's time leaves
+    (server.deadlines applies it, like MarkAway)."""
+
+    after: float
+
+
 class Close(msgspec.Struct, frozen=True, tag="close"):
     """Voting ends on every case whose deadline has passed at the op's time (server.deadlines
     applies it; no person asks for it)."""
@@ -142,6 +162,9 @@ Op = (
     | Leave
     | Nudge
     | MarkAway
+    | Door
+    | RemoveIdle
+    | Expire
     | Close
 )
 
@@ -194,6 +217,12 @@ def change(session: Session, op: Op, now: float) -> Session:
             return rules.nudge(session, pid, case, now)
         case MarkAway(after=after):
             return rules.mark_away(session, now, after)
+        case Door(participant=pid, open=open):
+            return rules.set_door(session, pid, open)
+        case RemoveIdle(participant=pid):
+            return rules.remove_idle(session, pid)
+        case Expire(after=after):
+            return rules.expire_idle(session, now, after)
         case Close():
             return rules.close_overdue(session, now)
     raise TypeError(f"not an op: {op!r}")  # pragma: no cover - the match is exhaustive

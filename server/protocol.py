@@ -99,18 +99,23 @@ class Vote(Struct, forbid_unknown_fields=True):
 
 Seconds = Annotated[int, Meta(ge=0, le=COUNTDOWN_MAX)]
 
+# Commands about the session or its people, never about one case.
+_NOT_ABOUT_A_CASE = frozenset({"hand_over", "remove", "auto_reveal", "door", "remove_idle"})
+
 # The fields each command needs besides `action` (and `case`, which the rules check).
 _NEEDS: dict[str, tuple[str, ...]] = {
     "countdown": ("seconds",),
     "auto_reveal": ("on",),
     "hand_over": ("participant",),
     "remove": ("participant", "keep_ballots"),
+    "door": ("open",),
 }
 _WANTED = {
     "seconds": N_("seconds: a whole number from 0 to %(limit)d", limit=COUNTDOWN_MAX),
     "on": N_("on: true or false"),
     "participant": N_("participant: the id of a participant in this session"),
     "keep_ballots": N_("keep_ballots: true or false"),
+    "open": N_("open: true or false"),
 }
 
 
@@ -125,6 +130,8 @@ class Control(Struct, forbid_unknown_fields=True):
     participant: Token | None = None
     # remove: whether the ballots they cast so far stay counted.
     keep_ballots: bool | None = None
+    # door: whether newcomers may join.
+    open: bool | None = None
 
     def __post_init__(self) -> None:
         needs = _NEEDS.get(self.action, ())
@@ -137,7 +144,7 @@ class Control(Struct, forbid_unknown_fields=True):
                 raise _invalid(
                     N_("%(field)s goes only with %(actions)s", field=name, actions=users)
                 )
-        if self.action in ("hand_over", "remove", "auto_reveal") and self.case is not None:
+        if self.action in _NOT_ABOUT_A_CASE and self.case is not None:
             raise _invalid(N_("%(action)s is not about a case; leave case out", action=self.action))
 
 

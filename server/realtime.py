@@ -162,6 +162,10 @@ def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
             return ops.Remove(participant_id, command.participant, bool(command.keep_ballots))
         case "nudge":
             return ops.Nudge(participant_id, command.case)
+        case "door":
+            return ops.Door(participant_id, bool(command.open))
+        case "remove_idle":
+            return ops.RemoveIdle(participant_id)
     return ops.Control(participant_id, command.action, command.case)
 
 

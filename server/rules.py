@@ -19,6 +19,7 @@ from typing import Literal
 from msgspec.structs import replace
 
 from server.models import (
+    MIN_CROWD,
     CaseState,
     Nudge,
     Participant,
@@ -27,6 +28,8 @@ from server.models import (
     Round,
     Session,
     evolve,
+    name_key,
+    scored,
 )
 from server.text import N_
 
@@ -42,7 +45,7 @@ ACTIONS: tuple[Action, ...] = (
 )
 CASE_ACTIONS: frozenset[str] = frozenset({"open", "reveal", "revote", "lock"})
 # Every command a facilitator may send: the status changes above, and those with rules of
-# their own below (countdown, auto_reveal, hand_over, remove, nudge).
+# their own below (countdown, auto_reveal, hand_over, remove, nudge, door, remove_idle).
 Command = Literal[
     "open",
     "open_all",
@@ -56,6 +59,8 @@ Command = Literal[
     "hand_over",
     "remove",
     "nudge",
+    "door",
+    "remove_idle",
 ]
 COMMANDS: tuple[Command, ...] = (
     *ACTIONS,
@@ -64,6 +69,8 @@ COMMANDS: tuple[Command, ...] = (
     "hand_over",
     "remove",
     "nudge",
+    "door",
+    "remove_idle",
 )
 
 NAME_MAX = 40
@@ -127,16 +134,26 @@ def clean_reason(raw: str | None) -> str | None:
     return reason or None
 
 
+DOOR_CLOSED = N_(
+    "The facilitator has closed this session to newcomers; ask them to open it for you."
+)
+
+
 def join(session: Session, participant: Participant, *, limit: int) -> Session:
-    """Add a new participant; names are unique in a session, whatever their case."""
+    """Add a new participant; names are unique in a session, as people read them (models.
+    name_key). A facilitator (who comes with the facilitator link) always gets in; anyone
+    else only while the door is open and fewer than `limit` others are in."""
+    leads = participant.role == "facilitator"
     if session.status == "finished" and participant.role != "spectator":
         raise RuleError(N_("This session has finished; you can still look at the results."))
-    if len(session.participants) >= limit:
+    if not leads and not session.door_open:
+        raise RuleError(DOOR_CLOSED)
+    if not leads and len(session.participants) >= limit and _others(session) >= limit:
         raise RuleError(
             N_("This session is full (%(limit)d people); ask the facilitator.", limit=limit)
         )
     people = session.people()
-    if participant.name.casefold() in people.names:
+    if name_key(participant.name) in people.names:
         raise RuleError(
             N_(
                 "Someone called %(name)s is already here; pick another name.",
@@ -145,6 +162,11 @@ def join(session: Session, participant: Participant, *, limit: int) -> Session:
         )
     participants = (*session.participants, participant)
     return evolve(session, people.appended(participants), participants=participants)
+
+
+def _others(session: Session) -> int:
+    """How many people count towards a session's capacity: everyone but its facilitators."""
+    return len(session.participants) - sum(p.role == "facilitator" for p in session.participants)
 
 
 LINK_HANDED_OVER = N_(
@@ -321,27 +343,51 @@ def vote(
     ballots = case.ballots if same_score else {**case.ballots, participant_id: score}
     changed = replace(case, ballots=ballots, sequence=sequence, reasons=reasons)
     if session.anonymous and session.mode == "open" and not same_score:
-        changed = _show_in_batches(changed, participant_id)
+        changed = _show_in_steps(changed, participant_id)
     return _reveal_when_all_voted(_replace_case(session, changed), case_id)
 
 
 # Live results of an anonymous session must not let anyone watching tell who voted what.
-# Who has voted is public (everyone sees "7 of 9 voted"), so if the histogram moved with every
-# ballot, a watcher would pair each new name with each new bar. Instead, a ballot joins the
-# shown results only together with at least one other, and the two most recent changes are
-# always held back, so even the reveal (which shows everything) adds at least two at once:
-# every voter stays behind at least one other possible score.
-BATCH = 2
-HELD_BACK = 2
+# Nobody is told who has voted (server.snapshot sends counts only), and the histogram does not
+# move with every ballot: it moves in steps, each holding the changes of at least MIN_CROWD
+# different people since the last step (a first ballot, a changed score, a ballot taken away),
+# all of them at once. Changing one's own score again does not make a step bigger, so someone
+# controlling several participants gets one ballot of an honest person into a step only
+# alongside their own, and learns a score, never whose it is.
 
 
-def _show_in_batches(case: CaseState, participant_id: str) -> CaseState:
-    unshown = (*(p for p in case.unshown if p != participant_id), participant_id)
-    if len(unshown) < BATCH + HELD_BACK:
+def _show_in_steps(case: CaseState, participant_id: str) -> CaseState:
+    unshown = case.unshown
+    if participant_id not in unshown:
+        unshown = (*unshown, participant_id)
+    if len(unshown) < MIN_CROWD:
         return replace(case, unshown=unshown)
-    ready = unshown[:-HELD_BACK]
-    shown = {**case.shown, **{p: case.ballots[p] for p in ready}}
-    return replace(case, shown=shown, unshown=unshown[-HELD_BACK:])
+    return replace(case, shown=dict(case.ballots), unshown=())
+
+
+def _check_crowd(session: Session, cases: Iterable[CaseState]) -> None:
+    """Refuse to reveal cases of an anonymous session that too few people scored."""
+    short = [c for c in cases if c.status == "voting" and not session.crowd_enough(c.ballots)]
+    if len(short) == 1:
+        raise RuleError(
+            N_(
+                "Not yet: in an anonymous session results show once at least %(crowd)d people "
+                "have scored the question (skips don't count), and so far %(scored)d have. Wait "
+                "for more scores, or lock the question to close voting without results.",
+                crowd=MIN_CROWD,
+                scored=scored(short[0].ballots),
+            )
+        )
+    if short:
+        raise RuleError(
+            N_(
+                "Not yet: in an anonymous session results show once at least %(crowd)d people "
+                "have scored a question (skips don't count), and %(count)d of the open "
+                "questions have fewer. Reveal the others one by one, or wait for more scores.",
+                crowd=MIN_CROWD,
+                count=len(short),
+            )
+        )
 
 
 def _not_open_message(case: CaseState) -> str:
@@ -363,10 +409,13 @@ def control(session: Session, participant_id: str, action: str, case_id: str | N
         if case_id is None:
             raise RuleError(N_("Say which case to %(action)s.", action=action))
         case = _case(session, case_id)
+        if action == "reveal":
+            _check_crowd(session, (case,))
         return _replace_case(session, _CASE_RULES[action](case))
     if action == "open_all":
         return _every_case(session, "pending", lambda c: replace(c, status="voting"))
     if action == "reveal_all":
+        _check_crowd(session, [c for c in session.cases if c.status == "voting"])
         return _every_case(session, "voting", _revealed)
     # finish: what was being voted on is revealed; everything revealed is locked for the record.
     finished = _every_case(session, "voting", _locked, require_any=False)
@@ -467,9 +516,11 @@ def _facilitator(session: Session, participant_id: str) -> None:
 
 # --- countdowns
 #
-# Closing voting means revealing: the contract's statuses have no "closed but hidden", and a
-# locked case shows its scores too, so a countdown that ends does what the facilitator's reveal
-# does (and a case that is revealed can still be re-voted or locked).
+# Closing voting means revealing: the contract's statuses have no "closed but hidden", so a
+# countdown that ends does what the facilitator's reveal does (and a case that is revealed can
+# still be re-voted or locked). In an anonymous session a case too few people scored is locked
+# instead, its results withheld (models.Session.withheld): closed, nothing shown, and it can
+# still be voted on again.
 
 
 def countdown(
@@ -500,8 +551,14 @@ def close_overdue(session: Session, now: float) -> Session:
     if not any(_overdue(c, now) for c in session.cases):
         return session
     return evolve(
-        session, cases=tuple(_revealed(c) if _overdue(c, now) else c for c in session.cases)
+        session,
+        cases=tuple(_closed(session, c) if _overdue(c, now) else c for c in session.cases),
     )
+
+
+def _closed(session: Session, case: CaseState) -> CaseState:
+    """A case whose voting ended: revealed, or locked without results if too few scored it."""
+    return _revealed(case) if session.crowd_enough(case.ballots) else _locked(case)
 
 
 def _overdue(case: CaseState, now: float) -> bool:
@@ -532,7 +589,9 @@ def everyone_here_voted(session: Session, case: CaseState) -> bool:
     """Whether every participant who votes (not a spectator) and is here has a ballot on
     `case`, and at least one of them is online. Here means online, or offline for a short
     while only (not yet away): a connection that blinks does not trigger a reveal, and people
-    long gone do not hold the room up."""
+    long gone do not hold the room up. An anonymous session also waits for enough scores."""
+    if not session.crowd_enough(case.ballots):
+        return False
     online = False
     for p in session.participants:
         if p.counts and _here(p):
@@ -706,15 +765,17 @@ def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
 def _without(case: CaseState, whom: str) -> CaseState:
     if case.status != "voting" or whom not in case.ballots:
         return case
-    # `shown` keeps its entry: taking it out of the live histogram of an anonymous session
-    # would show which score was theirs.
-    return replace(
+    # The live histogram of an anonymous session drops their ballot with the next step, like
+    # any other change: taking it out at once would show which score was theirs.
+    # (A ballot that never showed leaves nothing to take out.)
+    without = replace(
         case,
         ballots={p: s for p, s in case.ballots.items() if p != whom},
         reasons={p: r for p, r in case.reasons.items() if p != whom},
         sequence={p: q for p, q in case.sequence.items() if p != whom},
         unshown=tuple(p for p in case.unshown if p != whom),
     )
+    return _show_in_steps(without, whom) if whom in case.shown else without
 
 
 def moved_between(before: Session, after: Session) -> set[str]:
@@ -745,3 +806,82 @@ def removed_between(before: Session, after: Session) -> set[str]:
         return set()
     positions = after.people().positions
     return {p.id for p in old if p.id not in positions}
+
+
+# --- the door and the sweep
+#
+# A facilitator can close the session to newcomers (people already in come back, facilitator
+# links always get in) and take out, in one change, everyone offline who holds no ballot: so a
+# room filled with made-up people is theirs again in two clicks. People who never voted and
+# have been offline for long go by themselves (expire_idle, on a timer like mark_away).
+
+
+def set_door(session: Session, participant_id: str, open: bool) -> Session:
+    """Open or close the session to newcomers."""
+    _facilitator(session, participant_id)
+    if session.door_open == open:
+        return session
+    return evolve(session, door_open=open)
+
+
+NOBODY_IDLE = N_("Nobody to remove: everyone offline has scored something.")
+
+
+def remove_idle(session: Session, participant_id: str) -> Session:
+    """Remove everyone offline who holds no ballot (in this round or an earlier one), except
+    facilitators."""
+    _facilitator(session, participant_id)
+    idle = _idle(session, lambda p: not p.online)
+    if not idle:
+        raise RuleError(NOBODY_IDLE)
+    return _drop_all(session, idle)
+
+
+def expire_idle(session: Session, now: float, after: float) -> Session:
+    """Remove everyone who holds no ballot and has been offline for at least `after` seconds
+    at `now` (0: nobody ever), except facilitators. The same change again changes nothing."""
+    if after <= 0:
+        return session
+    idle = _idle(session, lambda p: _gone_for(p, now, after))
+    return _drop_all(session, idle) if idle else session
+
+
+def _gone_for(p: Participant, now: float, after: float) -> bool:
+    return not p.online and (p.offline_since or 0.0) + after <= now
+
+
+def next_expiry(session: Session, after: float) -> float | None:
+    """When the next person offline without a ballot will have been so for `after` seconds."""
+    if after <= 0:
+        return None
+    offline = [p for p in session.participants if not p.sids and p.role != "facilitator"]
+    if not offline:
+        return None
+    holders = _holders(session)
+    times = [p.offline_since or 0.0 for p in offline if p.id not in holders]
+    return min(times) + after if times else None
+
+
+def _idle(session: Session, gone: Callable[[Participant], bool]) -> set[str]:
+    candidates = [p for p in session.participants if p.role != "facilitator" and gone(p)]
+    if not candidates:
+        return set()
+    holders = _holders(session)
+    return {p.id for p in candidates if p.id not in holders}
+
+
+def _holders(session: Session) -> set[str]:
+    """Everyone with a ballot on some case, in its current round or an earlier one."""
+    found: set[str] = set()
+    for case in session.cases:
+        found.update(case.ballots)
+        for past in case.history:
+            found.update(past.ballots)
+    return found
+
+
+def _drop_all(session: Session, whom: set[str]) -> Session:
+    # They hold no ballot, so only the list of people changes (and auto-reveal may now find
+    # everyone still here has voted).
+    participants = tuple(p for p in session.participants if p.id not in whom)
+    return _reveal_when_all_voted(evolve(session, participants=participants))

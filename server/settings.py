@@ -58,6 +58,10 @@ class Settings:
     # Someone offline for this long is shown away: not counted in "n of m" and not waited for
     # by auto-reveal, until they come back; 0 never marks anyone away.
     away_after_seconds: float = 120
+    # Someone who holds no ballot and has been offline for this long leaves the session by
+    # themselves (names made up to fill a room go; a person coming back simply joins again);
+    # 0 keeps everyone until they leave or are removed.
+    expire_idle_after_seconds: float = 900
     # Rate limits ("N/second", "N/minute", several joined with ";"): socket events per
     # connection, new connections per client address, sessions created per client address.
     # A token bucket per rate: "60/second;600/minute" lets 60 in at once, then up to 60 a
@@ -189,8 +193,10 @@ class Settings:
             raise SettingsError("redis_channels must be 'room' (the default) or 'shared'")
         if not math.isfinite(self.instance_ttl_seconds) or self.instance_ttl_seconds < 1:
             raise SettingsError("instance_ttl_seconds must be a number of seconds, at least 1")
-        if not math.isfinite(self.away_after_seconds) or self.away_after_seconds < 0:
-            raise SettingsError("away_after_seconds must be a number of seconds (0: never)")
+        for name in ("away_after_seconds", "expire_idle_after_seconds"):
+            seconds = getattr(self, name)
+            if not math.isfinite(seconds) or seconds < 0:
+                raise SettingsError(f"{name} must be a number of seconds (0: never)")
         if self.log_level.lower() not in LOG_LEVELS:
             raise SettingsError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"

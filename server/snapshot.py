@@ -3,7 +3,8 @@ recommendation.
 
 This is the one place that decides what leaves the server. Scores of a case, and the reasons
 given with them, are included only when the case's results are visible (revealed, or open
-mode); who scored what is never included in an anonymous session. A delta is built from the
+mode); who scored what is never included in an anonymous session, nor who has voted (only how
+many), nor the scores of a round fewer than MIN_CROWD people scored. A delta is built from the
 very same views as the snapshot and lists a part only when its view differs from the one last
 sent, so it can never tell more than two snapshots side by side would.
 """
@@ -16,7 +17,7 @@ from operator import is_not
 from typing import Any
 
 from server import engine
-from server.models import CaseState, Participant, Session
+from server.models import CaseState, Participant, Round, Session
 
 
 def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
@@ -33,7 +34,7 @@ def case_results(session: Session, case: CaseState) -> dict[str, Any] | None:
     # Reasons show with the scores; in an anonymous session only once revealed, because the
     # live scores there move in batches and a reason would tell whose score just arrived.
     results["reasons"] = [] if live_and_anonymous else reasons(session, case.ballots, case.reasons)
-    earlier = history(case)
+    earlier = history(session, case)
     results["history"] = earlier
     # How agreement moved since the round before, and whether another round is worth it
     # (only for a revealed or locked round: live scores in open mode are not a round yet).
@@ -67,12 +68,13 @@ def reasons(
     return [{"participant": pid, "score": ballots[pid], "text": given[pid]} for pid in order]
 
 
-def history(case: CaseState) -> list[dict[str, Any]]:
+def history(session: Session, case: CaseState) -> list[dict[str, Any]]:
     """The earlier rounds of a case, as SPEC §4 `history` lists them, each with `change`: how
-    much consensus grew since the round before (None for the first round)."""
+    much consensus grew since the round before (None for the first round). A round of an
+    anonymous session closed with too few scores shows none (its figures are None)."""
     rounds: list[dict[str, Any]] = []
     for past in case.history:
-        stats = engine.case_results(past.ballots.values()).as_dict()
+        stats = past_results(session, past)
         previous = rounds[-1]["consensus"] if rounds else None
         rounds.append(
             {
@@ -85,6 +87,15 @@ def history(case: CaseState) -> list[dict[str, Any]]:
 
 
 _ROUND_KEYS = ("n", "histogram", "median", "iqr", "consensus", "band")
+
+
+def past_results(session: Session, past: Round) -> dict[str, Any]:
+    """The figures of an earlier round (engine.case_results), all None where the round's
+    scores were withheld."""
+    stats = engine.case_results(past.ballots.values()).as_dict()
+    if not session.crowd_enough(past.ballots):
+        return dict.fromkeys(stats)
+    return stats
 
 
 def _consensus_by_round(rounds: list[dict[str, Any]]) -> tuple[float | None, ...]:
@@ -115,7 +126,7 @@ def recommendation(session: Session) -> dict[str, Any] | None:
     template = session.template
     inputs = []
     for case in session.cases:
-        if case.status not in ("revealed", "locked"):
+        if case.status not in ("revealed", "locked") or session.withheld(case):
             continue
         results = engine.case_results(case.ballots.values())
         spec = template.case(case.id)
@@ -131,7 +142,7 @@ def recommendation(session: Session) -> dict[str, Any] | None:
                 histogram=results.histogram,
                 iqr=results.iqr,
                 consensus=results.consensus,
-                earlier=_consensus_by_round(history(case)),
+                earlier=_consensus_by_round(history(session, case)),
             )
         )
     stacks = [engine.StackInfo(id=s.id, name=s.name) for s in template.stacks]
@@ -149,6 +160,7 @@ def summary(session: Session) -> dict[str, Any]:
         "anonymous": session.anonymous,
         "status": session.status,
         "auto_reveal": session.auto_reveal,
+        "door_open": session.door_open,
         "nudge": nudge_view(session),
     }
 
@@ -166,13 +178,16 @@ def nudge_view(session: Session) -> dict[str, Any] | None:
 
 
 def participant_view(session: Session, p: Participant) -> dict[str, Any]:
+    """A participant as everyone sees them. In an anonymous session nobody is told who has
+    voted (`voted` is empty; each case's `votes_in` says how many): together with the moment
+    a count goes up, a name on a list would say whose ballot just arrived."""
     return {
         "id": p.id,
         "name": p.name,
         "role": p.role,
         "online": p.online,
         "away": p.away,
-        "voted": [c.id for c in session.cases if p.id in c.ballots],
+        "voted": [] if session.anonymous else [c.id for c in session.cases if p.id in c.ballots],
     }
 
 
@@ -185,10 +200,12 @@ def case_view(session: Session, c: CaseState) -> dict[str, Any]:
         "round": c.round,
         "votes_in": len(c.ballots),
         "results": case_results(session, c),
+        # Closed without results: too few people scored it in an anonymous session.
+        "withheld": session.withheld(c),
         "deadline": c.deadline,
         # Earlier rounds were shown to everyone when revealed; they stay in view during a
         # re-vote, whose own scores are still hidden (so `results` is null then).
-        "history": history(c),
+        "history": history(session, c),
     }
 
 

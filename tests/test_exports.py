@@ -62,6 +62,7 @@ def test_the_results_document_has_the_contract_shape() -> None:
         "anonymous": False,
         "status": "active",
         "auto_reveal": False,
+        "door_open": True,
         "template": "Is Django right for this project?",
         "version": session.version,
     }
@@ -318,7 +319,9 @@ def test_the_decision_record_names_a_close_call_and_contested_cases() -> None:
 
 
 def test_the_decision_record_of_an_anonymous_session_has_no_ballots() -> None:
-    session = scored(team("Alice", "Bob", anonymous=True), "realtime", {"alice": 4, "bob": 1})
+    session = scored(
+        team("Alice", "Bob", anonymous=True), "realtime", {"alice": 4, "bob": 1, "fay": 2}
+    )
     text = record(control(scored_again(session), "finish"))
     assert "## Ballots" not in text
     assert "Alice: 4" not in text
@@ -329,7 +332,8 @@ def test_the_decision_record_of_an_anonymous_session_has_no_ballots() -> None:
 
 def scored_again(session: Session) -> Session:
     session = control(session, "revote", "realtime")
-    return control(cast(session, "realtime", {"alice": 3}), "reveal", "realtime")
+    ballots = {"alice": 3, "bob": 1, "fay": 2}
+    return control(cast(session, "realtime", ballots), "reveal", "realtime")
 
 
 # --- reasons
@@ -337,11 +341,17 @@ def scored_again(session: Session) -> Session:
 
 def reasoned(**options: object) -> Session:
     """`realtime` revealed with reasons in two rounds; `performance` open with a hidden one."""
-    session = control(team("Alice", "Bob", **options), "open", "realtime")
+    people = ("Alice", "Bob", "Carol") if options.get("anonymous") else ("Alice", "Bob")
+    session = control(team(*people, **options), "open", "realtime")
     session = rules.vote(session, "alice", "realtime", 4, reason="Chat is the product")
     session = rules.vote(session, "bob", "realtime", None, reason="=cmd|' /C calc'!A0")
+    if options.get("anonymous"):
+        # Enough scores to reveal an anonymous session's question (rules.MIN_CROWD).
+        session = cast(session, "realtime", {"fay": 2, "carol": 1})
     session = control(control(session, "reveal", "realtime"), "revote", "realtime")
     session = rules.vote(session, "alice", "realtime", 3, reason="Less *sure* now [x](y)")
+    if options.get("anonymous"):
+        session = cast(session, "realtime", {"fay": 2, "carol": 1})
     session = control(session, "reveal", "realtime")
     session = control(session, "open", "performance")
     return rules.vote(session, "bob", "performance", 2, reason="a hidden thought")

@@ -14,6 +14,7 @@ from server.models import CaseState, Nudge, Participant, Session
 from server.rules import INVISIBLE_IN_NAME, RuleError
 from server.security import hash_token
 from tests.factories import (
+    FACILITATOR,
     LIMIT,
     case_in,
     cast,
@@ -99,12 +100,22 @@ def test_names_that_differ_only_by_case_folding_clash() -> None:
 
 
 def test_a_full_room_refuses_newcomers() -> None:
+    # Capacity counts everyone but the facilitators: Alice fills a room of one.
     session = with_people(new_session(), person("Fay", "facilitator"), person("Alice"))
     with pytest.raises(RuleError) as caught:
-        rules.join(session, person("Bob"), limit=2)
-    assert str(caught.value) == "This session is full (2 people); ask the facilitator."
+        rules.join(session, person("Bob"), limit=1)
+    assert str(caught.value) == "This session is full (1 people); ask the facilitator."
     assert len(session.participants) == 2
-    assert rules.join(session, person("Bob"), limit=3).participant("bob") is not None
+    assert rules.join(session, person("Bob"), limit=2).participant("bob") is not None
+
+
+def test_a_facilitator_gets_into_a_full_room() -> None:
+    session = with_people(new_session(), person("Alice"), person("Bob"))
+    joined = rules.join(session, person("Fay", "facilitator"), limit=2)
+    assert joined.participant("fay") is not None
+    # ...and still does not take a seat from anyone else.
+    with pytest.raises(RuleError, match="full"):
+        rules.join(joined, person("Carol"), limit=2)
 
 
 def test_spectators_count_towards_the_room_limit() -> None:
@@ -567,7 +578,7 @@ def test_another_tab_of_the_same_person_is_another_client() -> None:
     assert case_in(other, "realtime").ballots == {"ann": 0}
 
 
-# --- anonymous sessions in open mode: live results in batches
+# --- anonymous sessions in open mode: live results in steps of at least three people
 
 
 def anonymous_open(voters: int) -> Session:
@@ -578,36 +589,52 @@ def anonymous_open(voters: int) -> Session:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    scores=st.lists(st.integers(0, 4) | st.none(), min_size=2, max_size=12),
-    order=st.randoms(use_true_random=False),
+    votes=st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 4) | st.none()), min_size=1, max_size=30
+    )
 )
-def test_anonymous_ballots_are_shown_two_or_more_at_a_time(
-    scores: list[int | None], order: random.Random
+def test_anonymous_live_results_move_in_steps_of_three_people_or_more(
+    votes: list[tuple[int, int | None]],
 ) -> None:
-    voters = [f"v{n}" for n in range(len(scores))]
-    order.shuffle(voters)
-    session = anonymous_open(len(scores))
+    session = anonymous_open(8)
+    pending: set[str] = set()
     shown_before: dict[str, int | None] = {}
-    for voter, score in zip(voters, scores, strict=True):
-        session = rules.vote(session, voter, "realtime", score)
-        shown = case_in(session, "realtime").shown
-        newly = {p for p in shown if shown_before.get(p, "none") != shown[p]}
-        assert len(newly) in (0, *range(rules.BATCH, len(voters) + 1))
-        shown_before = dict(shown)
-    # The reveal shows what was held back: never a single ballot on its own.
-    held_back = case_in(session, "realtime").ballots.keys() - shown_before.keys()
-    assert len(held_back) >= 2
+    for voter, score in votes:
+        before = case_in(session, "realtime").ballots
+        session = rules.vote(session, f"v{voter}", "realtime", score)
+        case = case_in(session, "realtime")
+        if case.ballots != before:
+            pending.add(f"v{voter}")
+        if case.shown != shown_before:
+            # A step: everything that changed since the last one, from at least 3 people.
+            assert len(pending) >= 3
+            assert case.shown == case.ballots
+            pending.clear()
+        assert set(case.unshown) == pending
+        shown_before = dict(case.shown)
 
 
-def test_a_changed_ballot_waits_to_be_shown_with_another() -> None:
+def test_changing_ones_own_score_again_does_not_make_a_step() -> None:
     session = anonymous_open(4)
-    for voter, score in [("v0", 0), ("v1", 1), ("v2", 2), ("v3", 3)]:
-        session = rules.vote(session, voter, "realtime", score)
+    for score in (0, 1, 2, 3, 4, 0):
+        session = rules.vote(session, "v0", "realtime", score)
+    session = rules.vote(session, "v1", "realtime", 1)
     case = case_in(session, "realtime")
-    assert case.shown == {"v0": 0, "v1": 1} and case.unshown == ("v2", "v3")
-    session = rules.vote(session, "v0", "realtime", 4)
+    assert case.shown == {} and case.unshown == ("v0", "v1")
+    session = rules.vote(session, "v2", "realtime", 2)
     case = case_in(session, "realtime")
-    assert case.shown == {"v0": 0, "v1": 1} and case.unshown == ("v2", "v3", "v0")
+    assert case.shown == {"v0": 0, "v1": 1, "v2": 2} and case.unshown == ()
+
+
+def test_a_removed_ballot_leaves_the_live_results_with_the_next_step() -> None:
+    session = anonymous_open(5)
+    for n in range(3):
+        session = rules.vote(session, f"v{n}", "realtime", n)
+    session = rules.remove(session, FACILITATOR, "v0", keep_ballots=False)
+    case = case_in(session, "realtime")
+    assert case.shown == {"v0": 0, "v1": 1, "v2": 2} and case.unshown == ("v0",)
+    session = rules.vote(rules.vote(session, "v3", "realtime", 3), "v4", "realtime", 4)
+    assert case_in(session, "realtime").shown == {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
 
 
 def test_a_new_round_starts_with_nothing_shown() -> None:

@@ -40,6 +40,7 @@ def test_the_snapshot_has_the_contract_shape() -> None:
         "anonymous": False,
         "status": "active",
         "auto_reveal": False,
+        "door_open": True,
         "nudge": None,
     }
     offline = {"online": False, "away": False}
@@ -58,10 +59,11 @@ def test_the_snapshot_has_the_contract_shape() -> None:
         "round",
         "votes_in",
         "results",
+        "withheld",
         "deadline",
         "history",
     }
-    assert (realtime["deadline"], realtime["history"]) == (None, [])
+    assert (realtime["deadline"], realtime["history"], realtime["withheld"]) == (None, [], False)
     assert realtime["title"] == "Live updates are core"
     assert (realtime["status"], realtime["round"]) == ("voting", 1)
 
@@ -202,20 +204,23 @@ def test_open_mode_shows_live_results_while_voting() -> None:
 
 
 def anonymous_revealed() -> Session:
-    session = scored(team("Alice", "Bob", anonymous=True), "realtime", {"alice": 4, "bob": 1})
+    session = scored(
+        team("Alice", "Bob", anonymous=True), "realtime", {"alice": 4, "bob": 1, "fay": 2}
+    )
     session = control(session, "revote", "realtime")
     return scored_again(session)
 
 
 def scored_again(session: Session) -> Session:
-    return control(cast(session, "realtime", {"alice": 3, "bob": 2}), "reveal", "realtime")
+    ballots = {"alice": 3, "bob": 2, "fay": 2}
+    return control(cast(session, "realtime", ballots), "reveal", "realtime")
 
 
 def test_anonymous_sessions_never_show_ballots_in_the_snapshot() -> None:
     state = snapshot.state(anonymous_revealed())
     results = case_of(state, "realtime")["results"]
     assert "ballots" not in results
-    assert results["histogram"] == [0, 0, 1, 1, 0]
+    assert results["histogram"] == [0, 0, 2, 1, 0]
     assert state["session"]["anonymous"] is True
     assert '"ballots"' not in dumped(state)
     assert '"participant"' not in dumped(state)
@@ -225,14 +230,14 @@ def test_anonymous_open_mode_shows_live_counts_but_no_ballots() -> None:
     session = with_people(voting(mode="open", anonymous=True), person("Carol"))
     state = snapshot.state(cast(session, "realtime", {"carol": 0}))
     realtime = case_of(state, "realtime")
-    # Four ballots in: the first two are shown together, the last two are held back.
+    # Four ballots in: the first three are shown together, the fourth waits for two more.
     assert realtime["votes_in"] == 4
-    assert (realtime["results"]["n"], realtime["results"]["abstain"]) == (2, 0)
+    assert (realtime["results"]["n"], realtime["results"]["abstain"]) == (2, 1)
     assert realtime["results"]["histogram"] == [0, 0, 0, 1, 1]
     assert '"ballots"' not in dumped(state)
 
 
-def test_anonymous_live_results_move_only_in_batches_of_two_or_more() -> None:
+def test_anonymous_live_results_move_only_in_steps_of_three_or_more() -> None:
     people = ["Ann", "Ben", "Cat", "Dan", "Eve", "Flo", "Gus"]
     session = control(
         with_people(team(mode="open", anonymous=True), *(person(n) for n in people)),
@@ -243,7 +248,7 @@ def test_anonymous_live_results_move_only_in_batches_of_two_or_more() -> None:
     for n, name in enumerate(people):
         session = rules.vote(session, name.lower(), "realtime", n % 5)
         shown_sizes.append(case_of(snapshot.state(session), "realtime")["results"]["n"])
-    assert shown_sizes == [0, 0, 0, 2, 2, 4, 4]
+    assert shown_sizes == [0, 0, 3, 3, 3, 6, 6]
     revealed = case_of(snapshot.state(control(session, "reveal", "realtime")), "realtime")
     assert revealed["results"]["n"] == 7
 
