@@ -332,7 +332,7 @@ def test_the_decision_record_of_an_anonymous_session_has_no_ballots() -> None:
 
 def scored_again(session: Session) -> Session:
     session = control(session, "revote", "realtime")
-    ballots = {"alice": 3, "bob": 1, "fay": 2}
+    ballots: dict[str, int | None] = {"alice": 3, "bob": 1, "fay": 2}
     return control(cast(session, "realtime", ballots), "reveal", "realtime")
 
 

@@ -212,7 +212,7 @@ def anonymous_revealed() -> Session:
 
 
 def scored_again(session: Session) -> Session:
-    ballots = {"alice": 3, "bob": 2, "fay": 2}
+    ballots: dict[str, int | None] = {"alice": 3, "bob": 2, "fay": 2}
     return control(cast(session, "realtime", ballots), "reveal", "realtime")
 
 
