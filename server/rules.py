@@ -365,10 +365,11 @@ def _show_in_steps(case: CaseState, participant_id: str) -> CaseState:
     return replace(case, shown=dict(case.ballots), unshown=())
 
 
-def _check_crowd(session: Session, cases: Iterable[CaseState]) -> None:
-    """Refuse to reveal cases of an anonymous session that too few people scored."""
+def _check_crowd(session: Session, cases: Iterable[CaseState], *, every: bool = False) -> None:
+    """Refuse to reveal cases of an anonymous session that too few people scored (`every`:
+    the facilitator asked to reveal every open case)."""
     short = [c for c in cases if c.status == "voting" and not session.crowd_enough(c.ballots)]
-    if len(short) == 1:
+    if short and not every:
         raise RuleError(
             N_(
                 "Not yet: in an anonymous session results show once at least %(crowd)d people "
@@ -415,7 +416,7 @@ def control(session: Session, participant_id: str, action: str, case_id: str | N
     if action == "open_all":
         return _every_case(session, "pending", lambda c: replace(c, status="voting"))
     if action == "reveal_all":
-        _check_crowd(session, [c for c in session.cases if c.status == "voting"])
+        _check_crowd(session, session.cases, every=True)
         return _every_case(session, "voting", _revealed)
     # finish: what was being voted on is revealed; everything revealed is locked for the record.
     finished = _every_case(session, "voting", _locked, require_any=False)
@@ -735,6 +736,10 @@ def remove(session: Session, participant_id: str, whom: str, *, keep_ballots: bo
     return _drop(session, whom, keep_ballots)
 
 
+BALLOTS_STAY = N_(
+    "In an anonymous session votes stay counted when someone leaves: taking them out would "
+    "show what they were. To start a question afresh, re-vote it."
+)
 HAND_OVER_FIRST = N_(
     "Hand the session over first: you are its only facilitator, and nobody could run it after "
     "you leave."
@@ -755,6 +760,12 @@ def leave(session: Session, participant_id: str, *, keep_ballots: bool) -> Sessi
 
 
 def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
+    if not keep_ballots and session.anonymous and any(c.status == "voting" for c in session.cases):
+        # Taking one person's ballots out of an anonymous count would show what they were (the
+        # count before and after, or the live histogram's next step), so they stay counted;
+        # a re-vote starts a question afresh. Refused whoever it is, voted or not: the refusal
+        # itself must not say whether they had voted.
+        raise RuleError(BALLOTS_STAY)
     participants = tuple(p for p in session.participants if p.id != whom)
     cases = session.cases
     if not keep_ballots:
@@ -765,17 +776,14 @@ def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
 def _without(case: CaseState, whom: str) -> CaseState:
     if case.status != "voting" or whom not in case.ballots:
         return case
-    # The live histogram of an anonymous session drops their ballot with the next step, like
-    # any other change: taking it out at once would show which score was theirs.
-    # (A ballot that never showed leaves nothing to take out.)
-    without = replace(
+    # (Never in an anonymous session: _drop refuses, so the live histogram's steps and
+    # `shown` need no change here.)
+    return replace(
         case,
         ballots={p: s for p, s in case.ballots.items() if p != whom},
         reasons={p: r for p, r in case.reasons.items() if p != whom},
         sequence={p: q for p, q in case.sequence.items() if p != whom},
-        unshown=tuple(p for p in case.unshown if p != whom),
     )
-    return _show_in_steps(without, whom) if whom in case.shown else without
 
 
 def moved_between(before: Session, after: Session) -> set[str]:

@@ -625,15 +625,21 @@ def test_changing_ones_own_score_again_does_not_make_a_step() -> None:
     assert case.shown == {"v0": 0, "v1": 1, "v2": 2} and case.unshown == ()
 
 
-def test_a_removed_ballot_leaves_the_live_results_with_the_next_step() -> None:
-    session = anonymous_open(5)
-    for n in range(3):
-        session = rules.vote(session, f"v{n}", "realtime", n)
-    session = rules.remove(session, FACILITATOR, "v0", keep_ballots=False)
-    case = case_in(session, "realtime")
-    assert case.shown == {"v0": 0, "v1": 1, "v2": 2} and case.unshown == ("v0",)
-    session = rules.vote(rules.vote(session, "v3", "realtime", 3), "v4", "realtime", 4)
-    assert case_in(session, "realtime").shown == {"v1": 1, "v2": 2, "v3": 3, "v4": 4}
+@pytest.mark.parametrize("mode", ["hidden", "open"])
+def test_an_anonymous_session_keeps_the_ballots_of_people_who_go(mode: str) -> None:
+    session = control(team("Ann", "Ben", mode=mode, anonymous=True), "open", "realtime")
+    session = rules.vote(session, "ann", "realtime", 4)
+    # Refused for Ann, who voted, and for Ben, who did not: the answer tells nothing.
+    for whom in ("ann", "ben"):
+        with pytest.raises(RuleError, match="votes stay counted"):
+            rules.remove(session, FACILITATOR, whom, keep_ballots=False)
+        with pytest.raises(RuleError, match="votes stay counted"):
+            rules.leave(session, whom, keep_ballots=False)
+    kept = rules.remove(session, FACILITATOR, "ann", keep_ballots=True)
+    assert case_in(kept, "realtime").ballots == {"ann": 4}
+    # With nothing being voted on, there is nothing to take out: going is allowed either way.
+    closed = control(session, "lock", "realtime")
+    assert rules.leave(closed, "ben", keep_ballots=False).participant("ben") is None
 
 
 def test_a_new_round_starts_with_nothing_shown() -> None:

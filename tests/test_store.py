@@ -464,7 +464,7 @@ def busy_session() -> Session:
     session = rules.attach(rules.attach(session, "alice", "sid-1"), "alice", "sid-2")
     session = control(session, "open", "realtime")
     session = rules.vote(session, "alice", "realtime", 4, reason="Chat is the product")
-    session = cast(session, "realtime", {"bob": None, "fay": 0})
+    session = cast(session, "realtime", {"bob": None, "fay": 0, "cat": 1})
     session = control(session, "reveal", "realtime")
     session = control(session, "revote", "realtime")
     session = rules.vote(session, "alice", "realtime", 3, reason="Less sure now")
@@ -474,6 +474,7 @@ def busy_session() -> Session:
     session = rules.countdown(session, "fay", "prototype", 90, 1_234.5)
     session = rules.remove(session, "fay", "cat", keep_ballots=True)
     session = rules.set_auto_reveal(session, "fay", True)
+    session = rules.set_door(session, "fay", False)
     session = rules.hand_over(session, "fay", "alice")
     return replace(session, join_code="7KQM4X")
 
@@ -488,7 +489,7 @@ def test_a_session_survives_a_dump_and_load() -> None:
         Round(
             round=1,
             status="revealed",
-            ballots={"alice": 4, "bob": None, "fay": 0},
+            ballots={"alice": 4, "bob": None, "fay": 0, "cat": 1},
             reasons={"alice": "Chat is the product"},
         ),
     )
@@ -548,9 +549,11 @@ async def test_reasons_deadlines_and_roles_survive_each_change(store: Store) -> 
         lambda s: control(s, "revote", "realtime"),
         lambda s: rules.vote(s, "ann", "realtime", 3, reason="Changed my mind"),
         lambda s: rules.set_auto_reveal(s, "fay", True),
+        lambda s: rules.set_door(s, "fay", False),
         lambda s: rules.hand_over(s, "fay", "ann"),
         # Ben leaves from the middle of the list: the newcomers after him keep their places.
         lambda s: rules.remove(s, "ann", "ben", keep_ballots=False),
+        lambda s: rules.set_door(s, "ann", True),
         lambda s: with_people(s, person("Dan"), person("Eve")),
         lambda s: rules.remove(s, "ann", "cat", keep_ballots=True),
     ]

@@ -99,6 +99,7 @@ def everything(keys: Keys, session: Session) -> Writes:
         version=0,
         updated_at=0.0,
         auto_reveal=False,
+        door_open=True,
     )
     found = changes(keys, empty, session)
     static = _Static(
@@ -126,6 +127,8 @@ def changes(keys: Keys, before: Session, after: Session) -> Writes:
         out[keys.meta]["st"] = after.status.encode()
     if after.auto_reveal != before.auto_reveal:
         out[keys.meta]["ar"] = b"1" if after.auto_reveal else b"0"
+    if after.door_open != before.door_open:
+        out[keys.meta]["do"] = b"1" if after.door_open else b"0"
     if after.facilitator_hash != before.facilitator_hash:
         out[keys.meta]["f"] = _encode(after.facilitator_hash)
     if after.participants is not before.participants:
@@ -239,6 +242,7 @@ def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) ->
         participants=tuple(x.p for x in persons),
         cases=tuple(states),
         auto_reveal=meta.get(b"ar") == b"1",
+        door_open=meta.get(b"do") != b"0",
         join_code=static.join_code,
     )
 
