@@ -40,7 +40,7 @@ import websockets  # noqa: E402
 from bench.procs import usage  # noqa: E402
 from tests.live import free_port  # noqa: E402
 
-ATTACKS = ("pong", "unknown", "sync", "unread", "handshake", "slowloris", "forged")
+ATTACKS = ("pong", "unknown", "sync", "unread", "handshake", "slowloris", "forged", "takeover")
 
 
 @dataclass
@@ -390,6 +390,90 @@ async def forged(server: Server, probe: Probe, args: argparse.Namespace) -> str:
     return (
         f"15 creates with made-up X-Forwarded-For after 2 without: {statuses.count(201)} created, "
         f"{statuses.count(429)} refused; Host: evil.example gave join_url {link!r}"
+    )
+
+
+async def knock(url: str, session: str, auth: dict[str, Any], source: str) -> tuple[Any, str]:
+    """One connection from `source` joining with `auth`: (the open WebSocket or None, the
+    server's answer frame)."""
+    ws = await websockets.connect(
+        ws_url(url), origin=websockets.Origin(url), local_addr=(source, 0)
+    )
+    await ws.recv()  # Engine.IO open
+    await ws.send("40" + json.dumps({"session": session, **auth}))
+    while not (answer := str(await ws.recv())).startswith(("40", "44")):
+        pass
+    if answer.startswith("40"):
+        return ws, answer
+    await ws.close()
+    return None, answer
+
+
+async def takeover(server: Server, probe: Probe, args: argparse.Namespace) -> str:
+    """One address fills a room with made-up names (join, leave, next) while its team is in;
+    then the facilitator, who had not joined yet, takes the room back: door, sweep."""
+    created = httpx.post(server.url + "/api/sessions", json={"title": "takeover"}).json()
+    room = created["id"]
+    # The team, joined before the attack, stays connected (its clients answer pings).
+    team = []
+    for n in range(3):
+        member = socketio.AsyncClient(reconnection=False)
+        await member.connect(
+            server.url, auth={"session": room, "name": f"Team {n}"}, transports=["websocket"]
+        )
+        team.append(member)
+    started, junk = time.monotonic(), 0
+    while True:
+        ws, answer = await knock(server.url, room, {"name": f"junk{junk}"}, "127.0.0.1")
+        if ws is not None:
+            junk += 1
+            await ws.close()
+        elif "full" in answer:
+            break
+        else:
+            await asyncio.sleep(0.05)  # the connect limit: as fast as it lets through
+    filled = time.monotonic() - started
+    _, late = await knock(server.url, room, {"name": "Latecomer"}, "127.0.4.1")
+    began = time.monotonic()
+    # The facilitator, from an address of their own, with the link they had not used yet.
+    fay, welcome = await knock(
+        server.url,
+        room,
+        {"name": "Fay", "facilitator_token": created["facilitator_token"]},
+        "127.0.5.1",
+    )
+    if fay is None:
+        probe.failures.append(("facilitator refused", welcome))
+        return f"the facilitator link was refused: {welcome[:100]}"
+
+    async def control(n: int, payload: dict[str, Any]) -> dict[str, Any]:
+        await fay.send(f"42{n}" + json.dumps(["control", payload]))
+        while not (frame := str(await fay.recv())).startswith(f"43{n}"):
+            if frame == "2":
+                await fay.send("3")
+        answer: dict[str, Any] = json.loads(frame[len(f"43{n}") :])[0]
+        return answer
+
+    door = await control(1, {"action": "door", "open": False})
+    swept = await control(2, {"action": "remove_idle"})
+    took = time.monotonic() - began
+    left = httpx.get(f"{server.url}/api/sessions/{room}").json()["participants"]
+    while True:  # the attacker again, once its address may connect again
+        _, refill = await knock(server.url, room, {"name": "junk-again"}, "127.0.0.1")
+        if "Too many connections" not in refill:
+            break
+        await asyncio.sleep(0.5)
+    await fay.close()
+    for member in team:
+        await member.disconnect()
+    if not (door.get("ok") and swept.get("ok")):
+        probe.failures.append(("takeover", door, swept))
+    return (
+        f"{junk} made-up people joined from one address in {filled:.0f} s; a latecomer from "
+        f"another address: {'refused (full)' if 'full' in late else late[:60]}; the facilitator "
+        f"link got in, closed the door and swept in {took:.2f} s: {len(left)} people left "
+        f"(the team of 3 and the facilitator); the attacker again: "
+        f"{'refused (door closed)' if 'closed' in refill else refill[:60]}"
     )
 
 

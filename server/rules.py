@@ -862,12 +862,24 @@ def next_expiry(session: Session, after: float) -> float | None:
     """When the next person offline without a ballot will have been so for `after` seconds."""
     if after <= 0:
         return None
-    offline = [p for p in session.participants if not p.sids and p.role != "facilitator"]
-    if not offline:
-        return None
-    holders = _holders(session)
-    times = [p.offline_since or 0.0 for p in offline if p.id not in holders]
-    return min(times) + after if times else None
+    # Runs on every change to the people list: the longest offline first, and only until one
+    # without a ballot is found (usually the first), rather than gathering every ballot.
+    offline = sorted(
+        (p.offline_since or 0.0, p.id)
+        for p in session.participants
+        if not p.sids and p.role != "facilitator"
+    )
+    for since, pid in offline:
+        if not _holds_ballot(session, pid):
+            return since + after
+    return None
+
+
+def _holds_ballot(session: Session, pid: str) -> bool:
+    return any(
+        pid in case.ballots or any(pid in past.ballots for past in case.history)
+        for case in session.cases
+    )
 
 
 def _idle(session: Session, gone: Callable[[Participant], bool]) -> set[str]:
