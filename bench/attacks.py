@@ -471,7 +471,7 @@ async def takeover(server: Server, probe: Probe, args: argparse.Namespace) -> st
     return (
         f"{junk} made-up people joined from one address in {filled:.0f} s; a latecomer from "
         f"another address: {'refused (full)' if 'full' in late else late[:60]}; the facilitator "
-        f"link got in, closed the door and swept in {took:.2f} s: {len(left)} people left "
+        f"link got in, closed the door and swept in {took * 1000:.0f} ms: {len(left)} people left "
         f"(the team of 3 and the facilitator); the attacker again: "
         f"{'refused (door closed)' if 'closed' in refill else refill[:60]}"
     )
