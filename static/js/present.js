@@ -6,7 +6,7 @@
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t, tn } from "./i18n.js";
 import { Follower } from "./room/delta.js";
-import { counted } from "./room/quorum.js";
+import { MIN_CROWD, counted } from "./room/quorum.js";
 import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
 import { Messages, caseChanges, milestones } from "./room/messages.js";
 import { scoreTrack } from "./room/panels.js";
@@ -138,9 +138,8 @@ function onSnapshot(snapshot, previous) {
   if (previous) {
     const changes = caseChanges(previous, snapshot);
     if (changes.opened.length) screen.featured = [];
-    if (changes.revealed.length) {
-      screen.featured = [...(screen.featured || []), ...changes.revealed];
-    }
+    const closed = [...changes.revealed, ...changes.withheld];
+    if (closed.length) screen.featured = [...(screen.featured || []), ...closed];
     // Spoken: questions opened and revealed, the end; never a single vote.
     const said = milestones(previous, snapshot, titleOf, changes);
     const verdict = snapshot.recommendation?.verdict;
@@ -206,8 +205,7 @@ function renderWaiting(snapshot) {
   setText(
     dom.waitingTitle,
     started ? t("Waiting for the next question") : t("Waiting for the first question"),
-  );
-}
+  );}
 
 /**
  * "n of m voted": m is everyone who votes (voters and the facilitator, not spectators), leaving
@@ -293,7 +291,13 @@ function renderResults(snapshot, finished) {
     setText(dom.resultsTitle, cases.length ? t("Final scores") : t("The session is finished"));
   } else if (cases.length === 1) {
     const round = roundWord(cases[0]);
-    setText(dom.resultsTitle, round ? `${t("Scores revealed")} · ${round}` : t("Scores revealed"));
+    const title = cases[0].withheld ? t("Voting closed") : t("Scores revealed");
+    setText(dom.resultsTitle, round ? `${title} · ${round}` : title);
+  } else if (cases.length && cases.every((c) => c.withheld)) {
+    setText(
+      dom.resultsTitle,
+      tn("Voting closed on {count} question", "Voting closed on {count} questions", cases.length),
+    );
   } else {
     setText(
       dom.resultsTitle,
@@ -304,7 +308,7 @@ function renderResults(snapshot, finished) {
       ),
     );
   }
-  const key = JSON.stringify(cases.map((c) => [c.id, c.title, c.round, c.results]));
+  const key = JSON.stringify(cases.map((c) => [c.id, c.title, c.round, c.results, c.withheld]));
   if (dom.results.dataset.key !== key) {
     dom.results.dataset.key = key;
     if (cases.length === 1) dom.results.replaceChildren(revealedCase(cases[0]));
@@ -346,8 +350,15 @@ function histogram(results, compact) {
   );
 }
 
-function noScores(results) {
-  return results.abstain ? t("Everyone who voted skipped this one.") : t("Nobody scored this one.");
+function noScores(state) {
+  if (state.withheld) {
+    return t("Voting closed without results: fewer than {crowd} people scored this question.", {
+      crowd: MIN_CROWD,
+    });
+  }
+  return state.results?.abstain
+    ? t("Everyone who voted skipped this one.")
+    : t("Nobody scored this one.");
 }
 
 function revealedCase(state) {
@@ -355,7 +366,7 @@ function revealedCase(state) {
   const n = results.n || 0;
   const body = [el("h3", { class: "present-case__title", text: state.title })];
   if (!n) {
-    body.push(el("p", { class: "present-case__empty", text: noScores(results) }));
+    body.push(el("p", { class: "present-case__empty", text: noScores(state) }));
     return el("article", { class: "present-case", dataset: { case: state.id } }, body);
   }
   const abstain = results.abstain || 0;
@@ -431,7 +442,7 @@ function revealedList(cases) {
             el("span", { "aria-hidden": "true", text: SHORT_BAND[band]?.() ?? "" }),
           ),
         ]
-      : [el("span", { class: "present-case-list__empty", text: noScores(results) })];
+      : [el("span", { class: "present-case-list__empty", text: noScores(state) })];
     return el(
       "li",
       { class: "present-case-list__item", dataset: { case: state.id } },

@@ -55,6 +55,7 @@ const dom = {
   barPeople: $("roombar-people"),
   facilitatorBar: $("facilitator-bar"),
   finishButton: $("facilitator-bar").querySelector('[data-action="finish"]'),
+  toolbarError: $("toolbar-error"),
   autoReveal: $("auto-reveal"),
   waiting: $("waiting"),
   waitingTitle: $("waiting-title"),
@@ -110,6 +111,7 @@ const room = {
   removedReason: "", // "removed", "left" or "moved"
   focusOnRender: false, // just joined: put focus where the person will act
   autoRevealWanted: null, // the auto-reveal switch's state while a change is on its way
+  toolbarErrorFor: null, // the questions open when a refusal was shown in the toolbar
 };
 
 let socket = null;
@@ -358,7 +360,7 @@ function onSnapshot(snapshot, previous) {
   rememberName(snapshot);
   render();
   if (previous && room.joined) {
-    const { spoken, event } = describeChanges(previous, snapshot, titleOf, room.me);
+    const { spoken, event } = describeChanges(previous, snapshot, titleOf, room.me, mine);
     if (spoken) messages.announce(spoken);
     if (event) {
       bar.showEvent(event, titleOf);
@@ -413,6 +415,9 @@ function render() {
   // While a change of the switch is on its way, it shows what was asked for.
   dom.autoReveal.checked = room.autoRevealWanted ?? Boolean(session.auto_reveal);
   dom.autoReveal.disabled = offline;
+  if (room.toolbarErrorFor !== null && room.toolbarErrorFor !== openCases(snapshot)) {
+    showToolbarError("");
+  }
   setHidden(dom.keyboardHint, role === "spectator" || finished);
   setHidden(dom.leaveRow, !room.joined || facilitator);
 
@@ -445,6 +450,20 @@ function render() {
   renderPresence(dom, snapshot, { me: room.me, facilitator, offline });
   placeRecommendation(snapshot);
   renderRecommendation(dom, snapshot.recommendation, titleOf);
+}
+
+// Which questions are open in which round: a refusal in the toolbar is about them.
+function openCases(snapshot) {
+  return snapshot.cases
+    .filter((c) => c.status === "voting")
+    .map((c) => `${c.id}:${c.round}`)
+    .join(" ");
+}
+
+function showToolbarError(message) {
+  room.toolbarErrorFor = message && room.snapshot ? openCases(room.snapshot) : null;
+  setText(dom.toolbarError, message);
+  setHidden(dom.toolbarError, !message);
 }
 
 // While questions are still being scored they come first; once nothing is open, the verdict does.
@@ -546,22 +565,32 @@ function deliver(ballot) {
 
 /**
  * A facilitator command; `extra` goes into the payload, `focusAfter` takes focus if the
- * pressed button goes away. Resolves to whether the server accepted it.
+ * pressed button goes away. A refusal shows where the button is (its question, the toolbar),
+ * else as a toast. Resolves to the server's ack if it accepted the command, else null.
  */
 function control(action, caseId, button, focusAfter, extra = {}) {
-  if (!ensureOnline()) return Promise.resolve(false);
+  if (!ensureOnline()) return Promise.resolve(null);
   const payload = caseId ? { action, case: caseId, ...extra } : { action, ...extra };
+  const card = caseId && button ? cards.get(caseId) : null;
+  const inToolbar = Boolean(button && dom.facilitatorBar.contains(button));
+  const refuse = (message) => {
+    if (card) card.showError(message, room.snapshot?.cases.find((c) => c.id === caseId));
+    else if (inToolbar) showToolbarError(message);
+    else messages.toast(message);
+  };
+  if (card) card.showError("");
+  if (inToolbar) showToolbarError("");
   button?.setAttribute("aria-disabled", "true");
   return new Promise((resolve) => {
     socket.timeout(ACK_TIMEOUT_MS).emit("control", payload, (err, ack) => {
       button?.removeAttribute("aria-disabled");
       render(); // the toolbar's buttons get their state back from the snapshot
-      if (err) messages.toast(t("The server didn't answer in time. Please try again."));
-      else if (!ack || !ack.ok) messages.toast(ack?.error || t("That didn't work. Please try again."));
+      if (err) refuse(t("The server didn't answer in time. Please try again."));
+      else if (!ack || !ack.ok) refuse(ack?.error || t("That didn't work. Please try again."));
       if (focusAfter && button && (button.hidden || document.activeElement === document.body)) {
         focusAfter.focus();
       }
-      resolve(Boolean(!err && ack && ack.ok));
+      resolve(!err && ack && ack.ok ? ack : null);
     });
   });
 }
@@ -695,28 +724,38 @@ async function onPersonAction(event) {
     if (answer) await control("hand_over", null, null, null, { participant: id });
     return;
   }
+  // In an anonymous session their votes stay counted: taking them out would show what they
+  // were (the server refuses), so there is nothing to choose.
+  const anonymous = Boolean(room.snapshot.session.anonymous);
+  const text = t("They'll be told and taken out of the room. They can join again as someone new.");
   const answer = await confirmDialog.ask({
     title: t("Remove {name}?", { name: person.name }),
-    text: t("They'll be told and taken out of the room. They can join again as someone new."),
+    text: anonymous ? text + " " + t("Any votes they gave stay counted.") : text,
     confirm: t("Remove"),
     danger: true,
-    check: { label: t("Also drop their scores on questions still open"), checked: false },
+    check: anonymous
+      ? null
+      : { label: t("Also drop their scores on questions still open"), checked: false },
   });
   if (answer) {
-    await control("remove", null, null, null, { participant: id, keep_ballots: !answer.checked });
+    const keep = anonymous || !answer.checked;
+    await control("remove", null, null, null, { participant: id, keep_ballots: keep });
   }
 }
 
 async function onLeave() {
+  const anonymous = Boolean(room.snapshot?.session.anonymous);
+  const text = t("You'll be taken off the list of people. You can join again later as someone new.");
   const answer = await confirmDialog.ask({
     title: t("Leave this session?"),
-    text: t("You'll be taken off the list of people. You can join again later as someone new."),
+    text: anonymous ? text + " " + t("Any votes you gave stay counted.") : text,
     confirm: t("Leave"),
     danger: true,
-    check: { label: t("Keep my scores on questions still open"), checked: true },
+    check: anonymous ? null : { label: t("Keep my scores on questions still open"), checked: true },
   });
   if (!answer || !ensureOnline()) return;
-  socket.timeout(ACK_TIMEOUT_MS).emit("leave", { keep_ballots: answer.checked }, (err, ack) => {
+  const keep = anonymous || answer.checked;
+  socket.timeout(ACK_TIMEOUT_MS).emit("leave", { keep_ballots: keep }, (err, ack) => {
     if (err) messages.toast(t("The server didn't answer in time. Please try again."));
     else if (!ack || !ack.ok) messages.toast(ack?.error || t("That didn't work. Please try again."));
     else {

@@ -279,7 +279,7 @@ def test_open_anonymous_session_shows_the_spread_live_without_names(
     fran.page.get_by_test_id("control-open-realtime").click()
     ana.page.get_by_test_id("score-realtime-3").click()
     fran.page.get_by_test_id("score-realtime-1").click()
-    # Two votes in, none shown yet: the chart waits for a batch, and says so.
+    # Two votes in, none shown yet: the chart waits for a step of three people, and says so.
     batching = ana.page.get_by_test_id("batching-realtime")
     expect(batching).to_contain_text("2 votes aren't in the chart yet")
     expect(ana.page.get_by_test_id("results-realtime")).to_contain_text("No scores yet")
@@ -287,16 +287,16 @@ def test_open_anonymous_session_shows_the_spread_live_without_names(
     cy.page.get_by_test_id("score-realtime-0").click()
     for someone in (fran, ana):
         results = someone.page.get_by_test_id("results-realtime")
-        # Open mode: the spread shows while voting (the first two votes now); anonymous: never
-        # who gave what.
+        # Open mode: the spread shows while voting (the first three votes now); anonymous:
+        # never who gave what.
         expect(results).to_be_visible()
-        expect(results.locator(".histogram__count")).to_have_text(["0", "1", "0", "1", "0"])
+        expect(results.locator(".histogram__count")).to_have_text(["0", "1", "0", "1", "1"])
         expect(someone.page.get_by_test_id("batching-realtime")).to_contain_text(
-            "2 votes aren't in the chart yet"
+            "1 vote isn't in the chart yet"
         )
         expect(results.locator(".ballots")).to_be_hidden()
         expect(results).not_to_contain_text("Ana")
-        expect(someone.page.get_by_test_id("median-realtime")).to_have_text("2")
+        expect(someone.page.get_by_test_id("median-realtime")).to_have_text("3")
 
     fran.page.get_by_test_id("control-reveal-realtime").click()
     expect(ana.page.locator('[data-testid="case-realtime"] [data-role="mine"]')).to_have_text(

@@ -212,7 +212,7 @@ def test_the_presenter_view_follows_a_session_from_waiting_to_the_verdict(
 def test_a_screen_opened_late_shows_every_reveal_and_a_finish_without_a_verdict_says_so(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    created = create_session(server.url, mode="open", anonymous=True)
+    created = create_session(server.url, mode="open")
     fran = person()
     join(fran.page, created["facilitator_url"], "Fran")
     for case in ("realtime", "prototype"):

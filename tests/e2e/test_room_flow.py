@@ -215,9 +215,15 @@ def test_reasons_travel_with_scores_and_show_at_the_reveal(
 def test_reasons_in_an_anonymous_session_name_nobody(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
-    _created, _url, fran, ana = fran_and_ana(server, person, anonymous=True)
+    _created, url, fran, ana = fran_and_ana(server, person, anonymous=True)
+    ben = person().page
+    join(ben, url, "Ben")
     fran.get_by_test_id("control-open-realtime").click()
     score_with_reason(ana, "realtime", 3, "Websockets everywhere")
+    # An anonymous question shows its scores once three people have scored it.
+    ben.get_by_test_id("score-realtime-2").click()
+    fran.get_by_test_id("score-realtime-1").click()
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("3 of 3 voted")
     fran.get_by_test_id("control-reveal-realtime").click()
     reasons = fran.get_by_test_id("reasons-realtime")
     expect(reasons).to_contain_text("Websockets everywhere")
@@ -356,9 +362,9 @@ def test_a_nudge_highlights_the_question_for_those_who_have_not_voted(
     expect(ben.get_by_test_id("roombar-status")).to_contain_text("waiting for your score")
     # Whoever has voted is left in peace.
     expect(ana.get_by_test_id("nudge-realtime")).to_be_hidden()
-    # A second nudge straight away is refused, and the facilitator is told why.
+    # A second nudge straight away is refused, and the facilitator is told why, by the button.
     fran.get_by_test_id("control-nudge").click()
-    expect(fran.locator("#toast")).to_contain_text("reminder just now")
+    expect(fran.get_by_test_id("toolbar-error")).to_contain_text("reminder just now")
     # Voting ends the reminder.
     ben.get_by_test_id("score-realtime-1").click()
     expect(ben.get_by_test_id("nudge-realtime")).to_be_hidden()

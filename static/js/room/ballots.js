@@ -42,9 +42,11 @@ export class MyBallots {
 
   /**
    * Forget choices the server no longer holds: a new round started, or my id is missing from
-   * the case's voters in a snapshot at least as new as my ballot.
+   * the case's voters in a snapshot at least as new as my ballot. An anonymous session tells
+   * nobody who voted, me neither, so there only a new round drops my ballots.
    */
   reconcile(snapshot, myId) {
+    const anonymous = Boolean(snapshot.session?.anonymous);
     const self = snapshot.participants.find((p) => p.id === myId);
     const voted = new Set(self ? self.voted : []);
     for (const c of snapshot.cases) {
@@ -56,6 +58,7 @@ export class MyBallots {
         continue;
       }
       const since = this.since.get(c.id) ?? 0;
+      if (anonymous) continue;
       if (this.scores.has(c.id) && !voted.has(c.id) && snapshot.version >= since) {
         this.scores.delete(c.id);
         this.reasons.delete(c.id);

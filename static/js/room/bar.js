@@ -68,10 +68,14 @@ export function statusLine(snapshot, view) {
       : t("Finished.");
   }
   const voting = open(snapshot);
-  const shown = snapshot.cases.filter((c) => c.status === "revealed" || c.status === "locked");
+  const anonymous = snapshot.session.anonymous;
+  // Closed without results (too few scores in an anonymous session) is not revealed.
+  const shown = snapshot.cases.filter(
+    (c) => (c.status === "revealed" || c.status === "locked") && !c.withheld,
+  );
   if (voting.length === 1) {
     const c = voting[0];
-    const { voted, total } = tally(snapshot.participants, c.id);
+    const { voted, total } = tally(snapshot.participants, c, anonymous);
     let line = t("Voting on “{title}”: {voted} of {total} voted", {
       title: c.title,
       voted,
@@ -89,7 +93,7 @@ export function statusLine(snapshot, view) {
       });
     }
     const done = voting.filter((c) => {
-      const { voted, total } = tally(snapshot.participants, c.id);
+      const { voted, total } = tally(snapshot.participants, c, anonymous);
       return total > 0 && voted === total;
     }).length;
     return t("{count} questions open: everyone has voted on {done}", {

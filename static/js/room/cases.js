@@ -3,7 +3,7 @@
 import { t, tn } from "../i18n.js";
 import { formatLeft } from "./bar.js";
 import { bandWord, el, formatNumber, listNames, setHidden, setText } from "./dom.js";
-import { tally } from "./quorum.js";
+import { MIN_CROWD, tally } from "./quorum.js";
 
 const STATUS_WORDS = {
   pending: () => t("Not open yet"),
@@ -19,6 +19,9 @@ const CONTROLS = {
   revote: ["revealed", "locked"],
   lock: ["revealed"],
 };
+// "Close voting" (a lock while voting) is offered in anonymous sessions, where a reveal may be
+// refused for want of scores: it ends voting, without results if too few people scored.
+const CLOSE = ["voting"];
 
 const BAND_SHORT = {
   strong: () => t("strong"),
@@ -64,6 +67,7 @@ export class CaseCard {
       "deadline",
       "waiting",
       "nudge",
+      "withheld",
       "vote",
       "choice",
       "reason",
@@ -92,12 +96,15 @@ export class CaseCard {
     this.reasonsList = part("reasons-list");
     this.historyList = part("history-list");
     this.lockHint = part("lock-hint");
+    this.crowdHint = part("crowd-hint");
+    this.controlError = part("control-error");
     this.timerSeconds = part("timer-seconds");
     this.scoreButtons = [...root.querySelectorAll("button[data-score]")];
     this.controlButtons = [...root.querySelectorAll("button[data-action]")];
     this.bins = [...root.querySelectorAll(".histogram__row")];
     this.deadlineAt = null;
     this.reasonRound = null;
+    this.errorFor = null; // the status and round a refusal shown in the controls was about
   }
 
   /**
@@ -107,8 +114,10 @@ export class CaseCard {
   render(state, view) {
     const { root } = this;
     root.dataset.status = state.status;
+    root.dataset.withheld = String(Boolean(state.withheld));
     this.status.dataset.status = state.status;
-    setText(this.status, STATUS_WORDS[state.status]?.() ?? state.status);
+    const status = state.withheld ? t("Closed") : STATUS_WORDS[state.status]?.();
+    setText(this.status, status ?? state.status);
     setHidden(this.round, !(state.round > 1));
     setText(this.round, t("Round {round}", { round: state.round }));
 
@@ -120,7 +129,7 @@ export class CaseCard {
   }
 
   renderProgress(state, view) {
-    const { voted, total, missing } = tally(view.people, state.id);
+    const { voted, total, missing } = tally(view.people, state, view.anonymous);
     const text =
       state.status === "pending"
         ? ""
@@ -129,11 +138,14 @@ export class CaseCard {
     this.votes.dataset.votesIn = String(state.votes_in);
     this.votes.dataset.total = String(total);
 
+    // Names of who hasn't voted only where the room knows them: never in an anonymous session.
     let waiting = "";
     if (state.status === "voting" && total > 0) {
-      if (missing.length === 0) waiting = t("Everyone's in.");
+      if (missing ? missing.length === 0 : voted >= total) waiting = t("Everyone's in.");
       else if (voted === 0) waiting = t("Nobody has voted yet.");
-      else waiting = t("Waiting for {names}.", { names: listNames(missing.map(view.nameOf)) });
+      else if (missing) {
+        waiting = t("Waiting for {names}.", { names: listNames(missing.map(view.nameOf)) });
+      }
     }
     setText(this.waiting, waiting);
     setHidden(this.waiting, waiting === "");
@@ -236,11 +248,20 @@ export class CaseCard {
   renderResults(state, view) {
     const results = state.results;
     setHidden(this.results, !results);
+    setHidden(this.withheld, !state.withheld);
+    if (state.withheld) {
+      setText(
+        this.withheld,
+        t("Voting closed without results: fewer than {crowd} people scored this question.", {
+          crowd: MIN_CROWD,
+        }),
+      );
+    }
     if (!results) return;
 
     const n = results.n || 0;
-    // Anonymous live results move a few ballots at a time (the server holds the latest back),
-    // so that nobody can pair a new bar with the name that just turned "voted".
+    // Anonymous live results move in steps of at least three people's changes, so that
+    // nobody can pair a new bar with the person whose vote just came in.
     const held = state.votes_in - n - (results.abstain || 0);
     const batching = view.anonymous && state.status === "voting" && held > 0;
     setHidden(this.batching, !batching);
@@ -250,7 +271,10 @@ export class CaseCard {
         "{count} votes aren't in the chart yet.",
         held,
       );
-      const why = t("Live results move a few votes at a time, so nobody can tell who voted what.");
+      const why = t(
+        "The chart moves once at least {crowd} people have voted or changed their vote, so nobody can tell who voted what.",
+        { crowd: MIN_CROWD },
+      );
       setText(this.batching, heldText + " " + why);
     }
     // No scores (everyone skipped, or nobody voted): say so instead of showing empty bars.
@@ -363,6 +387,7 @@ export class CaseCard {
             return bar;
           }),
         );
+        // A withheld round (too few scores in an anonymous session) has no figures at all.
         let words = round.n
           ? t("Round {round}: median {median}, agreement {consensus} ({band}), {n} scores", {
               round: round.round,
@@ -371,7 +396,9 @@ export class CaseCard {
               band: BAND_SHORT[round.band]?.() ?? "",
               n: round.n,
             })
-          : t("Round {round}: no scores", { round: round.round });
+          : round.n === null
+            ? t("Round {round}: closed without results", { round: round.round })
+            : t("Round {round}: no scores", { round: round.round });
         if (typeof round.change === "number") {
           const change = formatNumber(Math.abs(round.change));
           words +=
@@ -400,21 +427,37 @@ export class CaseCard {
   renderControls(state, view) {
     const show = view.facilitator && !view.finished;
     setHidden(this.controls, !show);
+    // A refusal stays until the question moves on (or the next command on it).
+    if (this.errorFor && this.errorFor !== `${state.status}:${state.round}`) this.showError("");
     if (!show) return;
     for (const button of this.controlButtons) {
       const action = button.dataset.action;
       if (action === "countdown") continue; // inside the timer group
-      const allowed =
-        action === "stop_countdown"
-          ? state.status === "voting" && Boolean(state.deadline)
-          : (CONTROLS[action] ?? []).includes(state.status);
+      let allowed;
+      if (action === "stop_countdown") allowed = state.status === "voting" && Boolean(state.deadline);
+      else if ("close" in button.dataset) allowed = view.anonymous && CLOSE.includes(state.status);
+      else allowed = (CONTROLS[action] ?? []).includes(state.status);
       setHidden(button, !allowed);
     }
     setHidden(this.timer, !(state.status === "voting" && !state.deadline));
     setHidden(this.lockHint, state.status !== "revealed");
+    setHidden(this.crowdHint, !(view.anonymous && state.status === "voting"));
+    setText(
+      this.crowdHint,
+      t("Results show once at least {crowd} people have scored this question (skips don't count).", {
+        crowd: MIN_CROWD,
+      }),
+    );
     for (const button of this.controlButtons) {
       if (view.offline) button.setAttribute("aria-disabled", "true");
       else button.removeAttribute("aria-disabled");
     }
+  }
+
+  /** A refused command's reason, shown in this question's controls ("" clears it). */
+  showError(message, state = null) {
+    this.errorFor = message && state ? `${state.status}:${state.round}` : null;
+    setText(this.controlError, message);
+    setHidden(this.controlError, !message);
   }
 }

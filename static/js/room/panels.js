@@ -28,12 +28,14 @@ export function renderHeader(dom, snapshot) {
 
 /**
  * The people list. For the facilitator each other person gets "Make facilitator" and
- * "Remove" buttons (`data-person-action`); the room wires them.
+ * "Remove" buttons (`data-person-action`); the room wires them. How many questions each has
+ * scored only where the room is told who voted: never in an anonymous session.
  */
 export function renderPresence(dom, snapshot, view) {
   const people = snapshot.participants;
   const caseCount = snapshot.cases.length;
-  const key = JSON.stringify([view.me, view.facilitator, view.offline, people, caseCount]);
+  const anonymous = Boolean(snapshot.session.anonymous);
+  const key = JSON.stringify([view.me, view.facilitator, view.offline, people, caseCount, anonymous]);
   if (dom.presence.dataset.key === key) return;
   dom.presence.dataset.key = key;
 
@@ -85,7 +87,7 @@ export function renderPresence(dom, snapshot, view) {
         ),
         el("span", { class: `role role--${p.role}`, text: role }),
         away ? el("span", { class: "presence__away", "aria-hidden": "true", text: t("away") }) : null,
-        p.role === "spectator"
+        p.role === "spectator" || anonymous
           ? el("span", { class: "presence__voted" })
           : el("span", {
               class: "presence__voted",
