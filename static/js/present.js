@@ -25,6 +25,7 @@ const scale = template.scale || [];
 const dom = {
   title: $("present-title"),
   headCode: $("head-code"),
+  headDoor: $("head-door"),
   connection: $("connection"),
   connectionText: $("connection").querySelector(".connection__text"),
   views: {
@@ -35,6 +36,9 @@ const dom = {
     gone: $("view-gone"),
   },
   waitingTitle: $("waiting-title"),
+  waitingInvite: $("waiting-invite"),
+  waitingDoor: $("waiting-door"),
+  waitingQr: $("waiting-qr"),
   questionRound: $("question-round"),
   questionTitle: $("question-title"),
   questionHelp: $("question-help"),
@@ -183,8 +187,11 @@ function render() {
   for (const view of VIEWS) setHidden(dom.views[view], view !== section);
   setHidden(dom.connection, name === "gone");
   // The join code stays in a corner while people can join, except where the waiting screen
-  // shows it large.
-  if (dom.headCode) setHidden(dom.headCode, !["question", "questions", "results"].includes(name));
+  // shows it large; while the session is closed to newcomers, the corner says so instead.
+  const closed = snapshot?.session.door_open === false && name !== "finished";
+  const corner = ["question", "questions", "results"].includes(name);
+  if (dom.headCode) setHidden(dom.headCode, !corner || closed);
+  setHidden(dom.headDoor, !corner || !closed);
   if (!snapshot || name === "gone") {
     stopTicking();
     return;
@@ -205,7 +212,13 @@ function renderWaiting(snapshot) {
   setText(
     dom.waitingTitle,
     started ? t("Waiting for the next question") : t("Waiting for the first question"),
-  );}
+  );
+  // Closed to newcomers: no invitation nobody could take up.
+  const closed = snapshot.session.door_open === false;
+  setHidden(dom.waitingInvite, closed);
+  setHidden(dom.waitingQr, closed);
+  setHidden(dom.waitingDoor, !closed);
+}
 
 /**
  * "n of m voted": m is everyone who votes (voters and the facilitator, not spectators), leaving

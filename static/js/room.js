@@ -1,7 +1,7 @@
 // The voting room: joins over Socket.IO, renders each snapshot, sends votes and commands.
 
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
-import { t } from "./i18n.js";
+import { t, tn } from "./i18n.js";
 import { rememberSession } from "./recent.js";
 import { MyBallots } from "./room/ballots.js";
 import { RoomBar, renderWaiting } from "./room/bar.js";
@@ -33,6 +33,8 @@ const dom = {
   status: $("room-status"),
   mode: $("room-mode"),
   anonymous: $("room-anonymous"),
+  door: $("room-door"),
+  inviteDoor: $("invite-door"),
   finished: $("finished-banner"),
   connection: $("connection"),
   connectionText: $("connection").querySelector(".connection__text"),
@@ -55,6 +57,7 @@ const dom = {
   barPeople: $("roombar-people"),
   facilitatorBar: $("facilitator-bar"),
   finishButton: $("facilitator-bar").querySelector('[data-action="finish"]'),
+  doorButton: $("facilitator-bar").querySelector('[data-action="door"]'),
   toolbarError: $("toolbar-error"),
   autoReveal: $("auto-reveal"),
   waiting: $("waiting"),
@@ -112,6 +115,7 @@ const room = {
   focusOnRender: false, // just joined: put focus where the person will act
   autoRevealWanted: null, // the auto-reveal switch's state while a change is on its way
   toolbarErrorFor: null, // the questions open when a refusal was shown in the toolbar
+  waiters: [], // [version, resolve]: commands waiting to see the snapshot they made
 };
 
 let socket = null;
@@ -356,6 +360,11 @@ const follower = new Follower(() => socket, ACK_TIMEOUT_MS, onSnapshot);
 function onSnapshot(snapshot, previous) {
   room.version = snapshot.version;
   room.snapshot = snapshot;
+  room.waiters = room.waiters.filter(([version, resolve]) => {
+    if (snapshot.version < version) return true;
+    resolve(snapshot);
+    return false;
+  });
   mine.reconcile(snapshot, room.me);
   rememberName(snapshot);
   render();
@@ -406,6 +415,9 @@ function render() {
     reveal_all: any("voting"),
     countdown: any("voting"),
     nudge: snapshot.cases.some((c) => c.status === "voting" && c.votes_in < snapshot.participants.length),
+    door: true,
+    // Who of them holds a ballot only the server knows (in an anonymous session).
+    remove_idle: snapshot.participants.some((p) => !p.online && p.role !== "facilitator"),
     finish: true,
   };
   // aria-disabled rather than disabled: a focused button keeps focus when it stops applying.
@@ -415,6 +427,7 @@ function render() {
   // While a change of the switch is on its way, it shows what was asked for.
   dom.autoReveal.checked = room.autoRevealWanted ?? Boolean(session.auto_reveal);
   dom.autoReveal.disabled = offline;
+  setText(dom.doorButton, doorOpen(session) ? t("Close to newcomers") : t("Open to newcomers"));
   if (room.toolbarErrorFor !== null && room.toolbarErrorFor !== openCases(snapshot)) {
     showToolbarError("");
   }
@@ -452,6 +465,10 @@ function render() {
   renderRecommendation(dom, snapshot.recommendation, titleOf);
 }
 
+function doorOpen(session) {
+  return session.door_open !== false;
+}
+
 // Which questions are open in which round: a refusal in the toolbar is about them.
 function openCases(snapshot) {
   return snapshot.cases
@@ -464,6 +481,19 @@ function showToolbarError(message) {
   room.toolbarErrorFor = message && room.snapshot ? openCases(room.snapshot) : null;
   setText(dom.toolbarError, message);
   setHidden(dom.toolbarError, !message);
+}
+
+/** The snapshot at `version` or later, once the page has it (or what it has after a while). */
+function snapshotAt(version, waitMs = ACK_TIMEOUT_MS) {
+  if (room.version >= version) return Promise.resolve(room.snapshot);
+  return new Promise((resolve) => {
+    const entry = [version, resolve];
+    room.waiters.push(entry);
+    setTimeout(() => {
+      room.waiters = room.waiters.filter((w) => w !== entry);
+      resolve(room.snapshot);
+    }, waitMs);
+  });
 }
 
 // While questions are still being scored they come first; once nothing is open, the verdict does.
@@ -679,6 +709,14 @@ function onToolbarClick(event) {
     control("countdown", null, button, null, { seconds: timerSeconds(dom.facilitatorBar) });
     return;
   }
+  if (action === "door") {
+    control("door", null, button, null, { open: !doorOpen(room.snapshot.session) });
+    return;
+  }
+  if (action === "remove_idle") {
+    removeIdle(button);
+    return;
+  }
   if (action !== "finish") {
     control(action, null, button);
     return;
@@ -699,6 +737,27 @@ function resetFinish() {
   clearTimeout(finishTimer);
   delete dom.finishButton.dataset.confirm;
   dom.finishButton.textContent = t("Finish session");
+}
+
+// The sweep: everyone offline who holds no ballot leaves in one change; the toast says how
+// many went (the people in the snapshot before, less those still in the one it made).
+async function removeIdle(button) {
+  const answer = await confirmDialog.ask({
+    title: t("Remove people who are offline and haven't voted?"),
+    text: t("Everyone who is offline and hasn't scored or skipped any question leaves the list (facilitators stay). They can join again as someone new, unless the session is closed to newcomers."),
+    confirm: t("Remove them"),
+    danger: true,
+  });
+  if (!answer) return;
+  const before = new Set(room.snapshot.participants.map((p) => p.id));
+  const ack = await control("remove_idle", null, button);
+  if (!ack) return;
+  const after = await snapshotAt(ack.version);
+  const left = [...before].filter((id) => !after.participants.some((p) => p.id === id)).length;
+  messages.toast(
+    tn("{count} person removed: they were offline and hadn't voted.", "{count} people removed: they were offline and hadn't voted.", left),
+    "info",
+  );
 }
 
 async function onAutoReveal() {

@@ -96,8 +96,8 @@ export function milestones(before, after, titleOf, changes = caseChanges(before,
 
 /**
  * What is worth saying about the change from `before` to `after` in the room: the
- * milestones, and also everyone having voted, a timer starting, a reminder meant for me and a
- * new verdict; never single ballots. Returns {spoken, event}
+ * milestones, and also everyone having voted, a timer starting, a reminder meant for me, the
+ * door closing or opening and a new verdict; never single ballots. Returns {spoken, event}
  * where `event`, if any, is {text, caseId} for the sticky bar; `me` is my participant id,
  * `myBallots` my ballots (MyBallots: an anonymous session's snapshot doesn't say who voted).
  */
@@ -136,6 +136,14 @@ export function describeChanges(before, after, titleOf, me, myBallots) {
         event = { text, caseId: mine[0] };
       }
     }
+  }
+  const closed = (snapshot) => snapshot.session.door_open === false;
+  if (closed(before) !== closed(after)) {
+    parts.push(
+      closed(after)
+        ? t("The session is now closed to newcomers.")
+        : t("The session is open to newcomers again."),
+    );
   }
   const verdict = after.recommendation?.verdict;
   if (verdict && verdict !== before.recommendation?.verdict) {

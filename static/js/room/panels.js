@@ -23,6 +23,10 @@ export function renderHeader(dom, snapshot) {
   setHidden(dom.mode, finished || !stillHidden);
   setText(dom.mode, modeWords);
   setHidden(dom.anonymous, !session.anonymous);
+  // Closed to newcomers: everyone sees it, and the invitation says who it still lets in.
+  const closed = session.door_open === false && !finished;
+  setHidden(dom.door, !closed);
+  setHidden(dom.inviteDoor, !closed);
   setHidden(dom.finished, !finished);
 }
 
