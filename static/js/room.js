@@ -762,7 +762,10 @@ async function removeIdle(button) {
 
 async function onAutoReveal() {
   room.autoRevealWanted = dom.autoReveal.checked;
-  await control("auto_reveal", null, null, null, { on: dom.autoReveal.checked });
+  const ack = await control("auto_reveal", null, null, null, { on: dom.autoReveal.checked });
+  // The answer may come before the snapshot holding the change: until that is on screen, the
+  // switch keeps showing what was asked for rather than flicking back.
+  if (ack) await snapshotAt(ack.version);
   room.autoRevealWanted = null;
   render();
 }
