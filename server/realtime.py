@@ -298,7 +298,9 @@ class RoomNamespace(Namespace):
     def _refusal(self, exc: BaseException, locale: str) -> BaseException:
         if isinstance(exc, Refused):
             return _refuse(text_of(exc), exc.code, locale)
-        if isinstance(exc, protocol.ProtocolError | rules.RuleError):
+        if isinstance(exc, rules.RuleError):
+            return _refuse(text_of(exc), exc.code, locale)
+        if isinstance(exc, protocol.ProtocolError):
             return _refuse(text_of(exc), "refused", locale)
         if isinstance(exc, Busy):
             return _refuse(BUSY_CONNECTING, "busy", locale)

@@ -25,7 +25,7 @@ from server.decks import (
     parse_template,
     public_template,
 )
-from server.models import DEFAULT_SCALE, CaseState, Session, Template
+from server.models import DEFAULT_SCALE, MIN_CROWD, CaseState, Session, Template
 from server.security import hash_token, new_join_code, new_session_id, new_token, read_join_code
 from server.settings import Settings
 from server.store import JoinCodeTaken, Store, StoreFull, StoreUnavailable
@@ -260,6 +260,8 @@ def _room_page(request: Request, session: Session) -> dict[str, Any]:
             "mode": session.mode,
             "anonymous": session.anonymous,
         },
+        # How many people must score a question of an anonymous session before it shows.
+        "min_crowd": MIN_CROWD,
         "template": msgspec.to_builtins(session.template),
         "join_url": f"{base_url(request)}/s/{session.id}",
         "qr_url": f"/s/{session.id}/qr.svg",

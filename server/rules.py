@@ -84,7 +84,18 @@ NUDGE_INTERVAL = 10
 
 class RuleError(Exception):
     """A request the rules refuse; str(error) is the message for the user, in English. Messages
-    are marked with N_ (server.text) and translated where they leave the server."""
+    are marked with N_ (server.text) and translated where they leave the server. `code` says
+    why, for a program (a connection refused at the door carries it)."""
+
+    code = "refused"
+
+
+class DoorClosed(RuleError):
+    code = "door_closed"
+
+
+class Full(RuleError):
+    code = "full"
 
 
 # Invisible or direction-changing characters make names that look like someone else's; the
@@ -147,11 +158,9 @@ def join(session: Session, participant: Participant, *, limit: int) -> Session:
     if session.status == "finished" and participant.role != "spectator":
         raise RuleError(N_("This session has finished; you can still look at the results."))
     if not leads and not session.door_open:
-        raise RuleError(DOOR_CLOSED)
+        raise DoorClosed(DOOR_CLOSED)
     if not leads and len(session.participants) >= limit and _others(session) >= limit:
-        raise RuleError(
-            N_("This session is full (%(limit)d people); ask the facilitator.", limit=limit)
-        )
+        raise Full(N_("This session is full (%(limit)d people); ask the facilitator.", limit=limit))
     people = session.people()
     if name_key(participant.name) in people.names:
         raise RuleError(

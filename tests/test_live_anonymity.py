@@ -131,6 +131,9 @@ async def test_a_facilitator_link_enters_a_full_session(small: LiveServer) -> No
     crowd = await people(small, created, 4)
     late = await join(small.url, {"session": created["id"], "name": "Late"}, refuse_ok=True)
     assert late.refused is not None and "full" in late.refused
+    async with raw_socket(small.url) as raw:
+        answer = await raw.join({"session": created["id"], "name": "Raw"})
+    assert answer.startswith("44") and json.loads(answer[2:])["data"] == {"code": "full"}
     fay = await facilitate(small.url, created)
     assert fay.welcome["role"] == "facilitator"
     assert len(fay.state["participants"]) == 5
@@ -150,6 +153,10 @@ async def test_a_closed_door_turns_newcomers_away_and_lets_people_back(
     assert state["session"]["door_open"] is False
     newcomer = await join(small.url, {"session": created["id"], "name": "New"}, refuse_ok=True)
     assert newcomer.refused is not None and "closed this session to newcomers" in newcomer.refused
+    # Programs are told why too (the page then does not blame the name typed).
+    async with raw_socket(small.url) as raw:
+        answer = await raw.join({"session": created["id"], "name": "Raw"})
+    assert answer.startswith("44") and json.loads(answer[2:])["data"] == {"code": "door_closed"}
     # Ann comes back as herself (her token); the facilitator link on a new device gets in.
     token = ann.welcome["token"]
     await ann.client.disconnect()

@@ -315,7 +315,8 @@ function onConnectError(err) {
     // The stored facilitator link is no good (e.g. an old session); join as a regular member.
     identity.facilitatorToken = null;
   }
-  showJoin(message);
+  // A closed door or a full room is no fault of the name typed.
+  showJoin(message, { invalid: code !== "door_closed" && code !== "full" });
 }
 
 // The facilitator took me off the list: my token names nobody any more, so forget it; joining

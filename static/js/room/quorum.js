@@ -2,8 +2,10 @@
 // anyone who already voted on the question and left.
 
 // An anonymous session shows a question's scores only once at least this many people have
-// scored it (skips don't count): the server's rule (server/models.py MIN_CROWD), in words here.
-export const MIN_CROWD = 3;
+// scored it (skips don't count): the server's rule (server/models.py MIN_CROWD), which the
+// page carries as data-min-crowd (3 if a page does not say).
+const crowdHolder = document.querySelector("[data-min-crowd]");
+export const MIN_CROWD = Number(crowdHolder?.dataset.minCrowd) || 3;
 
 /** Whether a participant counts as present: not away (or, from an older server, online). */
 export function present(p) {
