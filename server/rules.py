@@ -383,7 +383,8 @@ def _check_crowd(session: Session, cases: Iterable[CaseState], *, every: bool = 
             N_(
                 "Not yet: in an anonymous session results show once at least %(crowd)d people "
                 "have scored the question (skips don't count), and so far %(scored)d have. Wait "
-                "for more scores, or lock the question to close voting without results.",
+                "for more scores, or lock the question to end voting on it for good, without "
+                "results.",
                 crowd=MIN_CROWD,
                 scored=scored(short[0].ballots),
             )
@@ -458,7 +459,10 @@ def _locked(case: CaseState) -> CaseState:
 
 def _revote(case: CaseState) -> CaseState:
     # A new round starts empty; the old one is kept so the decision record shows the change.
-    if case.status not in ("revealed", "locked"):
+    # A locked result is final: that is what locking is for.
+    if case.status == "locked":
+        raise RuleError(N_("This question is locked: its result is final."))
+    if case.status != "revealed":
         raise RuleError(N_("Only a revealed case can be voted on again."))
     past = Round(round=case.round, status=case.status, ballots=case.ballots, reasons=case.reasons)
     return replace(
@@ -528,9 +532,9 @@ def _facilitator(session: Session, participant_id: str) -> None:
 #
 # Closing voting means revealing: the contract's statuses have no "closed but hidden", so a
 # countdown that ends does what the facilitator's reveal does (and a case that is revealed can
-# still be re-voted or locked). In an anonymous session a case too few people scored is locked
-# instead, its results withheld (models.Session.withheld): closed, nothing shown, and it can
-# still be voted on again.
+# still be re-voted or locked). In an anonymous session a case too few people scored is closed
+# the same way with its results withheld (models.Session.withheld): nothing shown, and it can
+# still be voted on again (unlike a case the facilitator locked, whose result is final).
 
 
 def countdown(
@@ -567,8 +571,8 @@ def close_overdue(session: Session, now: float) -> Session:
 
 
 def _closed(session: Session, case: CaseState) -> CaseState:
-    """A case whose voting ended: revealed, or locked without results if too few scored it."""
-    return _revealed(case) if session.crowd_enough(case.ballots) else _locked(case)
+    """A case whose voting ended: revealed (with its results withheld if too few scored it)."""
+    return _revealed(case)
 
 
 def _overdue(case: CaseState, now: float) -> bool:

@@ -104,9 +104,9 @@ def withheld_by_countdown(scores: dict[str, int | None]) -> Session:
 def test_a_countdown_ending_with_too_few_scores_closes_voting_and_shows_nothing() -> None:
     session = withheld_by_countdown({"ann": 4})
     case = case_in(session, "realtime")
-    assert case.status == "locked" and case.ballots == {"ann": 4}
+    assert case.status == "revealed" and case.ballots == {"ann": 4}
     view = case_of(snapshot.state(session), "realtime")
-    assert (view["status"], view["results"], view["withheld"]) == ("locked", None, True)
+    assert (view["status"], view["results"], view["withheld"]) == ("revealed", None, True)
     assert snapshot.recommendation(session) is None
     with pytest.raises(RuleError, match="closed"):
         rules.vote(session, "ben", "realtime", 2)

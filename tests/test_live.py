@@ -634,3 +634,17 @@ async def test_rounds_show_whether_agreement_grew(server: LiveServer) -> None:
     rows = [line for line in csv.splitlines() if line.startswith("performance,")]
     assert [row.split(",")[2:4] for row in rows] == [["revoted", "1"], ["revealed", "2"]]
     await leave(*everyone)
+
+
+async def test_a_locked_case_is_never_voted_on_again(server: LiveServer) -> None:
+    _created, fay, (ann, *_) = await start(server, voters=1)
+    await fay.control("open", "realtime")
+    await ann.vote("realtime", 2)
+    await fay.control("reveal", "realtime")
+    locked = await fay.control("lock", "realtime")
+    refused = await fay.control("revote", "realtime")
+    assert not refused["ok"] and "final" in refused["error"]
+    state = await ann.until_version(locked["version"])
+    assert case_of(state, "realtime")["status"] == "locked"
+    assert (await fay.call("sync"))["version"] == locked["version"]
+    await leave(fay, ann)

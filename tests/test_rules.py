@@ -374,7 +374,6 @@ ALLOWED = [
     ("open", "pending", "voting"),
     ("reveal", "voting", "revealed"),
     ("revote", "revealed", "voting"),
-    ("revote", "locked", "voting"),
     ("lock", "voting", "locked"),
     ("lock", "revealed", "locked"),
 ]
@@ -391,6 +390,7 @@ REFUSED = [
     ("reveal", "locked", REVEAL_REFUSED),
     ("revote", "pending", REVOTE_REFUSED),
     ("revote", "voting", REVOTE_REFUSED),
+    ("revote", "locked", "This question is locked: its result is final."),
     ("lock", "pending", LOCK_REFUSED),
     ("lock", "locked", LOCK_REFUSED),
 ]
@@ -460,7 +460,7 @@ def test_revote_keeps_the_old_round_and_starts_an_empty_one() -> None:
 def test_a_second_revote_keeps_both_rounds() -> None:
     session = scored(team("Alice"), "realtime", {"alice": 4})
     session = control(
-        cast(control(session, "revote", "realtime"), "realtime", {"alice": 1}), "lock", "realtime"
+        cast(control(session, "revote", "realtime"), "realtime", {"alice": 1}), "reveal", "realtime"
     )
     session = control(session, "revote", "realtime")
     case = session.case("realtime")
@@ -468,8 +468,14 @@ def test_a_second_revote_keeps_both_rounds() -> None:
     assert case.round == 3
     assert [(r.round, r.status, r.ballots) for r in case.history] == [
         (1, "revealed", {"alice": 4}),
-        (2, "locked", {"alice": 1}),
+        (2, "revealed", {"alice": 1}),
     ]
+
+
+def test_a_locked_result_is_final() -> None:
+    session = control(scored(team("Alice"), "realtime", {"alice": 4}), "lock", "realtime")
+    with pytest.raises(RuleError, match="locked: its result is final"):
+        control(session, "revote", "realtime")
 
 
 def test_lock_freezes_a_case() -> None:

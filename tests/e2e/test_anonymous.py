@@ -98,7 +98,7 @@ def test_the_room_counts_votes_names_nobody_and_reveals_from_three_scores(
     )
 
 
-def test_a_question_closed_with_too_few_scores_says_so_and_can_be_voted_again(
+def test_a_question_closed_with_too_few_scores_says_so_and_stays_closed(
     server: LiveServer, person: Callable[..., Person]
 ) -> None:
     created, fran, (ana,) = anonymous_room(server, person, "Ana")
@@ -127,13 +127,6 @@ def test_a_question_closed_with_too_few_scores_says_so_and_can_be_voted_again(
     # No scores to go on, so no recommendation.
     expect(screen.get_by_test_id("recommendation")).to_be_hidden()
 
-    # The facilitator can ask again: a new round, and the first one stays without figures.
-    fran.get_by_test_id("control-revote-realtime").click()
-    expect(ana.get_by_test_id("score-realtime-3")).to_have_attribute("aria-pressed", "false")
-    expect(ana.get_by_test_id("withheld-realtime")).to_be_hidden()
-    expect(ana.get_by_test_id("history-realtime")).to_contain_text(
-        "Round 1: closed without results"
-    )
-    expect(screen.get_by_test_id("present")).to_have_attribute("data-view", "question")
-    expect(screen.get_by_test_id("question-count")).to_have_text("0 of 2 voted")
+    # Closing is a lock: final, so no re-vote is offered (a countdown that ends is not final).
+    expect(fran.get_by_test_id("control-revote-realtime")).to_be_hidden()
     assert_no_sideways_scroll(fran)

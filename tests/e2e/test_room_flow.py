@@ -309,6 +309,14 @@ def test_words_that_went_stale_are_gone(server: LiveServer, person: Callable[...
     expect(robust).not_to_have_text(re.compile("^Holds up"))
     lock = fran.get_by_test_id("control-lock-realtime")
     expect(lock).to_have_accessible_description(re.compile("no more re-votes"))
+    # Locking locks: the card offers no re-vote afterwards.
+    expect(fran.get_by_test_id("control-revote-realtime")).to_be_visible()
+    lock.click()
+    expect(ana.get_by_test_id("case-realtime").locator('[data-role="status"]')).to_have_text(
+        "Locked"
+    )
+    expect(fran.get_by_test_id("control-revote-realtime")).to_be_hidden()
+    expect(lock).to_be_hidden()
 
     fran.get_by_test_id("control-finish").click()
     fran.get_by_test_id("control-finish").click()

@@ -16,11 +16,11 @@ const STATUS_WORDS = {
 const CONTROLS = {
   open: ["pending"],
   reveal: ["voting"],
-  revote: ["revealed", "locked"],
+  revote: ["revealed"], // a locked result is final
   lock: ["revealed"],
 };
 // "Close voting" (a lock while voting) is offered in anonymous sessions, where a reveal may be
-// refused for want of scores: it ends voting, without results if too few people scored.
+// refused for want of scores: it ends voting for good, without results if too few scored.
 const CLOSE = ["voting"];
 
 const BAND_SHORT = {
