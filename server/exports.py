@@ -61,6 +61,7 @@ def results(session: Session) -> dict[str, Any]:
             {"id": p.id, "name": p.name, "role": p.role} for p in session.participants
         ],
         "cases": cases,
+        "stacks": [{"id": s.id, "name": s.name} for s in session.template.stacks],
         "recommendation": snapshot.recommendation(session),
     }
 
@@ -249,6 +250,14 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
         "## Decision",
         "",
     ]
+    chosen, note = _decided(document)
+    decision = session.get("decision")
+    if decision is not None:
+        option = md_text(chosen) if chosen else "none of the template's options"
+        lines += [f"The team decided: **{option}** (recorded by {md_text(decision['by'])})."]
+        if note:
+            lines += ["", *(f"> {md_text(line)}" if line else ">" for line in note.split("\n"))]
+        lines += ["", "The recommendation, for comparison:", ""]
     advice = document["recommendation"]
     if advice is None:
         lines += ["No case has been revealed yet, so there is no recommendation.", ""]
@@ -322,3 +331,112 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
                     lines.append("  - Agreement is still weak and growing: another round may help.")
     lines += ["", f"_Exported from stackvote, session version {session['version']}._", ""]
     return "\n".join(lines)
+
+
+def _decided(document: dict[str, Any]) -> tuple[str | None, str]:
+    """The chosen option's name (None when the team chose none of the template's stacks) and
+    the note, from the team's decision."""
+    decision = document["session"].get("decision")
+    names = {s["id"]: s["name"] for s in document.get("stacks", ())}
+    if decision is None:
+        return None, ""
+    stack = decision["stack"]
+    return (None if stack is None else names.get(stack, stack)), decision["note"]
+
+
+def to_adr(document: dict[str, Any], now: datetime) -> str:
+    """The decision as an Architecture Decision Record in MADR 4 form, ready to commit as
+    docs/decisions/NNNN-<slug>.md: the team's decision once made (status accepted), else the
+    recommendation (status proposed)."""
+    session = document["session"]
+    advice = document["recommendation"]
+    decision = session.get("decision")
+    makers = [p["name"] for p in document["participants"] if p["role"] != "spectator"]
+    status = "accepted" if decision is not None else "proposed"
+    lines = [
+        "---",
+        f"status: {status}",
+        f"date: {now:%Y-%m-%d}",
+        "decision-makers: [" + ", ".join(_yaml_safe(n) for n in makers) + "]",
+        "---",
+        "",
+        f"# {md_text(session['title'])}",
+        "",
+        "## Context and Problem Statement",
+        "",
+        f"The team scored how far each situation of the template *{md_text(session['template'])}* "
+        "applies to this project (0: not at all, 4: strongly), to choose between the options "
+        "below. The scores, their agreement and the recommendation come from a stackvote "
+        "session.",
+        "",
+        "## Decision Drivers",
+        "",
+    ]
+    shown = [c for c in document["cases"] if c["median"] is not None]
+    for case in shown:
+        agreement = case["band"] or NO_VALUE
+        lines.append(
+            f"* {md_text(case['title'])}: median {_num(case['median'], 1)} of 4, "
+            f"{agreement} agreement (consensus {_num(case['consensus'])}, {case['n']} scores)"
+        )
+    if not shown:
+        lines.append("* No question has been revealed yet.")
+    lines += ["", "## Considered Options", ""]
+    ranking = advice["ranking"] if advice else []
+    for entry in ranking:
+        lines.append(f"* {md_text(entry['name'])} (score {entry['score']:+.2f})")
+    if not ranking:
+        lines.append("* No option has been scored yet.")
+    lines += ["", "## Decision Outcome", ""]
+    chosen, note = _decided(document)
+    if decision is not None:
+        option = f'"{md_text(chosen)}"' if chosen else "none of the options above"
+        because = md_text(note) if note else "the team decided so"
+        lines.append(f"Chosen option: {option}, because {because}.")
+        if advice and chosen and advice["ranking"][0]["name"] != chosen:
+            lines += ["", f"The recommendation was different: {md_text(advice['verdict'])}"]
+        lines += ["", f"Recorded by {md_text(decision['by'])}."]
+    elif advice:
+        top = advice["ranking"][0]
+        lines.append(
+            f'Proposed option: "{md_text(top["name"])}", because {md_text(advice["verdict"])} '
+            "(the recommendation; the team has not recorded its decision yet)."
+        )
+    else:
+        lines.append("Nothing is proposed yet: no question has been revealed.")
+    lines += ["", "### Consequences", ""]
+    if advice:
+        top = advice["ranking"][0]
+        for part in top["contributions"][:3]:
+            title = next((c["title"] for c in document["cases"] if c["id"] == part["case"]), "")
+            word = "Good" if part["value"] >= 0 else "Bad"
+            lines.append(
+                f"* {word}, because {md_text(top['name'])} fits *{md_text(title)}* "
+                f"({part['value']:+.2f})."
+            )
+        titles = {c["id"]: c["title"] for c in document["cases"]}
+        if advice["contested"]:
+            lines.append(
+                "* Bad, because agreement is weak on "
+                + ", ".join(md_text(titles.get(c, c)) for c in advice["contested"])
+                + ": worth another round before relying on it."
+            )
+        flip = advice.get("flip")
+        if flip:
+            lines.append(f"* Neutral: what would change it: {md_text(flip['sentence'])}")
+    else:
+        lines.append("* None recorded yet.")
+    lines += [
+        "",
+        "## More Information",
+        "",
+        f"Exported from stackvote on {now:%Y-%m-%d %H:%M} UTC, session version "
+        f"{session['version']} ({session['status']}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml_safe(name: str) -> str:
+    """A name as a YAML flow item: quoted, so that colons, commas or quotes in it stay text."""
+    return '"' + " ".join(name.split()).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -150,6 +150,16 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
+class Decision(Struct, frozen=True):
+    """What the team decided (the recommendation is advice): a stack of the template, or None
+    for a decision the template's stacks do not name; a note; who recorded it, and when."""
+
+    stack: str | None
+    note: str
+    by: str
+    at: float
+
+
 class PeopleIndex:
     """Where each participant of a session is, by id, by name (name_key) and by token hash,
     so that a room of a thousand people answers "who is this?" without a scan."""
@@ -217,6 +227,8 @@ class Session(Struct, frozen=True, dict=True):
     # Whether newcomers may join (rules.set_door): people already in come back and facilitator
     # links get in either way.
     door_open: bool = True
+    # The team's own decision (rules.decide), once recorded; a later one replaces it.
+    decision: Decision | None = None
 
     def people(self) -> PeopleIndex:
         """The index of this session's participants (built once, carried along by `evolve`)."""

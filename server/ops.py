@@ -142,6 +142,14 @@ class Expire(msgspec.Struct, frozen=True, tag="expire"):
     after: float
 
 
+class Decide(msgspec.Struct, frozen=True, tag="decide"):
+    """The team's decision, recorded by a facilitator at the op's time."""
+
+    participant: str
+    stack: str | None
+    note: str
+
+
 class Close(msgspec.Struct, frozen=True, tag="close"):
     """Voting ends on every case whose deadline has passed at the op's time (server.deadlines
     applies it; no person asks for it)."""
@@ -165,6 +173,7 @@ Op = (
     | Door
     | RemoveIdle
     | Expire
+    | Decide
     | Close
 )
 
@@ -223,6 +232,8 @@ def change(session: Session, op: Op, now: float) -> Session:
             return rules.remove_idle(session, pid)
         case Expire(after=after):
             return rules.expire_idle(session, now, after)
+        case Decide(participant=pid, stack=stack, note=note):
+            return rules.decide(session, pid, stack, note, now)
         case Close():
             return rules.close_overdue(session, now)
     raise TypeError(f"not an op: {op!r}")  # pragma: no cover - the match is exhaustive

@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from server.models import Mode, Score, Title
-from server.rules import COMMANDS, COUNTDOWN_MAX, REASON_MAX, Command
+from server.rules import COMMANDS, COUNTDOWN_MAX, NOTE_MAX, REASON_MAX, Command
 from server.text import N_, Text
 
 # Server -> client events.
@@ -100,7 +100,9 @@ class Vote(Struct, forbid_unknown_fields=True):
 Seconds = Annotated[int, Meta(ge=0, le=COUNTDOWN_MAX)]
 
 # Commands about the session or its people, never about one case.
-_NOT_ABOUT_A_CASE = frozenset({"hand_over", "remove", "auto_reveal", "door", "remove_idle"})
+_NOT_ABOUT_A_CASE = frozenset(
+    {"hand_over", "remove", "auto_reveal", "door", "remove_idle", "decide"}
+)
 
 # The fields each command needs besides `action` (and `case`, which the rules check).
 _NEEDS: dict[str, tuple[str, ...]] = {
@@ -110,12 +112,16 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "remove": ("participant", "keep_ballots"),
     "door": ("open",),
 }
+# The fields a command may come with, besides those it needs.
+_MAY: dict[str, tuple[str, ...]] = {"decide": ("stack", "note")}
 _WANTED = {
     "seconds": N_("seconds: a whole number from 0 to %(limit)d", limit=COUNTDOWN_MAX),
     "on": N_("on: true or false"),
     "participant": N_("participant: the id of a participant in this session"),
     "keep_ballots": N_("keep_ballots: true or false"),
     "open": N_("open: true or false"),
+    "stack": N_("stack: the id of one of the session's options, or null"),
+    "note": N_("note: text of at most %(limit)d characters", limit=NOTE_MAX),
 }
 
 
@@ -132,6 +138,9 @@ class Control(Struct, forbid_unknown_fields=True):
     keep_ballots: bool | None = None
     # door: whether newcomers may join.
     open: bool | None = None
+    # decide: the stack chosen (null: none of the template's) and a note.
+    stack: Token | None = None
+    note: Annotated[str, Meta(max_length=NOTE_MAX * 2)] | None = None
 
     def __post_init__(self) -> None:
         needs = _NEEDS.get(self.action, ())
@@ -139,8 +148,10 @@ class Control(Struct, forbid_unknown_fields=True):
             given = getattr(self, name) is not None
             if name in needs and not given:
                 raise _invalid(N_("%(action)s needs %(wanted)s", action=self.action, wanted=wanted))
-            if given and name not in needs:
-                users = " and ".join(a for a, fields in _NEEDS.items() if name in fields)
+            if given and name not in needs and name not in _MAY.get(self.action, ()):
+                users = " and ".join(
+                    a for a, fields in (*_NEEDS.items(), *_MAY.items()) if name in fields
+                )
                 raise _invalid(
                     N_("%(field)s goes only with %(actions)s", field=name, actions=users)
                 )

@@ -166,6 +166,8 @@ def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
             return ops.Door(participant_id, bool(command.open))
         case "remove_idle":
             return ops.RemoveIdle(participant_id)
+        case "decide":
+            return ops.Decide(participant_id, command.stack, command.note or "")
     return ops.Control(participant_id, command.action, command.case)
 
 

@@ -219,8 +219,8 @@ async def session_results(request: Request) -> Response:
     session = await _session_or_404(request)
     document = exports.results(session)
     fmt = request.path_params.get("fmt", "json")
-    if fmt not in ("json", "csv", "md"):
-        raise HTTPException(404, N_("results come as .json, .csv or .md"))
+    if fmt not in ("json", "csv", "md", "adr.md"):
+        raise HTTPException(404, N_("results come as .json, .csv, .md or .adr.md"))
     filename = f"stackvote-{session.id}"
     if fmt == "json":
         return JSONResponse(document)
@@ -229,6 +229,12 @@ async def session_results(request: Request) -> Response:
             exports.to_csv(document),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    if fmt == "adr.md":
+        return Response(
+            exports.to_adr(document, datetime.now(UTC)),
+            media_type="text/markdown; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}-adr.md"'},
         )
     return Response(
         exports.to_markdown(document, datetime.now(UTC)),
@@ -239,7 +245,7 @@ async def session_results(request: Request) -> Response:
 
 def _export_urls(session: Session) -> dict[str, str]:
     base = f"/api/sessions/{session.id}/results"
-    return {"json": base, "csv": f"{base}.csv", "md": f"{base}.md"}
+    return {"json": base, "csv": f"{base}.csv", "md": f"{base}.md", "adr": f"{base}.adr.md"}
 
 
 async def landing(request: Request) -> Response:

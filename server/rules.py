@@ -21,6 +21,7 @@ from msgspec.structs import replace
 from server.models import (
     MIN_CROWD,
     CaseState,
+    Decision,
     Nudge,
     Participant,
     PeopleIndex,
@@ -61,6 +62,7 @@ Command = Literal[
     "nudge",
     "door",
     "remove_idle",
+    "decide",
 ]
 COMMANDS: tuple[Command, ...] = (
     *ACTIONS,
@@ -71,6 +73,7 @@ COMMANDS: tuple[Command, ...] = (
     "nudge",
     "door",
     "remove_idle",
+    "decide",
 )
 
 NAME_MAX = 40
@@ -918,3 +921,47 @@ def _drop_all(session: Session, whom: set[str]) -> Session:
     # everyone still here has voted).
     participants = tuple(p for p in session.participants if p.id not in whom)
     return _reveal_when_all_voted(evolve(session, participants=participants))
+
+
+# --- the team's decision
+
+NOTE_MAX = 2000
+
+
+def clean_note(raw: str) -> str:
+    """A decision's note: plain text of at most 2,000 characters; line breaks kept (at most
+    one blank line in a row), other control and invisible characters refused."""
+    lines = [" ".join(line.split()) for line in unicodedata.normalize("NFC", raw).splitlines()]
+    note = "\n".join(lines).strip()
+    while "\n\n\n" in note:
+        note = note.replace("\n\n\n", "\n\n")
+    for char in note:
+        if (
+            char != "\n"
+            and unicodedata.category(char) in _REFUSED_CATEGORIES
+            and char not in _ALLOWED_FORMAT
+        ):
+            raise RuleError(INVISIBLE_IN_REASON)
+    if len(note) > NOTE_MAX:
+        raise RuleError(N_("A note can be at most %(limit)d characters long.", limit=NOTE_MAX))
+    return note
+
+
+def decide(
+    session: Session, participant_id: str, stack: str | None, note: str, now: float
+) -> Session:
+    """Record the team's decision (a stack of the template, or None: something the template
+    does not name, explained in the note). A facilitator records it, also once the session has
+    finished; a later decision replaces it."""
+    participant = session.participant(participant_id)
+    if participant is None or participant.role != "facilitator":
+        raise RuleError(NOT_FACILITATOR)
+    if stack is not None and stack not in {s.id for s in session.template.stacks}:
+        raise RuleError(N_("There is no option %(stack)s in this session.", stack=repr(stack)))
+    note = clean_note(note)
+    if stack is None and not note:
+        raise RuleError(N_("Say what the team decided: pick an option or write a note."))
+    last = session.decision
+    if last is not None and (last.stack, last.note, last.by) == (stack, note, participant.name):
+        return session
+    return evolve(session, decision=Decision(stack=stack, note=note, by=participant.name, at=now))

@@ -16,6 +16,8 @@ from itertools import compress
 from operator import is_not
 from typing import Any
 
+import msgspec
+
 from server import engine
 from server.models import CaseState, Participant, Round, Session
 
@@ -161,6 +163,7 @@ def summary(session: Session) -> dict[str, Any]:
         "status": session.status,
         "auto_reveal": session.auto_reveal,
         "door_open": session.door_open,
+        "decision": None if session.decision is None else msgspec.to_builtins(session.decision),
         "nudge": nudge_view(session),
     }
 

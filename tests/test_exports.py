@@ -63,6 +63,7 @@ def test_the_results_document_has_the_contract_shape() -> None:
         "status": "active",
         "auto_reveal": False,
         "door_open": True,
+        "decision": None,
         "template": "Is Django right for this project?",
         "version": session.version,
     }

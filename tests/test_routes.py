@@ -363,7 +363,7 @@ def test_anonymous_results_carry_no_ballots(client: TestClient, store: Recording
 def test_an_unknown_results_format_is_not_found(client: TestClient) -> None:
     created = create(client)
     response = client.get(f"/api/sessions/{created['id']}/results.xml")
-    assert error_of(response, 404) == "results come as .json, .csv or .md"
+    assert error_of(response, 404) == "results come as .json, .csv, .md or .adr.md"
 
 
 @pytest.mark.parametrize(

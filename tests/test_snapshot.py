@@ -41,6 +41,7 @@ def test_the_snapshot_has_the_contract_shape() -> None:
         "status": "active",
         "auto_reveal": False,
         "door_open": True,
+        "decision": None,
         "nudge": None,
     }
     offline = {"online": False, "away": False}

@@ -475,6 +475,7 @@ def busy_session() -> Session:
     session = rules.remove(session, "fay", "cat", keep_ballots=True)
     session = rules.set_auto_reveal(session, "fay", True)
     session = rules.set_door(session, "fay", False)
+    session = rules.decide(session, "fay", "go", "Latency first.\n\nThen the team.", 1_300.0)
     session = rules.hand_over(session, "fay", "alice")
     return replace(session, join_code="7KQM4X")
 
@@ -540,6 +541,7 @@ async def test_reasons_deadlines_and_roles_survive_each_change(store: Store) -> 
     steps: list[Callable[[Session], Session]] = [
         lambda s: rules.attach(rules.attach(s, "ann", "i:1"), "ben", "i:2"),
         lambda s: control(s, "open_all"),
+        lambda s: rules.nudge(s, "fay", None, 1_999.0),
         lambda s: rules.vote(s, "ann", "realtime", 4, reason="Chat is <i>core</i> | really"),
         lambda s: rules.vote(s, "ben", "realtime", None, reason="Not sure"),
         lambda s: rules.vote(s, "ben", "realtime", 1),
@@ -554,6 +556,8 @@ async def test_reasons_deadlines_and_roles_survive_each_change(store: Store) -> 
         # Ben leaves from the middle of the list: the newcomers after him keep their places.
         lambda s: rules.remove(s, "ann", "ben", keep_ballots=False),
         lambda s: rules.set_door(s, "ann", True),
+        lambda s: rules.decide(s, "ann", None, "Neither: we wait a quarter.", 2_700.0),
+        lambda s: rules.decide(s, "ann", "go", "", 2_701.0),
         lambda s: with_people(s, person("Dan"), person("Eve")),
         lambda s: rules.remove(s, "ann", "cat", keep_ballots=True),
     ]

@@ -28,7 +28,17 @@ from typing import Any
 
 import msgspec
 
-from server.models import CaseState, CaseStatus, Mode, Participant, Round, Session, Template
+from server.models import (
+    CaseState,
+    CaseStatus,
+    Decision,
+    Mode,
+    Nudge,
+    Participant,
+    Round,
+    Session,
+    Template,
+)
 
 SEQUENCE = "~"
 SHOWN = "="
@@ -66,6 +76,8 @@ _names = msgspec.json.Decoder(tuple[str, ...]).decode
 _score = msgspec.json.Decoder(int | None).decode
 _sequence = msgspec.json.Decoder(tuple[str, int]).decode
 _text = msgspec.json.Decoder(str).decode
+_decision = msgspec.json.Decoder(Decision).decode
+_nudge = msgspec.json.Decoder(Nudge).decode
 
 
 class Keys:
@@ -100,6 +112,8 @@ def everything(keys: Keys, session: Session) -> Writes:
         updated_at=0.0,
         auto_reveal=False,
         door_open=True,
+        decision=None,
+        nudge=None,
     )
     found = changes(keys, empty, session)
     static = _Static(
@@ -129,6 +143,10 @@ def changes(keys: Keys, before: Session, after: Session) -> Writes:
         out[keys.meta]["ar"] = b"1" if after.auto_reveal else b"0"
     if after.door_open != before.door_open:
         out[keys.meta]["do"] = b"1" if after.door_open else b"0"
+    if after.nudge != before.nudge:
+        out[keys.meta]["nu"] = None if after.nudge is None else _encode(after.nudge)
+    if after.decision != before.decision:
+        out[keys.meta]["dc"] = None if after.decision is None else _encode(after.decision)
     if after.facilitator_hash != before.facilitator_hash:
         out[keys.meta]["f"] = _encode(after.facilitator_hash)
     if after.participants is not before.participants:
@@ -243,6 +261,8 @@ def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) ->
         cases=tuple(states),
         auto_reveal=meta.get(b"ar") == b"1",
         door_open=meta.get(b"do") != b"0",
+        decision=_decision(meta[b"dc"]) if b"dc" in meta else None,
+        nudge=_nudge(meta[b"nu"]) if b"nu" in meta else None,
         join_code=static.join_code,
     )
 
