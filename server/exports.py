@@ -57,8 +57,17 @@ def results(session: Session) -> dict[str, Any]:
             "template": session.template.title,
             "version": session.version,
         },
+        # Everyone listed, then those who left holding ballots (`left`: their ballots count).
         "participants": [
-            {"id": p.id, "name": p.name, "role": p.role} for p in session.participants
+            *(
+                {"id": p.id, "name": p.name, "role": p.role, "left": False}
+                for p in session.participants
+            ),
+            *(
+                {"id": pid, "name": f.name, "role": f.role, "left": True}
+                for pid, f in session.former.items()
+                if session.participant(pid) is None
+            ),
         ],
         "cases": cases,
         "stacks": [{"id": s.id, "name": s.name} for s in session.template.stacks],
@@ -134,7 +143,7 @@ def to_csv(document: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    names = {p["id"]: p["name"] for p in document["participants"]}
+    names = _names(document)
     for case in document["cases"]:
         rounds = [(past, REVOTED, past["round"]) for past in case["history"]]
         for stats, status, number in [*rounds, (case, case["status"], case["round"])]:
@@ -234,11 +243,19 @@ def _round_line(stats: dict[str, Any], current: bool = False) -> str:
     return f"{line}, agreement unchanged"
 
 
+def _names(document: dict[str, Any]) -> dict[str, str]:
+    """Each participant's name for the record; those who left are marked so."""
+    return {
+        p["id"]: f"{p['name']} (left)" if p.get("left") else p["name"]
+        for p in document["participants"]
+    }
+
+
 def to_markdown(document: dict[str, Any], now: datetime) -> str:
     session = document["session"]
-    names = {p["id"]: p["name"] for p in document["participants"]}
+    names = _names(document)
     titles = {c["id"]: c["title"] for c in document["cases"]}
-    voters = [p["name"] for p in document["participants"] if p["role"] != "spectator"]
+    voters = [names[p["id"]] for p in document["participants"] if p["role"] != "spectator"]
     lines = [
         f"# Decision record: {md_text(session['title'])}",
         "",
@@ -307,7 +324,7 @@ def to_markdown(document: dict[str, Any], now: datetime) -> str:
         lines += ["", "## Ballots", ""]
         for case in ballots:
             cast = ", ".join(
-                f"{md_text(names.get(b['participant'], '?'))}: "
+                f"{md_text(names.get(b['participant'], 'someone'))}: "
                 f"{'abstained' if b['score'] is None else b['score']}"
                 for b in case["ballots"]
             )

@@ -160,6 +160,14 @@ class Decision(Struct, frozen=True):
     at: float
 
 
+class Former(Struct, frozen=True):
+    """Someone who left the session (or was removed) holding ballots: their name and role stay
+    with the record, so a result keeps saying whose ballots it counts."""
+
+    name: str
+    role: Role
+
+
 class PeopleIndex:
     """Where each participant of a session is, by id, by name (name_key) and by token hash,
     so that a room of a thousand people answers "who is this?" without a scan."""
@@ -229,6 +237,8 @@ class Session(Struct, frozen=True, dict=True):
     door_open: bool = True
     # The team's own decision (rules.decide), once recorded; a later one replaces it.
     decision: Decision | None = None
+    # participant id -> who they were, for people gone from the list who hold ballots.
+    former: dict[str, Former] = {}
 
     def people(self) -> PeopleIndex:
         """The index of this session's participants (built once, carried along by `evolve`)."""

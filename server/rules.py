@@ -22,6 +22,7 @@ from server.models import (
     MIN_CROWD,
     CaseState,
     Decision,
+    Former,
     Nudge,
     Participant,
     PeopleIndex,
@@ -786,7 +787,14 @@ def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
     cases = session.cases
     if not keep_ballots:
         cases = tuple(_without(c, whom) for c in session.cases)
-    return _reveal_when_all_voted(evolve(session, participants=participants, cases=cases))
+    former = session.former
+    gone = session.participant(whom)
+    dropped = evolve(session, participants=participants, cases=cases)
+    if gone is not None and _holds_ballot(dropped, whom):
+        # Their ballots stay in the results: so does who they were.
+        former = {**former, whom: Former(name=gone.name, role=gone.role)}
+        dropped = evolve(dropped, former=former)
+    return _reveal_when_all_voted(dropped)
 
 
 def _without(case: CaseState, whom: str) -> CaseState:

@@ -68,10 +68,10 @@ def test_the_results_document_has_the_contract_shape() -> None:
         "version": session.version,
     }
     assert document["participants"] == [
-        {"id": "fay", "name": "Fay", "role": "facilitator"},
-        {"id": "alice", "name": "Alice", "role": "voter"},
-        {"id": "bob", "name": "Bob", "role": "voter"},
-        {"id": "watcher", "name": "Watcher", "role": "spectator"},
+        {"id": "fay", "name": "Fay", "role": "facilitator", "left": False},
+        {"id": "alice", "name": "Alice", "role": "voter", "left": False},
+        {"id": "bob", "name": "Bob", "role": "voter", "left": False},
+        {"id": "watcher", "name": "Watcher", "role": "spectator", "left": False},
     ]
     assert [c["id"] for c in document["cases"]] == [c.id for c in session.template.cases]
     for case in document["cases"]:
@@ -402,3 +402,23 @@ def test_the_decision_record_lists_reasons_escaped_and_hidden_ones_not() -> None
 
 def test_no_reasons_section_without_reasons() -> None:
     assert "## Reasons" not in exports.to_markdown(exports.results(decided()), NOW)
+
+
+# --- people who left
+
+
+def test_people_who_left_keep_their_names_in_the_record() -> None:
+    session = scored(team("Alice", "Bob", "Cat"), "realtime", {"alice": 4, "bob": 1, "fay": 2})
+    session = rules.remove(session, "fay", "alice", keep_ballots=True)
+    session = rules.leave(session, "bob", keep_ballots=True)
+    session = rules.leave(session, "cat", keep_ballots=True)  # held no ballot: simply gone
+    document = exports.results(session)
+    assert document["participants"][-2:] == [
+        {"id": "alice", "name": "Alice", "role": "voter", "left": True},
+        {"id": "bob", "name": "Bob", "role": "voter", "left": True},
+    ]
+    assert "cat" not in {p["id"] for p in document["participants"]}
+    text = record(session)
+    assert "- Voters (3): Fay, Alice (left), Bob (left)" in text
+    assert "Alice (left): 4" in text and "Bob (left): 1" in text
+    assert "?:" not in text

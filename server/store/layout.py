@@ -32,6 +32,7 @@ from server.models import (
     CaseState,
     CaseStatus,
     Decision,
+    Former,
     Mode,
     Nudge,
     Participant,
@@ -78,6 +79,7 @@ _sequence = msgspec.json.Decoder(tuple[str, int]).decode
 _text = msgspec.json.Decoder(str).decode
 _decision = msgspec.json.Decoder(Decision).decode
 _nudge = msgspec.json.Decoder(Nudge).decode
+_former = msgspec.json.Decoder(dict[str, Former]).decode
 
 
 class Keys:
@@ -114,6 +116,7 @@ def everything(keys: Keys, session: Session) -> Writes:
         door_open=True,
         decision=None,
         nudge=None,
+        former={},
     )
     found = changes(keys, empty, session)
     static = _Static(
@@ -145,6 +148,8 @@ def changes(keys: Keys, before: Session, after: Session) -> Writes:
         out[keys.meta]["do"] = b"1" if after.door_open else b"0"
     if after.nudge != before.nudge:
         out[keys.meta]["nu"] = None if after.nudge is None else _encode(after.nudge)
+    if after.former is not before.former and after.former != before.former:
+        out[keys.meta]["fo"] = _encode(after.former)
     if after.decision != before.decision:
         out[keys.meta]["dc"] = None if after.decision is None else _encode(after.decision)
     if after.facilitator_hash != before.facilitator_hash:
@@ -263,6 +268,7 @@ def load(session_id: str, raw: list[dict[bytes, bytes]], case_ids: list[str]) ->
         door_open=meta.get(b"do") != b"0",
         decision=_decision(meta[b"dc"]) if b"dc" in meta else None,
         nudge=_nudge(meta[b"nu"]) if b"nu" in meta else None,
+        former=_former(meta[b"fo"]) if b"fo" in meta else {},
         join_code=static.join_code,
     )
 
