@@ -5,6 +5,7 @@
 
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t, tn } from "./i18n.js";
+import { decisionHeadline, decisionNews, differsText } from "./room/decision.js";
 import { Follower } from "./room/delta.js";
 import { MIN_CROWD, counted } from "./room/quorum.js";
 import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
@@ -21,6 +22,7 @@ const template = JSON.parse($("template-data").textContent);
 const templateCases = new Map(template.cases.map((c) => [c.id, c]));
 const titleOf = (id) => templateCases.get(id)?.title ?? id;
 const scale = template.scale || [];
+const stackNames = new Map((template.stacks || []).map((s) => [s.id, s.name]));
 
 const dom = {
   title: $("present-title"),
@@ -53,6 +55,10 @@ const dom = {
   recommendationTitle: $("rec-title"),
   verdict: $("verdict"),
   ranking: $("ranking"),
+  decision: $("decision"),
+  decisionWhat: $("decision-what"),
+  decisionNote: $("decision-note"),
+  decisionDiffers: $("decision-differs"),
   goneMessage: $("gone-message"),
 };
 
@@ -150,6 +156,8 @@ function onSnapshot(snapshot, previous) {
     if (snapshot.session.status === "finished" && previous.session.status !== "finished") {
       if (verdict) said.push(t("Recommendation: {verdict}", { verdict }));
     }
+    const decided = decisionNews(previous, snapshot, stackNames);
+    if (decided) said.push(decided);
     if (said.length) messages.announce(said.join(" "));
   }
   render();
@@ -328,7 +336,25 @@ function renderResults(snapshot, finished) {
     else if (cases.length) dom.results.replaceChildren(revealedList(cases));
     else dom.results.replaceChildren();
   }
-  renderRecommendation(snapshot.recommendation, finished);
+  renderRecommendation(snapshot.recommendation, finished, snapshot.session.decision);
+  renderDecision(snapshot.session.decision, snapshot.recommendation);
+}
+
+// The team's decision, once made, leads the verdict's box: it is what was chosen.
+function renderDecision(decision, recommendation) {
+  setHidden(dom.decision, !decision);
+  dom.recommendation.dataset.decided = String(Boolean(decision));
+  if (!decision) return;
+  const key = JSON.stringify(decision);
+  if (dom.decision.dataset.key !== key) {
+    dom.decision.dataset.key = key;
+    setText(dom.decisionWhat, decisionHeadline(decision, stackNames));
+    setText(dom.decisionNote, decision.note);
+    setHidden(dom.decisionNote, !decision.note);
+  }
+  const differs = differsText(decision, recommendation);
+  setText(dom.decisionDiffers, differs);
+  setHidden(dom.decisionDiffers, !differs);
 }
 
 function histogram(results, compact) {
@@ -466,8 +492,8 @@ function revealedList(cases) {
   return el("ol", { class: "present-case-list" }, head, rows);
 }
 
-function renderRecommendation(recommendation, finished) {
-  setHidden(dom.recommendation, !recommendation && !finished);
+function renderRecommendation(recommendation, finished, decision) {
+  setHidden(dom.recommendation, !recommendation && !finished && !decision);
   setText(
     dom.recommendationTitle,
     finished ? t("Final recommendation") : t("Recommendation so far"),

@@ -6,6 +6,7 @@ import { rememberSession } from "./recent.js";
 import { MyBallots } from "./room/ballots.js";
 import { RoomBar, renderWaiting } from "./room/bar.js";
 import { CaseCard } from "./room/cases.js";
+import { DecisionPanel, decisionNews, decisionText } from "./room/decision.js";
 import { Follower } from "./room/delta.js";
 import { Confirm } from "./room/dialog.js";
 import { setHidden, setText } from "./room/dom.js";
@@ -27,6 +28,7 @@ const sessionId = root.dataset.sessionId;
 const template = JSON.parse($("template-data").textContent);
 const caseTitles = new Map(template.cases.map((c) => [c.id, c.title]));
 const titleOf = (id) => caseTitles.get(id) ?? id;
+const stackNames = new Map((template.stacks || []).map((s) => [s.id, s.name]));
 
 const dom = {
   title: $("room-title"),
@@ -91,6 +93,7 @@ const cards = new Map(
   ]),
 );
 const bar = new RoomBar(dom);
+const decisionPanel = new DecisionPanel($("decision-panel"), stackNames);
 const confirmDialog = new Confirm($("confirm"));
 const identity = new Identity(sessionId);
 const messages = new Messages($("toast"), $("announcer"));
@@ -370,7 +373,11 @@ function onSnapshot(snapshot, previous) {
   rememberName(snapshot);
   render();
   if (previous && room.joined) {
-    const { spoken, event } = describeChanges(previous, snapshot, titleOf, room.me, mine);
+    const changes = describeChanges(previous, snapshot, titleOf, room.me, mine);
+    // The team's decision is the news of its moment: it takes the bar over anything else.
+    const decided = decisionNews(previous, snapshot, stackNames);
+    const spoken = [changes.spoken, decided].filter(Boolean).join(" ");
+    const event = decided ? { text: decided, caseId: null } : changes.event;
     if (spoken) messages.announce(spoken);
     if (event) {
       bar.showEvent(event, titleOf);
@@ -455,6 +462,7 @@ function render() {
     anonymous: session.anonymous,
     offline,
     nudge: session.nudge ?? null,
+    decided: session.decision ? decisionText(session.decision, stackNames) : "",
   };
   for (const state of snapshot.cases) cards.get(state.id)?.render(state, view);
   keepTicking(snapshot);
@@ -464,6 +472,7 @@ function render() {
   renderPresence(dom, snapshot, { me: room.me, facilitator, offline });
   placeRecommendation(snapshot);
   renderRecommendation(dom, snapshot.recommendation, titleOf);
+  decisionPanel.render(snapshot, { facilitator, offline });
 }
 
 function doorOpen(session) {
@@ -505,6 +514,10 @@ function placeRecommendation(snapshot) {
   const after = Boolean(position & Node.DOCUMENT_POSITION_FOLLOWING);
   if (scoring && !after) dom.casesSection.after(dom.recommendation);
   else if (!scoring && after) dom.casesSection.before(dom.recommendation);
+  // The decision follows the recommendation it answers.
+  if (dom.recommendation.nextElementSibling !== decisionPanel.root) {
+    dom.recommendation.after(decisionPanel.root);
+  }
   setText(dom.recommendationTitle, finished ? t("Recommendation") : t("Recommendation so far"));
 }
 
@@ -604,13 +617,16 @@ function control(action, caseId, button, focusAfter, extra = {}) {
   const payload = caseId ? { action, case: caseId, ...extra } : { action, ...extra };
   const card = caseId && button ? cards.get(caseId) : null;
   const inToolbar = Boolean(button && dom.facilitatorBar.contains(button));
+  const inDecision = Boolean(button && decisionPanel.form.contains(button));
   const refuse = (message) => {
     if (card) card.showError(message, room.snapshot?.cases.find((c) => c.id === caseId));
     else if (inToolbar) showToolbarError(message);
+    else if (inDecision) decisionPanel.showError(message);
     else messages.toast(message);
   };
   if (card) card.showError("");
   if (inToolbar) showToolbarError("");
+  if (inDecision) decisionPanel.showError("");
   button?.setAttribute("aria-disabled", "true");
   return new Promise((resolve) => {
     socket.timeout(ACK_TIMEOUT_MS).emit("control", payload, (err, ack) => {
@@ -828,6 +844,18 @@ async function onLeave() {
   });
 }
 
+// The team's decision, recorded (or changed) by a facilitator; a refusal shows by the form.
+async function onDecide(event) {
+  event.preventDefault();
+  const button = decisionPanel.submit;
+  if (button.getAttribute("aria-disabled") === "true") return;
+  const ack = await control("decide", null, button, null, decisionPanel.value());
+  if (!ack) return;
+  decisionPanel.saved();
+  messages.announce(t("Decision saved."));
+  render();
+}
+
 // Links to a case (from the recommendation or the bar) also move keyboard focus onto it.
 function onCaseLink(event) {
   const link = event.target.closest("a[data-focus-case]");
@@ -880,6 +908,7 @@ function start() {
   dom.autoReveal.addEventListener("change", onAutoReveal);
   dom.presence.addEventListener("click", onPersonAction);
   dom.leave.addEventListener("click", onLeave);
+  decisionPanel.form.addEventListener("submit", onDecide);
   root.addEventListener("click", onCaseLink);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") follower.resync();

@@ -63,6 +63,8 @@ function facilitatorName(snapshot, view) {
 /** One line saying where the session stands, for this person. */
 export function statusLine(snapshot, view) {
   if (snapshot.session.status === "finished") {
+    // Once the team has decided, that is the outcome; the recommendation was advice.
+    if (view.decided) return t("Finished. {verdict}", { verdict: view.decided });
     return snapshot.recommendation
       ? t("Finished. {verdict}", { verdict: snapshot.recommendation.verdict })
       : t("Finished.");
