@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from server import edge, exports, i18n, protocol, snapshot
+from server import edge, exports, i18n, protocol, rules, snapshot
 from server.decks import (
     DEFAULT_TEMPLATE,
     TemplateError,
@@ -268,6 +268,8 @@ def _room_page(request: Request, session: Session) -> dict[str, Any]:
         },
         # How many people must score a question of an anonymous session before it shows.
         "min_crowd": MIN_CROWD,
+        # The longest note a decision may carry.
+        "note_max": rules.NOTE_MAX,
         "template": msgspec.to_builtins(session.template),
         "join_url": f"{base_url(request)}/s/{session.id}",
         "qr_url": f"/s/{session.id}/qr.svg",
