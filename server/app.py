@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -255,25 +255,33 @@ def create_app(
         lambda session_id: rooms.current(session_id),
         lambda session_id, op: rooms.apply(session_id, op),
     )
-    # People offline for long are marked away (with the same kind of timer).
+
+    def people_timer(
+        due: Callable[[Session], float | None], op: Callable[[], ops.Op], what: str
+    ) -> Deadlines:
+        """The same kind of timer, for a change that depends on who is here and since when."""
+        return Deadlines(
+            lambda session_id: rooms.current(session_id),
+            lambda session_id, op: rooms.apply(session_id, op),
+            due=due,
+            op=op,
+            depends=lambda session: session.participants,
+            what=what,
+        )
+
+    # People offline for long are marked away; those without a ballot, offline for longer
+    # still, leave the session.
     away_after = settings.away_after_seconds
-    away = Deadlines(
-        lambda session_id: rooms.current(session_id),
-        lambda session_id, op: rooms.apply(session_id, op),
-        due=lambda session: rules.next_away(session, away_after),
-        op=lambda: ops.MarkAway(away_after),
-        depends=lambda session: session.participants,
-        what="marking people away",
+    away = people_timer(
+        lambda session: rules.next_away(session, away_after),
+        lambda: ops.MarkAway(away_after),
+        "marking people away",
     )
-    # People without a ballot offline for longer still leave the session (same timer again).
     expire_after = settings.expire_idle_after_seconds
-    expiry = Deadlines(
-        lambda session_id: rooms.current(session_id),
-        lambda session_id, op: rooms.apply(session_id, op),
-        due=lambda session: rules.next_expiry(session, expire_after),
-        op=lambda: ops.Expire(expire_after),
-        depends=lambda session: session.participants,
-        what="removing people gone for long",
+    expiry = people_timer(
+        lambda session: rules.next_expiry(session, expire_after),
+        lambda: ops.Expire(expire_after),
+        "removing people gone for long",
     )
 
     def changed(

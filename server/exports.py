@@ -424,14 +424,13 @@ def to_adr(document: dict[str, Any], now: datetime) -> str:
     lines += ["", "### Consequences", ""]
     if advice:
         top = advice["ranking"][0]
+        titles = {c["id"]: c["title"] for c in document["cases"]}
         for part in top["contributions"][:3]:
-            title = next((c["title"] for c in document["cases"] if c["id"] == part["case"]), "")
             word = "Good" if part["value"] >= 0 else "Bad"
             lines.append(
-                f"* {word}, because {md_text(top['name'])} fits *{md_text(title)}* "
-                f"({part['value']:+.2f})."
+                f"* {word}, because {md_text(top['name'])} fits "
+                f"*{md_text(titles.get(part['case'], part['case']))}* ({part['value']:+.2f})."
             )
-        titles = {c["id"]: c["title"] for c in document["cases"]}
         if advice["contested"]:
             lines.append(
                 "* Bad, because agreement is weak on "

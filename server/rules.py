@@ -570,13 +570,8 @@ def close_overdue(session: Session, now: float) -> Session:
         return session
     return evolve(
         session,
-        cases=tuple(_closed(session, c) if _overdue(c, now) else c for c in session.cases),
+        cases=tuple(_revealed(c) if _overdue(c, now) else c for c in session.cases),
     )
-
-
-def _closed(session: Session, case: CaseState) -> CaseState:
-    """A case whose voting ended: revealed (with its results withheld if too few scored it)."""
-    return _revealed(case)
 
 
 def _overdue(case: CaseState, now: float) -> bool:
@@ -787,13 +782,12 @@ def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
     cases = session.cases
     if not keep_ballots:
         cases = tuple(_without(c, whom) for c in session.cases)
-    former = session.former
     gone = session.participant(whom)
     dropped = evolve(session, participants=participants, cases=cases)
     if gone is not None and _holds_ballot(dropped, whom):
         # Their ballots stay in the results: so does who they were.
-        former = {**former, whom: Former(name=gone.name, role=gone.role)}
-        dropped = evolve(dropped, former=former)
+        who = Former(name=gone.name, role=gone.role)
+        dropped = evolve(dropped, former={**session.former, whom: who})
     return _reveal_when_all_voted(dropped)
 
 
@@ -900,6 +894,7 @@ def next_expiry(session: Session, after: float) -> float | None:
 
 
 def _holds_ballot(session: Session, pid: str) -> bool:
+    """Whether `pid` has a ballot on some case, in its current round or an earlier one."""
     return any(
         pid in case.ballots or any(pid in past.ballots for past in case.history)
         for case in session.cases
@@ -907,21 +902,11 @@ def _holds_ballot(session: Session, pid: str) -> bool:
 
 
 def _idle(session: Session, gone: Callable[[Participant], bool]) -> set[str]:
-    candidates = [p for p in session.participants if p.role != "facilitator" and gone(p)]
-    if not candidates:
-        return set()
-    holders = _holders(session)
-    return {p.id for p in candidates if p.id not in holders}
-
-
-def _holders(session: Session) -> set[str]:
-    """Everyone with a ballot on some case, in its current round or an earlier one."""
-    found: set[str] = set()
-    for case in session.cases:
-        found.update(case.ballots)
-        for past in case.history:
-            found.update(past.ballots)
-    return found
+    return {
+        p.id
+        for p in session.participants
+        if p.role != "facilitator" and gone(p) and not _holds_ballot(session, p.id)
+    }
 
 
 def _drop_all(session: Session, whom: set[str]) -> Session:
