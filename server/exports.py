@@ -59,12 +59,9 @@ def results(session: Session) -> dict[str, Any]:
         },
         # Everyone listed, then those who left holding ballots (`left`: their ballots count).
         "participants": [
+            *(_person(session, p.id, p.name, p.role, left=False) for p in session.participants),
             *(
-                {"id": p.id, "name": p.name, "role": p.role, "left": False}
-                for p in session.participants
-            ),
-            *(
-                {"id": pid, "name": f.name, "role": f.role, "left": True}
+                _person(session, pid, f.name, f.role, left=True)
                 for pid, f in session.former.items()
                 if session.participant(pid) is None
             ),
@@ -73,6 +70,18 @@ def results(session: Session) -> dict[str, Any]:
         "stacks": [{"id": s.id, "name": s.name} for s in session.template.stacks],
         "recommendation": snapshot.recommendation(session),
     }
+
+
+def _person(session: Session, pid: str, name: str, role: str, *, left: bool) -> dict[str, Any]:
+    """A participant in the record. `voted`: whether they hold a ballot on any case, in any
+    round (skips count); null in an anonymous session, which never says who voted."""
+    voted = None
+    if not session.anonymous:
+        voted = any(
+            pid in case.ballots or any(pid in past.ballots for past in case.history)
+            for case in session.cases
+        )
+    return {"id": pid, "name": name, "role": role, "left": left, "voted": voted}
 
 
 def _past_round(session: Session, past: Round) -> dict[str, Any]:
@@ -251,18 +260,35 @@ def _names(document: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _people_lines(document: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """Who took part: those who voted (people who left among them, marked so), then those who
+    joined without voting; an anonymous record lists everyone who could vote together."""
+
+    def line(label: str, people: list[dict[str, Any]]) -> str:
+        listed = ", ".join(md_text(names[p["id"]]) for p in people) or "none"
+        return f"- {label} ({len(people)}): {listed}"
+
+    scoring = [p for p in document["participants"] if p["role"] != "spectator"]
+    if document["session"]["anonymous"]:
+        return [line("Participants", scoring)]
+    lines = [line("Voters", [p for p in scoring if p["voted"]])]
+    silent = [p for p in scoring if not p["voted"]]
+    if silent:
+        lines.append(line("Joined without voting", silent))
+    return lines
+
+
 def to_markdown(document: dict[str, Any], now: datetime) -> str:
     session = document["session"]
     names = _names(document)
     titles = {c["id"]: c["title"] for c in document["cases"]}
-    voters = [names[p["id"]] for p in document["participants"] if p["role"] != "spectator"]
     lines = [
         f"# Decision record: {md_text(session['title'])}",
         "",
         f"- Date: {now:%Y-%m-%d %H:%M} UTC",
         f"- Template: {md_text(session['template'])}",
         f"- Session status: {session['status']}",
-        f"- Voters ({len(voters)}): " + (", ".join(md_text(n) for n in voters) or "none"),
+        *_people_lines(document, names),
         "",
         "## Decision",
         "",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from msgspec import Meta, Struct
@@ -102,6 +102,22 @@ class Participant(Struct, frozen=True):
         """Whether this person's ballots count (spectators only watch)."""
         return self.role != "spectator"
 
+    @property
+    def here(self) -> bool:
+        """Whether the room waits for this person: online, or offline for a short while only
+        (a connection that blinks). Away, or offline since before the server last recorded
+        it, is not here; the participant view's `away` says the opposite of this."""
+        return self.online or (not self.away and self.offline_since is not None)
+
+
+class Tally(NamedTuple):
+    """The count "`voted` of `of` voted" on a case: the one count the server, the room, the
+    presenter view and the record all say (static/js/room/quorum.js is its twin in the
+    browser)."""
+
+    voted: int
+    of: int
+
 
 class Round(Struct, frozen=True):
     """A finished round of a case, kept when the facilitator asks for a re-vote."""
@@ -141,6 +157,8 @@ class Nudge(Struct, frozen=True):
 
     at: float
     cases: dict[str, int]
+    # Who sent it (a facilitator): their own browser does not remind them.
+    by: str = ""
 
 
 def name_key(name: str) -> str:
@@ -266,6 +284,21 @@ class Session(Struct, frozen=True, dict=True):
         """Whether a round with these ballots may show its scores: always, unless the session
         is anonymous and fewer than MIN_CROWD people scored."""
         return not self.anonymous or scored(ballots) >= MIN_CROWD
+
+    def tally(self, case: CaseState) -> Tally:
+        """Who voted on `case`, of whom. `voted` is every ballot of its round (skips too, and
+        the ballots of people who left, which stay counted); `of` adds everyone here who
+        votes and has not, so `voted` <= `of` by construction. In an anonymous session nobody
+        is told who voted, so `of` is what everyone can count: the people here who vote, or
+        `voted` if that is more."""
+        voted = len(case.ballots)
+        if self.anonymous:
+            here = sum(1 for p in self.participants if p.counts and p.here)
+            return Tally(voted, max(voted, here))
+        waiting = sum(
+            1 for p in self.participants if p.counts and p.here and p.id not in case.ballots
+        )
+        return Tally(voted, voted + waiting)
 
     def withheld(self, case: CaseState) -> bool:
         """A case closed without showing its results: too few people scored it in an

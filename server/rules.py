@@ -607,16 +607,16 @@ def everyone_here_voted(session: Session, case: CaseState) -> bool:
         return False
     online = False
     for p in session.participants:
-        if p.counts and _here(p):
+        if p.counts and p.here:
             if p.id not in case.ballots:
                 return False
             online = online or p.online
     return online
 
 
-def _here(p: Participant) -> bool:
-    # Offline with no time recorded: never connected since this was recorded; not waited for.
-    return p.online or (not p.away and p.offline_since is not None)
+def _waiting(session: Session, case: CaseState) -> bool:
+    """Whether someone here who votes holds no ballot on `case`."""
+    return any(p.counts and p.here and p.id not in case.ballots for p in session.participants)
 
 
 def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Session:
@@ -646,8 +646,8 @@ def nudge(session: Session, participant_id: str, case_id: str | None, now: float
     still being voted on in the same round."""
     _facilitator(session, participant_id)
     if case_id is None:
-        cases = {c.id: c.round for c in session.cases if c.status == "voting"}
-        if not cases:
+        voting = [c for c in session.cases if c.status == "voting"]
+        if not voting:
             raise RuleError(N_("Nothing is open for voting, so there is nobody to remind."))
     else:
         case = _case(session, case_id)
@@ -655,14 +655,19 @@ def nudge(session: Session, participant_id: str, case_id: str | None, now: float
             raise RuleError(
                 N_("This question is not open for voting, so there is nobody to remind.")
             )
-        cases = {case.id: case.round}
+        voting = [case]
+    # Only where someone here who votes has not (the facilitator, who sends it, included:
+    # clients do not show her own reminder to her).
+    cases = {c.id: c.round for c in voting if _waiting(session, c)}
+    if not cases:
+        raise RuleError(N_("Everyone here has voted already, so there is nobody to remind."))
     last = session.nudge
     if last is not None and now - last.at < NUDGE_INTERVAL:
         wait = max(1, math.ceil(last.at + NUDGE_INTERVAL - now))
         raise RuleError(
             N_("You sent a reminder just now; you can send another in %(wait)d s.", wait=wait)
         )
-    return evolve(session, nudge=Nudge(at=now, cases=cases))
+    return evolve(session, nudge=Nudge(at=now, cases=cases, by=participant_id))
 
 
 # --- away

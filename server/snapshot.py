@@ -177,7 +177,7 @@ def nudge_view(session: Session) -> dict[str, Any] | None:
     cases = [
         c.id for c in session.cases if c.status == "voting" and nudge.cases.get(c.id) == c.round
     ]
-    return {"at": nudge.at, "cases": cases} if cases else None
+    return {"at": nudge.at, "cases": cases, "by": nudge.by or None} if cases else None
 
 
 def participant_view(session: Session, p: Participant) -> dict[str, Any]:
@@ -189,7 +189,9 @@ def participant_view(session: Session, p: Participant) -> dict[str, Any]:
         "name": p.name,
         "role": p.role,
         "online": p.online,
-        "away": p.away,
+        # Not waited for (models.Participant.here): away, or offline since before the
+        # server last recorded it.
+        "away": not p.here,
         "voted": [] if session.anonymous else [c.id for c in session.cases if p.id in c.ballots],
     }
 

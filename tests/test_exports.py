@@ -68,10 +68,10 @@ def test_the_results_document_has_the_contract_shape() -> None:
         "version": session.version,
     }
     assert document["participants"] == [
-        {"id": "fay", "name": "Fay", "role": "facilitator", "left": False},
-        {"id": "alice", "name": "Alice", "role": "voter", "left": False},
-        {"id": "bob", "name": "Bob", "role": "voter", "left": False},
-        {"id": "watcher", "name": "Watcher", "role": "spectator", "left": False},
+        {"id": "fay", "name": "Fay", "role": "facilitator", "left": False, "voted": True},
+        {"id": "alice", "name": "Alice", "role": "voter", "left": False, "voted": True},
+        {"id": "bob", "name": "Bob", "role": "voter", "left": False, "voted": True},
+        {"id": "watcher", "name": "Watcher", "role": "spectator", "left": False, "voted": False},
     ]
     assert [c["id"] for c in document["cases"]] == [c.id for c in session.template.cases]
     for case in document["cases"]:
@@ -414,8 +414,8 @@ def test_people_who_left_keep_their_names_in_the_record() -> None:
     session = rules.leave(session, "cat", keep_ballots=True)  # held no ballot: simply gone
     document = exports.results(session)
     assert document["participants"][-2:] == [
-        {"id": "alice", "name": "Alice", "role": "voter", "left": True},
-        {"id": "bob", "name": "Bob", "role": "voter", "left": True},
+        {"id": "alice", "name": "Alice", "role": "voter", "left": True, "voted": True},
+        {"id": "bob", "name": "Bob", "role": "voter", "left": True, "voted": True},
     ]
     assert "cat" not in {p["id"] for p in document["participants"]}
     text = record(session)

@@ -217,7 +217,7 @@ def test_german_pages_are_german(client: TestClient, store: MemoryStore) -> None
     for german in ("Entscheidungsprotokoll", "Fazit", "Rangfolge", "Einigkeit", "Median"):
         assert german in results, german
     assert "(+1 übersprungen)" in results
-    assert "3 bewerten" in results
+    assert "3 haben abgestimmt" in results
     # How sure: the percentages and ranges come out in German too.
     for german in ("Wie sicher", "Punktzahl in 90 % der Ziehungen", "Derzeit empfohlen."):
         assert german in results, german

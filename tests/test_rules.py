@@ -1245,15 +1245,30 @@ def test_the_last_one_who_had_not_voted_leaving_reveals_with_auto_reveal() -> No
 
 
 def test_a_nudge_names_the_open_cases_and_their_rounds() -> None:
-    session = control(open_case("Ann"), "open", "prototype")
+    session = here(control(open_case("Ann"), "open", "prototype"), "fay", "ann")
     every = rules.nudge(session, "fay", None, NOW)
-    assert every.nudge == Nudge(at=NOW, cases={"realtime": 1, "prototype": 1})
+    assert every.nudge == Nudge(at=NOW, cases={"realtime": 1, "prototype": 1}, by="fay")
     one = rules.nudge(session, "fay", "prototype", NOW)
-    assert one.nudge == Nudge(at=NOW, cases={"prototype": 1})
+    assert one.nudge == Nudge(at=NOW, cases={"prototype": 1}, by="fay")
+
+
+def test_a_nudge_names_only_cases_someone_here_has_not_voted_on() -> None:
+    session = here(control(open_case("Ann"), "open", "prototype"), "fay", "ann")
+    session = rules.vote(rules.vote(session, "fay", "realtime", 2), "ann", "realtime", 3)
+    assert rules.nudge(session, "fay", None, NOW).nudge == Nudge(
+        at=NOW, cases={"prototype": 1}, by="fay"
+    )
+    session = rules.vote(rules.vote(session, "fay", "prototype", 2), "ann", "prototype", None)
+    with pytest.raises(RuleError, match="Everyone here has voted already"):
+        rules.nudge(session, "fay", None, NOW)
+    # Someone who is not here is not waited for, so not reminded either.
+    gone = rules.vote(here(open_case("Ann"), "fay"), "fay", "realtime", 1)
+    with pytest.raises(RuleError, match="Everyone here has voted already"):
+        rules.nudge(gone, "fay", "realtime", NOW)
 
 
 def test_nudges_are_at_most_one_per_interval() -> None:
-    session = rules.nudge(open_case("Ann"), "fay", None, NOW)
+    session = rules.nudge(here(open_case("Ann"), "ann"), "fay", None, NOW)
     with pytest.raises(RuleError) as caught:
         rules.nudge(session, "fay", "realtime", NOW + 3.5)
     assert str(caught.value) == "You sent a reminder just now; you can send another in 7 s."

@@ -44,7 +44,8 @@ def test_the_snapshot_has_the_contract_shape() -> None:
         "decision": None,
         "nudge": None,
     }
-    offline = {"online": False, "away": False}
+    # Nobody has connected yet: nobody is waited for (models.Participant.here).
+    offline = {"online": False, "away": True}
     assert state["participants"] == [
         {"id": "fay", "name": "Fay", "role": "facilitator", **offline, "voted": ["realtime"]},
         {"id": "alice", "name": "Alice", "role": "voter", **offline, "voted": ["realtime"]},
@@ -83,13 +84,20 @@ def test_the_snapshot_shows_who_is_away_and_no_more() -> None:
 
 
 def test_a_nudge_names_the_cases_still_open_in_the_same_round() -> None:
-    nudged = rules.nudge(voting(), "fay", None, 3_000.0)
+    # Cat, here, has voted on neither case; the reminder names both and who sent it.
+    waiting = rules.attach(with_people(voting(), person("Cat")), "cat", "sid-cat")
+    nudged = rules.nudge(waiting, "fay", None, 3_000.0)
     assert snapshot.state(nudged)["session"]["nudge"] == {
         "at": 3_000.0,
         "cases": ["realtime", "prototype"],
+        "by": "fay",
     }
     revealed = rules.control(nudged, "fay", "reveal", "realtime")
-    assert snapshot.summary(revealed)["nudge"] == {"at": 3_000.0, "cases": ["prototype"]}
+    assert snapshot.summary(revealed)["nudge"] == {
+        "at": 3_000.0,
+        "cases": ["prototype"],
+        "by": "fay",
+    }
     assert snapshot.marks(nudged, revealed).session
     done = rules.control(revealed, "fay", "reveal", "prototype")
     assert snapshot.summary(done)["nudge"] is None
