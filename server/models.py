@@ -92,6 +92,10 @@ class Participant(Struct, frozen=True):
     # Offline for longer than the server's away_after_seconds (rules.mark_away): not counted
     # in "n of m" nor waited for by auto-reveal, until they come back.
     away: bool = False
+    # A facilitator's own link: the hash of its token. "" for everyone else, and for the
+    # facilitator who holds the session's first link (Session.facilitator_hash);
+    # rules.LINK_PENDING for a facilitator whose link is being made (rules.link_of).
+    link: str = ""
 
     @property
     def online(self) -> bool:
@@ -235,8 +239,10 @@ class Session(Struct, frozen=True, dict=True):
     mode: Mode
     anonymous: bool
     template: Template
-    # The hash of the facilitator link's token; empty once the facilitator role was handed to
-    # someone else, so that the link no longer gives control (see rules.hand_over).
+    # The hash of the first facilitator link's token (the one made with the session). It
+    # belongs to the first facilitator without a link of their own (rules.link_of), or to
+    # whoever opens it while nobody facilitates; empty once its holder gave up the role, so
+    # that it no longer gives control. Facilitators made later have links of their own.
     facilitator_hash: str
     created_at: float
     updated_at: float

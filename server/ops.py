@@ -86,6 +86,24 @@ class HandOver(msgspec.Struct, frozen=True, tag="hand_over"):
     to: str
 
 
+class Promote(msgspec.Struct, frozen=True, tag="promote"):
+    participant: str
+    whom: str
+
+
+class Demote(msgspec.Struct, frozen=True, tag="demote"):
+    participant: str
+    whom: str
+
+
+class GiveLink(msgspec.Struct, frozen=True, tag="give_link"):
+    """A facilitator without a link of their own gets one (`link`: its token's hash; the
+    instance that made it tells them the token)."""
+
+    participant: str
+    link: str
+
+
 class Remove(msgspec.Struct, frozen=True, tag="remove"):
     participant: str
     whom: str
@@ -167,6 +185,9 @@ Op = (
     | HandOver
     | Remove
     | TakeOver
+    | Promote
+    | Demote
+    | GiveLink
     | Leave
     | Nudge
     | MarkAway
@@ -216,6 +237,12 @@ def change(session: Session, op: Op, now: float) -> Session:
             return rules.set_auto_reveal(session, pid, on)
         case HandOver(participant=pid, to=to):
             return rules.hand_over(session, pid, to)
+        case Promote(participant=pid, whom=whom):
+            return rules.promote(session, pid, whom)
+        case Demote(participant=pid, whom=whom):
+            return rules.demote(session, pid, whom)
+        case GiveLink(participant=pid, link=link):
+            return rules.give_link(session, pid, link)
         case Remove(participant=pid, whom=whom, keep_ballots=keep):
             return rules.remove(session, pid, whom, keep_ballots=keep)
         case TakeOver(participant=p, sid=sid, limit=limit, link=link):

@@ -23,6 +23,9 @@ STATUS = "status"
 # "removed" (by the facilitator), "left" (they left) or "moved" (the facilitator link was
 # opened on another device, which is now this person); the connection closes after it.
 REMOVED = "removed"
+# Sent to a person whose role changed (hand-over, promote, demote): {"role",
+# "facilitator_token"?}, the token of their own facilitator link when they became one.
+ROLE = "role"
 # Client -> server events.
 VOTE = "vote"
 CONTROL = "control"
@@ -55,6 +58,13 @@ class CreateSession(Struct, forbid_unknown_fields=True):
     template: str | dict[str, Any] = "django"
     mode: Mode = "hidden"
     anonymous: bool = False
+
+
+class LinkCheck(Struct, forbid_unknown_fields=True):
+    """POST /api/sessions/<id>/link: whom a facilitator link names (the token in the body,
+    never in a URL)."""
+
+    facilitator_token: Token
 
 
 class Auth(Struct, forbid_unknown_fields=True):
@@ -101,7 +111,7 @@ Seconds = Annotated[int, Meta(ge=0, le=COUNTDOWN_MAX)]
 
 # Commands about the session or its people, never about one case.
 _NOT_ABOUT_A_CASE = frozenset(
-    {"hand_over", "remove", "auto_reveal", "door", "remove_idle", "decide"}
+    {"hand_over", "promote", "demote", "remove", "auto_reveal", "door", "remove_idle", "decide"}
 )
 
 # The fields each command needs besides `action` (and `case`, which the rules check).
@@ -109,6 +119,8 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "countdown": ("seconds",),
     "auto_reveal": ("on",),
     "hand_over": ("participant",),
+    "promote": ("participant",),
+    "demote": ("participant",),
     "remove": ("participant", "keep_ballots"),
     "door": ("open",),
 }
@@ -132,7 +144,7 @@ class Control(Struct, forbid_unknown_fields=True):
     seconds: Seconds | None = None
     # auto_reveal: on or off.
     on: bool | None = None
-    # hand_over and remove: whom it is about.
+    # hand_over, promote, demote and remove: whom it is about.
     participant: Token | None = None
     # remove: whether the ballots they cast so far stay counted.
     keep_ballots: bool | None = None
@@ -149,9 +161,8 @@ class Control(Struct, forbid_unknown_fields=True):
             if name in needs and not given:
                 raise _invalid(N_("%(action)s needs %(wanted)s", action=self.action, wanted=wanted))
             if given and name not in needs and name not in _MAY.get(self.action, ()):
-                users = " and ".join(
-                    a for a, fields in (*_NEEDS.items(), *_MAY.items()) if name in fields
-                )
+                names = [a for a, fields in (*_NEEDS.items(), *_MAY.items()) if name in fields]
+                users = " and ".join([", ".join(names[:-1]), names[-1]] if names[:-1] else names)
                 raise _invalid(
                     N_("%(field)s goes only with %(actions)s", field=name, actions=users)
                 )

@@ -26,7 +26,6 @@ from server.security import (
     new_instance_id,
     new_participant_id,
     new_token,
-    token_matches,
 )
 from server.sio import Message, Namespace, Outlet
 from server.store import OutcomeUnknown, SessionNotFound, Store, StoreUnavailable
@@ -42,7 +41,6 @@ GONE = N_("This session no longer exists.")
 REMOVED = N_("The facilitator removed you from this session.")
 NO_SESSION = N_("There is no session at this link; it may have expired.")
 TOO_MANY_CONNECTIONS = N_("Too many connections from your address; wait a minute and try again.")
-BAD_FACILITATOR_LINK = N_("This facilitator link is not valid for this session.")
 CRASHED = N_("Something went wrong on the server; please try again.")
 LEFT = N_("You left this session.")
 MOVED = N_(
@@ -146,6 +144,10 @@ async def _answer(namespace: RoomNamespace, handler: Handler, sid: str, data: An
         return protocol.error(namespace.say(sid, CRASHED))
 
 
+# The ops that may change someone's role (or a facilitator's link).
+ROLE_OPS = (ops.HandOver, ops.Promote, ops.Demote, ops.GiveLink, ops.Attach, ops.TakeOver)
+
+
 def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
     """The op a facilitator's command stands for (protocol.Control has checked its fields)."""
     match command.action:
@@ -157,6 +159,12 @@ def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
         case "hand_over":
             assert command.participant is not None
             return ops.HandOver(participant_id, command.participant)
+        case "promote":
+            assert command.participant is not None
+            return ops.Promote(participant_id, command.participant)
+        case "demote":
+            assert command.participant is not None
+            return ops.Demote(participant_id, command.participant)
         case "remove":
             assert command.participant is not None
             return ops.Remove(participant_id, command.participant, bool(command.keep_ballots))
@@ -204,6 +212,8 @@ class RoomNamespace(Namespace):
         # Watch-only sockets (a presenter screen): socket id -> session id. They get what a
         # participant gets, but speak for nobody, so the session never lists or counts them.
         self.watching: dict[str, str] = {}
+        # Facilitators connected here whose own link is being made: (session id, participant).
+        self.linking: set[tuple[str, str]] = set()
         # Sockets being sent away (their person left, was removed or moved to another
         # device): until they are closed, they speak for nobody.
         self.leaving: set[str] = set()
@@ -285,6 +295,9 @@ class RoomNamespace(Namespace):
         self.fanout.add(
             session.id, sid, self._outlet(sid, environ), Message(protocol.WELCOME, welcome)
         )
+        me = current.participant(participant_id)
+        if me is not None and rules.needs_link(current, me):
+            self.ensure_link(session.id, participant_id)  # promoted while away
 
     def _watch(self, sid: str, session_id: str, outlet: Outlet) -> None:
         """A watch-only socket: in the room's fan-out (its first snapshot goes out with the
@@ -323,57 +336,50 @@ class RoomNamespace(Namespace):
             await self.store.heartbeat(self.instance, [session.id], ttl=self.instance_ttl)
         token = request.token
         known = None if token is None else rules.find_by_token(session, hash_token(token))
-        promote: Role | None = None
         link: str | None = None
         if request.facilitator_token is not None:
-            if token_matches(request.facilitator_token, session.facilitator_hash):
-                promote, link = "facilitator", session.facilitator_hash
-            elif session.facilitator_hash or known is None:
-                raise Refused(
-                    rules.LINK_HANDED_OVER
-                    if not session.facilitator_hash
-                    else BAD_FACILITATOR_LINK,
-                    "bad_facilitator_token",
-                )
-            # else: the link stopped working when the role was handed over; its holder is
-            # still a participant and comes back as one.
+            presented = hash_token(request.facilitator_token)
+            try:
+                rules.check_link(session, presented)
+                link = presented
+            except rules.RuleError:
+                if known is None:
+                    raise Refused(rules.LINK_DEAD, "bad_facilitator_token") from None
+                # else: a link that no longer gives control; its holder is still a
+                # participant and comes back as one (the page forgets the link).
 
-        # The link names one person: the facilitator. A device that is not them yet becomes
-        # them (or joins as them, if nobody facilitates yet); a participant opening it while
-        # nobody facilitates takes up the role as themselves.
-        if link is not None and (
-            known is None
-            or (
-                known.role != "facilitator"
-                and any(p.role == "facilitator" for p in session.participants)
-            )
-        ):
+        # A link names one person: its facilitator. A device that is not them yet becomes
+        # them; the session's first link, while nobody holds it, makes whoever opens it the
+        # facilitator (a newcomer under the name given, or a participant as themselves).
+        if link is not None:
+            owner = rules.link_owner(session, link)
+            if known is not None and token is not None and (owner is None or owner.id == known.id):
+                promote: Role | None = None if owner is not None else "facilitator"
+                await self.rooms.apply(session.id, ops.Attach(known.id, socket, promote, link))
+                return known.id, "facilitator", token
             return await self._take_over(session, request, socket, link)
         if known is not None and token is not None:
-            await self.rooms.apply(session.id, ops.Attach(known.id, socket, promote, link))
-            return known.id, promote or known.role, token
+            await self.rooms.apply(session.id, ops.Attach(known.id, socket))
+            return known.id, known.role, token
 
         name = rules.clean_name(request.name)
         token = new_token()
         newcomer = Participant(
-            id=new_participant_id(),
-            name=name,
-            role=promote or request.role,
-            token_hash=hash_token(token),
+            id=new_participant_id(), name=name, role=request.role, token_hash=hash_token(token)
         )
-        await self.rooms.apply(session.id, ops.Join(newcomer, socket, self.max_participants, link))
+        await self.rooms.apply(session.id, ops.Join(newcomer, socket, self.max_participants))
         return newcomer.id, newcomer.role, token
 
     async def _take_over(
         self, session: Session, request: protocol.Auth, socket: str, link: str
     ) -> tuple[str, Role, str]:
-        """The facilitator link on a new device: it becomes the facilitator here (whose name
-        it keeps, so the name given is not needed), or joins as the facilitator under the
-        name given if there is none."""
+        """A facilitator link on a new device: it becomes the link's facilitator here (whose
+        name it keeps, so the name given is not needed), or, with the session's first link
+        nobody holds yet, joins as the facilitator under the name given."""
         try:
             name = rules.clean_name(request.name)
         except rules.RuleError:
-            if not any(p.role == "facilitator" for p in session.participants):
+            if rules.link_owner(session, link) is None:
                 raise
             name = ""  # not needed: the person taken over keeps their name
         token = new_token()
@@ -472,6 +478,10 @@ class RoomNamespace(Namespace):
         sids = self.local.get(session_id)
         if not sids:
             return
+        if after.participants is not before.participants and (
+            applied is None or any(isinstance(op, ROLE_OPS) for op in applied)
+        ):
+            self._roles_changed(session_id, sids, before, after)
         gone = rules.removed_between(before, after)
         moved = rules.moved_between(before, after)
         if not gone and not moved:
@@ -491,6 +501,62 @@ class RoomNamespace(Namespace):
             if reason is not None:
                 self.leaving.add(sid)
                 self._spawn(self._send_away(sid, reason))
+
+    # --- roles
+
+    def _roles_changed(
+        self, session_id: str, sids: set[str], before: Session, after: Session
+    ) -> None:
+        """Tell the people here whose role changed (hand-over, promote, demote): a new
+        facilitator gets a link of their own first, and its token with the `role` event."""
+        for sid in list(sids):
+            whom = self.whom.get(sid)
+            if whom is None or sid in self.leaving:
+                continue
+            was, now = before.participant(whom[1]), after.participant(whom[1])
+            if was is None or now is None:
+                continue
+            if rules.needs_link(after, now):
+                self.ensure_link(session_id, now.id)
+            elif (was.role == "facilitator") != (now.role == "facilitator"):
+                self._spawn(self._tell_role(session_id, now.id, {"role": now.role}))
+
+    def ensure_link(self, session_id: str, participant_id: str) -> None:
+        """Make a link of their own for a facilitator connected here who has none (once at a
+        time per person), then tell them their role and its token."""
+        key = (session_id, participant_id)
+        if key not in self.linking:
+            self.linking.add(key)
+            self._spawn(self._give_link(session_id, participant_id))
+
+    async def _give_link(self, session_id: str, participant_id: str) -> None:
+        token = new_token()
+        link = hash_token(token)
+        try:
+            try:
+                await self.rooms.apply(session_id, ops.GiveLink(participant_id, link))
+            except (rules.RuleError, Busy, SessionNotFound, StoreUnavailable, OutcomeUnknown):
+                # Tried again when they next connect (an unknown outcome included: if the
+                # link was stored after all, they have one and nothing more is needed).
+                log.info("no facilitator link made for %s in %s now", participant_id, session_id)
+                return
+            current = self.rooms.current(session_id)
+            person = None if current is None else current.participant(participant_id)
+            if person is None:
+                return
+            message: dict[str, Any] = {"role": person.role}
+            if person.link == link:
+                message["facilitator_token"] = token
+            await self._tell_role(session_id, participant_id, message)
+        finally:
+            self.linking.discard((session_id, participant_id))
+
+    async def _tell_role(
+        self, session_id: str, participant_id: str, message: dict[str, Any]
+    ) -> None:
+        for sid in list(self.local.get(session_id, ())):
+            if self.whom.get(sid) == (session_id, participant_id) and sid not in self.leaving:
+                await self.emit(protocol.ROLE, message, to=sid)
 
     async def _send_away(self, sid: str, reason: str) -> None:
         log.info("closing connection %s: its participant %s", sid, reason)

@@ -211,6 +211,30 @@ async def _create_with_join_code(store: Store, session: Session) -> Session:
     raise ApiError(503, SERVER_FULL)
 
 
+async def facilitator_link(request: Request) -> Response:
+    """Whom a facilitator link names, so that the page can offer to carry on as them, or say
+    at once that the link no longer gives control (rather than after the offer)."""
+    _check_origin(request)
+    throttle: Throttle = request.app.state.throttle
+    if not await throttle.allow_address("join", client_address(request)):
+        raise ApiError(429, N_("too many attempts from your address; try again shortly"))
+    session = await _session_or_404(request)
+    try:
+        check = protocol.parse(protocol.LinkCheck, await _json_body(request))
+    except protocol.ProtocolError as exc:
+        raise ApiError(400, text_of(exc)) from None
+    link = hash_token(check.facilitator_token)
+    # An answer either way (not a 4xx for a link that stopped working: the page asks this
+    # of every link it holds, and a dead one is news for the person, not a fault).
+    try:
+        rules.check_link(session, link)
+    except rules.RuleError:
+        return JSONResponse({"valid": False, "message": i18n.say(rules.LINK_DEAD)})
+    owner = rules.link_owner(session, link)
+    facilitator = None if owner is None else {"id": owner.id, "name": owner.name}
+    return JSONResponse({"valid": True, "facilitator": facilitator})
+
+
 async def session_state(request: Request) -> Response:
     return JSONResponse(snapshot.state(await _session_or_404(request)))
 
@@ -435,6 +459,7 @@ routes = [
     Route("/join", join_page, methods=["GET"]),
     Route("/join/{code:str}", join_by_code, methods=["GET"]),
     Route(SESSION, session_state, methods=["GET"]),
+    Route(SESSION + "/link", facilitator_link, methods=["POST"]),
     Route(SESSION + "/results", session_results, methods=["GET"]),
     Route(SESSION + "/results.{fmt:str}", session_results, methods=["GET"]),
     Route("/s/{session_id:str}", room, methods=["GET"]),

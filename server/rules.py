@@ -9,6 +9,7 @@ object, so the store can skip the write.
 
 from __future__ import annotations
 
+import hmac
 import math
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -47,7 +48,8 @@ ACTIONS: tuple[Action, ...] = (
 )
 CASE_ACTIONS: frozenset[str] = frozenset({"open", "reveal", "revote", "lock"})
 # Every command a facilitator may send: the status changes above, and those with rules of
-# their own below (countdown, auto_reveal, hand_over, remove, nudge, door, remove_idle).
+# their own below (countdown, auto_reveal, hand_over, promote, demote, remove, nudge, door,
+# remove_idle, decide).
 Command = Literal[
     "open",
     "open_all",
@@ -59,6 +61,8 @@ Command = Literal[
     "countdown",
     "auto_reveal",
     "hand_over",
+    "promote",
+    "demote",
     "remove",
     "nudge",
     "door",
@@ -70,6 +74,8 @@ COMMANDS: tuple[Command, ...] = (
     "countdown",
     "auto_reveal",
     "hand_over",
+    "promote",
+    "demote",
     "remove",
     "nudge",
     "door",
@@ -182,21 +188,78 @@ def _others(session: Session) -> int:
     return len(session.participants) - sum(p.role == "facilitator" for p in session.participants)
 
 
-LINK_HANDED_OVER = N_(
-    "The facilitator role of this session was handed over, so the facilitator link no longer "
-    "gives control."
+LINK_DEAD = N_(
+    "This facilitator link no longer gives control of this session. You can still join it as "
+    "a participant."
 )
-BAD_LINK = N_("This facilitator link is not valid for this session.")
+# The link of a facilitator whose own link is being made (by the instance holding their
+# socket, which alone can hand them its token: realtime.RoomNamespace.give_link).
+LINK_PENDING = "-"
+
+
+def link_of(session: Session, p: Participant) -> str | None:
+    """The hash of the link that gives `p` control, if they facilitate and have one: their
+    own, or the session's first link if they are the first facilitator without one."""
+    if p.role != "facilitator" or p.link == LINK_PENDING:
+        return None
+    if p.link:
+        return p.link
+    if session.facilitator_hash and p is _first_holder(session):
+        return session.facilitator_hash
+    return None
+
+
+def _first_holder(session: Session) -> Participant | None:
+    """Who holds the session's first link: the first facilitator with no link of their own."""
+    return next((p for p in session.participants if p.role == "facilitator" and not p.link), None)
+
+
+def link_owner(session: Session, link: str) -> Participant | None:
+    """The facilitator whom the link `link` (its token's hash) names, if any."""
+    for p in session.participants:
+        own = link_of(session, p)
+        if own is not None and hmac.compare_digest(own, link):
+            return p
+    return None
 
 
 def check_link(session: Session, link: str) -> None:
-    """A facilitator link (the hash of its token) still gives control of the session: it is
-    checked when a change is applied, not only at the door, so a link presented just before a
-    hand-over cannot promote anyone after it."""
-    if not session.facilitator_hash:
-        raise RuleError(LINK_HANDED_OVER)
-    if link != session.facilitator_hash:
-        raise RuleError(BAD_LINK)
+    """A facilitator link (the hash of its token) still gives control of the session: it names
+    a facilitator, or it is the session's first link and nobody holds it yet. Checked when a
+    change is applied, not only at the door, so a link presented just before its holder gave
+    up the role cannot promote anyone after it."""
+    if link_owner(session, link) is not None:
+        return
+    first = session.facilitator_hash
+    if first and _first_holder(session) is None and hmac.compare_digest(first, link):
+        return
+    raise RuleError(LINK_DEAD)
+
+
+def give_link(session: Session, participant_id: str, link: str) -> Session:
+    """A facilitator without a link of their own gets one (`link`: its token's hash). Changes
+    nothing if they have one already or no longer facilitate (another instance was first)."""
+    p = session.participant(participant_id)
+    if p is None or link_of(session, p) is not None or p.role != "facilitator":
+        return session
+    return _update_participant(session, participant_id, lambda q: replace(q, link=link))
+
+
+def needs_link(session: Session, p: Participant) -> bool:
+    """Whether `p` facilitates without a link that gives them control."""
+    return p.role == "facilitator" and link_of(session, p) is None
+
+
+def _keep_first_link(before: Session, after: Session) -> Session:
+    """Once the holder of the session's first link no longer facilitates, the link gives
+    nobody control: nor may it pass to the next facilitator without a link."""
+    holder = _first_holder(before) if before.facilitator_hash else None
+    if holder is None:
+        return after
+    now = after.participant(holder.id)
+    if now is not None and now.role == "facilitator" and now.link == holder.link:
+        return after
+    return evolve(after, facilitator_hash="")
 
 
 def find_by_token(session: Session, token_hash: str) -> Participant | None:
@@ -254,18 +317,19 @@ def drop_sockets(session: Session, prefix: str, now: float) -> Session:
 def take_over(
     session: Session, newcomer: Participant, sid: str, *, limit: int, link: str
 ) -> Session:
-    """The facilitator link opened on a device that is nobody here yet.
+    """A facilitator link opened on a device that is nobody here yet.
 
-    With a facilitator here already, the device becomes that person: same id, ballots and
-    reasons, now known by `newcomer`'s token and connected through `sid` alone (their other
-    sockets stop speaking for them, and their old token names nobody). With none yet,
-    `newcomer` joins as the facilitator. So the link never makes a second facilitator, however
-    many devices open it at once: these changes are applied one after the other.
+    With the link's facilitator here already, the device becomes that person: same id,
+    ballots and reasons, now known by `newcomer`'s token and connected through `sid` alone
+    (their other sockets stop speaking for them, and their old token names nobody). With the
+    session's first link and nobody holding it yet, `newcomer` joins as the facilitator. So a
+    link never makes a second facilitator, however many devices open it at once: these changes
+    are applied one after the other.
     """
     check_link(session, link)
     if session.participant(newcomer.id) is not None:
         return attach(session, newcomer.id, sid)  # joined by this very change, applied again
-    facilitator = next((p for p in session.participants if p.role == "facilitator"), None)
+    facilitator = link_owner(session, link)
     if facilitator is None:
         if not newcomer.name:
             raise RuleError(NO_NAME)
@@ -707,15 +771,18 @@ def next_away(session: Session, after: float) -> float | None:
 
 
 def hand_over(session: Session, participant_id: str, to: str) -> Session:
-    """The facilitator role passes to `to`: they alone steer the session from now on, every
-    facilitator so far becomes a voter, and the facilitator link stops giving control (its
-    holder would otherwise take the role back)."""
+    """The facilitator role passes from `participant_id` to `to`: they steer from now on (with
+    any co-facilitators), the giver becomes a voter, and the giver's link stops giving control
+    (its holder would otherwise take the role back). The receiver's own link is made by the
+    instance holding their socket (realtime), which tells them its token."""
     _facilitator(session, participant_id)
     if to == participant_id:
         raise RuleError(N_("You are facilitating already."))
     heir = session.participant(to)
     if heir is None:
         raise RuleError(PERSON_GONE)
+    if heir.role == "facilitator":
+        raise RuleError(N_("%(name)s is a facilitator already.", name=heir.name))
     if not heir.online:
         raise RuleError(
             N_(
@@ -723,19 +790,54 @@ def hand_over(session: Session, participant_id: str, to: str) -> Session:
                 name=heir.name,
             )
         )
+    return _set_roles(session, {to: "facilitator", participant_id: "voter"})
+
+
+def promote(session: Session, participant_id: str, whom: str) -> Session:
+    """`whom` becomes a facilitator too (a co-facilitator): everyone who facilitates has the
+    same controls, and a link of their own (made as hand_over says)."""
+    _facilitator(session, participant_id)
+    person = session.participant(whom)
+    if person is None:
+        raise RuleError(PERSON_GONE)
+    if person.role == "facilitator":
+        raise RuleError(N_("%(name)s is a facilitator already.", name=person.name))
+    return _set_roles(session, {whom: "facilitator"})
+
+
+def demote(session: Session, participant_id: str, whom: str) -> Session:
+    """`whom` (a facilitator, perhaps the one asking: stepping down) takes part as a voter from
+    now on, and their link stops giving control. The last facilitator cannot be demoted."""
+    _facilitator(session, participant_id)
+    person = session.participant(whom)
+    if person is None:
+        raise RuleError(PERSON_GONE)
+    if person.role != "facilitator":
+        raise RuleError(N_("%(name)s is not a facilitator.", name=person.name))
+    if not any(p.role == "facilitator" and p.id != whom for p in session.participants):
+        raise RuleError(
+            N_(
+                "%(name)s is the only facilitator: make someone else a facilitator first, or "
+                "hand the session over.",
+                name=person.name,
+            )
+        )
+    return _set_roles(session, {whom: "voter"})
+
+
+def _set_roles(session: Session, roles: dict[str, Role]) -> Session:
+    """New roles for some people: a new facilitator waits for a link of their own
+    (LINK_PENDING), someone who stops facilitating loses theirs."""
 
     def role(p: Participant) -> Participant:
-        if p.id == to:
-            return replace(p, role="facilitator")
-        return replace(p, role="voter") if p.role == "facilitator" else p
+        new = roles.get(p.id)
+        if new is None or new == p.role:
+            return p
+        return replace(p, role=new, link=LINK_PENDING if new == "facilitator" else "")
 
     participants = tuple(role(p) for p in session.participants)
-    return evolve(
-        session,
-        session.people().same_people(participants),
-        participants=participants,
-        facilitator_hash="",
-    )
+    changed = evolve(session, session.people().same_people(participants), participants=participants)
+    return _keep_first_link(session, changed)
 
 
 def remove(session: Session, participant_id: str, whom: str, *, keep_ballots: bool) -> Session:
@@ -758,8 +860,8 @@ BALLOTS_STAY = N_(
     "show what they were. To start a question afresh, re-vote it."
 )
 HAND_OVER_FIRST = N_(
-    "Hand the session over first: you are its only facilitator, and nobody could run it after "
-    "you leave."
+    "Hand the session over or make someone else a facilitator first: you are its only "
+    "facilitator, and nobody could run it after you leave."
 )
 
 
@@ -788,7 +890,7 @@ def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
     if not keep_ballots:
         cases = tuple(_without(c, whom) for c in session.cases)
     gone = session.participant(whom)
-    dropped = evolve(session, participants=participants, cases=cases)
+    dropped = _keep_first_link(session, evolve(session, participants=participants, cases=cases))
     if gone is not None and _holds_ballot(dropped, whom):
         # Their ballots stay in the results: so does who they were.
         who = Former(name=gone.name, role=gone.role)

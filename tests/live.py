@@ -257,6 +257,7 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
 
     client.on("status", on_event("status"))
     client.on("removed", on_event("removed"))
+    client.on("role", on_event("role"))
     client.on("disconnect", on_event("disconnect"))
     client.on("delta", on_delta)
     client.on("welcome", on_welcome)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server import engine, protocol
+from server import engine, protocol, rules
 from server.realtime import WATCHING
 from tests.factories import case_of
 from tests.live import LiveServer, Member, create_session, facilitate, join
@@ -274,7 +274,7 @@ async def test_facilitator_rights_come_back_with_the_facilitator_link(server: Li
         {"session": created["id"], "name": "Mallory", "facilitator_token": "not-the-token"},
         refuse_ok=True,
     )
-    assert forged.refused == "This facilitator link is not valid for this session."
+    assert forged.refused == rules.LINK_DEAD
     await leave(back, ann)
 
 

@@ -278,6 +278,18 @@ async def test_hand_over_across_instances_moves_control_at_once(
     }
     assert (await ann.control("open", "realtime"))["ok"]
     assert not (await fay.control("reveal", "realtime"))["ok"]
+    # Each is told by the instance holding their socket; Ann gets a link of her own, made on
+    # hers, which works on the other instance too.
+    told = await ann.until_event("role", timeout=10)
+    assert told["role"] == "facilitator" and told["facilitator_token"]
+    assert (await fay.until_event("role", timeout=10)) == {"role": "voter"}
+    tablet = await join(
+        a.url,
+        {"session": created["id"], "name": "", "facilitator_token": told["facilitator_token"]},
+    )
+    assert (tablet.id, tablet.welcome["role"]) == (ann.id, "facilitator")
+    assert (await ann.until_event("removed", timeout=10))["reason"] == "moved"
+    ann = tablet
     # The facilitator link stopped giving control: a newcomer with it is refused...
     link_only = await join(
         b.url,
@@ -288,7 +300,7 @@ async def test_hand_over_across_instances_moves_control_at_once(
         },
         refuse_ok=True,
     )
-    assert link_only.refused is not None and "handed over" in link_only.refused
+    assert link_only.refused is not None and "no longer gives control" in link_only.refused
     # ...and Fay, coming back with her token and the old link, is herself, as a voter.
     await fay.client.disconnect()
     back = await join(

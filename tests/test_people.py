@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from server import rules
 from tests.factories import case_of
 from tests.live import (
     LiveServer,
@@ -202,13 +204,90 @@ async def test_the_only_facilitator_cannot_leave(server: LiveServer) -> None:
     fay = await facilitate(server.url, created)
     ann = await join(server.url, {"session": created["id"], "name": "Ann"})
     ack = await fay.call("leave", {"keep_ballots": True})
-    assert ack["ok"] is False and ack["error"].startswith("Hand the session over first")
+    assert ack["ok"] is False and ack["error"].startswith(
+        "Hand the session over or make someone else"
+    )
     handed = await fay.control("hand_over", participant=ann.id)
     await fay.until_version(handed["version"])
     left = await fay.call("leave", {})
     assert left["ok"], left
     assert (await fay.until_event("removed"))["reason"] == "left"
     await close(fay, ann)
+
+
+# --- roles: hand-over, co-facilitators, links of their own
+
+
+async def test_a_hand_over_sends_the_receiver_a_link_of_her_own(server: LiveServer) -> None:
+    created = create_session(server.url)
+    fay = await facilitate(server.url, created)
+    ann = await join(server.url, {"session": created["id"], "name": "Ann"})
+    handed = await fay.control("hand_over", participant=ann.id)
+    assert handed["ok"], handed
+    told = await ann.until_event("role")
+    assert told["role"] == "facilitator" and told["facilitator_token"]
+    assert (await fay.until_event("role")) == {"role": "voter"}
+    # Her token is a facilitator link: on a new device it is Ann, in charge.
+    await ann.client.disconnect()
+    tablet = await join(
+        server.url,
+        {"session": created["id"], "name": "", "facilitator_token": told["facilitator_token"]},
+    )
+    assert (tablet.id, tablet.welcome["role"]) == (ann.id, "facilitator")
+    assert (await tablet.control("open", "realtime"))["ok"]
+    # Fay's link is dead for a newcomer, and the page can ask before offering anything.
+    stale = await join(
+        server.url,
+        {
+            "session": created["id"],
+            "name": "Eve",
+            "facilitator_token": created["facilitator_token"],
+        },
+        refuse_ok=True,
+    )
+    assert stale.refused == rules.LINK_DEAD
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        path = f"/api/sessions/{created['id']}/link"
+        dead = await http.post(path, json={"facilitator_token": created["facilitator_token"]})
+        alive = await http.post(path, json={"facilitator_token": told["facilitator_token"]})
+        bad = await http.post(path, json={"facilitator_token": 3})
+    assert dead.json() == {"valid": False, "message": rules.LINK_DEAD}
+    assert alive.json() == {"valid": True, "facilitator": {"id": ann.id, "name": "Ann"}}
+    assert bad.status_code == 400 and "facilitator_token" in bad.json()["error"]
+    await close(fay, tablet)
+
+
+async def test_co_facilitators_both_steer_and_the_last_is_kept(server: LiveServer) -> None:
+    created = create_session(server.url)
+    fay = await facilitate(server.url, created)
+    ann = await join(server.url, {"session": created["id"], "name": "Ann"})
+    ben = await join(server.url, {"session": created["id"], "name": "Ben"})
+    assert (await ann.control("promote", participant=ben.id))["error"].startswith("Only")
+    promoted = await fay.control("promote", participant=ann.id)
+    assert promoted["ok"], promoted
+    told = await ann.until_event("role")
+    assert told["role"] == "facilitator" and told["facilitator_token"]
+    # Both may reveal; Fay's link still gives control (she still facilitates).
+    assert (await ann.control("open", "realtime"))["ok"]
+    assert (await fay.control("reveal", "realtime"))["ok"]
+    again = await join(
+        server.url,
+        {
+            "session": created["id"],
+            "token": fay.welcome["token"],
+            "facilitator_token": created["facilitator_token"],
+        },
+    )
+    assert again.welcome["role"] == "facilitator"
+    # Fay steps down; Ann is then the last and cannot be demoted, nor leave.
+    down = await fay.control("demote", participant=fay.id)
+    assert down["ok"], down
+    last = await ann.control("demote", participant=ann.id)
+    assert last["ok"] is False and "only facilitator" in last["error"]
+    assert (await ann.call("leave", {}))["ok"] is False
+    roles = {p["name"]: p["role"] for p in (await ben.call("sync"))["participants"]}
+    assert roles == {"Fay": "voter", "Ann": "facilitator", "Ben": "voter"}
+    await close(fay, again, ann, ben)
 
 
 # --- reminders

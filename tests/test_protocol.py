@@ -15,7 +15,7 @@ SCORE_HINT = "score must be a whole number from 0 to 4, or null to abstain"
 CASE_HINT = "case must be the id of a case in this session"
 ACTION_HINT = (
     "action must be one of open, open_all, reveal, reveal_all, revote, lock, finish, "
-    "countdown, auto_reveal, hand_over, remove, nudge, door, remove_idle, decide"
+    "countdown, auto_reveal, hand_over, promote, demote, remove, nudge, door, remove_idle, decide"
 )
 REASON_HINT = "reason must be text of at most 280 characters"
 SECONDS_HINT = "seconds must be a whole number from 0 to 86400"
@@ -191,7 +191,7 @@ def test_the_new_controls_are_accepted(payload: dict[str, Any], parsed: Control)
         ({"action": "open_all", "on": True}, "on goes only with auto_reveal"),
         (
             {"action": "countdown", "seconds": 5, "participant": "a1"},
-            "participant goes only with hand_over and remove",
+            "participant goes only with hand_over, promote, demote and remove",
         ),
         ({"action": "finish", "keep_ballots": True}, "keep_ballots goes only with remove"),
     ],

@@ -1005,18 +1005,34 @@ def test_hand_over_stops_the_facilitator_link() -> None:
     session = here(team("Ann"), "ann")
     link = session.facilitator_hash
     rules.check_link(session, link)
+    assert rules.link_owner(session, link) == member(session, "fay")
     handed = rules.hand_over(session, "fay", "ann")
     assert handed.facilitator_hash == ""
     with pytest.raises(RuleError) as caught:
         rules.check_link(handed, link)
-    assert str(caught.value) == rules.LINK_HANDED_OVER
+    assert str(caught.value) == rules.LINK_DEAD
+    # Ann's own link is made by the instance holding her socket; until then she has none.
+    assert member(handed, "ann").link == rules.LINK_PENDING
+    assert rules.needs_link(handed, member(handed, "ann"))
+    hers = hash_token("ann's link")
+    linked = rules.give_link(handed, "ann", hers)
+    assert not rules.needs_link(linked, member(linked, "ann"))
+    assert rules.link_owner(linked, hers) == member(linked, "ann")
+    # Another instance making one too changes nothing: the first one made stays.
+    assert rules.give_link(linked, "ann", hash_token("another")) is linked
+    with pytest.raises(RuleError, match="no longer gives control"):
+        rules.check_link(linked, link)
 
 
-def test_hand_over_leaves_a_single_facilitator() -> None:
-    # A second device joined with the facilitator link under another name.
-    session = here(with_people(team("Ann"), person("Fay2", "facilitator")), "ann")
-    handed = rules.hand_over(session, "fay", "ann")
-    assert [p.id for p in handed.participants if p.role == "facilitator"] == ["ann"]
+def test_hand_over_leaves_co_facilitators_in_place() -> None:
+    session = here(team("Ann", "Ben"), "ann", "ben")
+    both = rules.promote(session, "fay", "ben")
+    handed = rules.hand_over(both, "fay", "ann")
+    roles = {p.id: p.role for p in handed.participants}
+    assert roles == {"fay": "voter", "ann": "facilitator", "ben": "facilitator"}
+    with pytest.raises(RuleError) as caught:
+        rules.hand_over(handed, "ann", "ben")
+    assert str(caught.value) == "Ben is a facilitator already."
 
 
 def test_hand_over_keeps_everyone_s_ballots() -> None:
@@ -1039,6 +1055,86 @@ def test_refused_hand_overs(to: str, message: str) -> None:
     assert str(caught.value) == message
     with pytest.raises(RuleError, match="Only the facilitator"):
         rules.hand_over(session, "ann", "ann")
+
+
+# --- co-facilitators
+
+
+def test_a_promoted_facilitator_steers_too_with_a_link_of_her_own() -> None:
+    session = here(team("Ann", "Ben"), "ann")
+    first = session.facilitator_hash
+    both = rules.promote(session, "fay", "ann")
+    assert {p.id: p.role for p in both.participants} == {
+        "fay": "facilitator",
+        "ann": "facilitator",
+        "ben": "voter",
+    }
+    # Both may steer; Fay's link still names Fay.
+    opened = control_by(both, "ann", "open", "realtime")
+    assert status_after(control_by(opened, "fay", "reveal", "realtime")) == "revealed"
+    assert rules.link_owner(both, first) == member(both, "fay")
+    hers = hash_token("ann's link")
+    linked = rules.give_link(both, "ann", hers)
+    # Ann's link on a new device moves Ann, not Fay.
+    moved = rules.take_over(linked, device("tablet"), "sid-tablet", limit=LIMIT, link=hers)
+    assert member(moved, "ann").sids == ("sid-tablet",)
+    assert member(moved, "fay").token_hash == hash_token("token-fay")
+    # A participant's ballots and the capacity: facilitators do not count against it.
+    assert rules.promote(both, "ann", "ben").participant("ben") is not None
+
+
+@pytest.mark.parametrize(
+    ("who", "whom", "message"),
+    [
+        ("ann", "ben", "Only the facilitator can do that."),
+        ("fay", "fay", "Fay is a facilitator already."),
+        ("fay", "mallory", "That person is not part of this session any more."),
+    ],
+)
+def test_refused_promotions(who: str, whom: str, message: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        rules.promote(team("Ann", "Ben"), who, whom)
+    assert str(caught.value) == message
+
+
+def test_the_last_facilitator_cannot_be_demoted() -> None:
+    session = team("Ann")
+    with pytest.raises(RuleError) as caught:
+        rules.demote(session, "fay", "fay")
+    assert str(caught.value) == (
+        "Fay is the only facilitator: make someone else a facilitator first, or hand the "
+        "session over."
+    )
+    with pytest.raises(RuleError, match="Ann is not a facilitator"):
+        rules.demote(session, "fay", "ann")
+    with pytest.raises(RuleError, match="Only the facilitator"):
+        rules.demote(session, "ann", "fay")
+    # With two, either may step down or demote the other; then the one left is the last.
+    both = rules.give_link(rules.promote(session, "fay", "ann"), "ann", hash_token("ann"))
+    down = rules.demote(both, "fay", "ann")
+    assert member(down, "ann").role == "voter"
+    with pytest.raises(RuleError, match="no longer gives control"):
+        rules.check_link(down, hash_token("ann"))
+    with pytest.raises(RuleError, match="only facilitator"):
+        rules.demote(down, "fay", "fay")
+
+
+def test_the_first_link_dies_with_its_holder_s_role_and_passes_to_nobody() -> None:
+    # Ann joined before the facilitator, so she comes first in the list once promoted.
+    session = with_people(new_session(), person("Ann"))
+    first = session.facilitator_hash
+    session = rules.take_over(session, device("laptop", "Fay"), "sid-1", limit=LIMIT, link=first)
+    both = rules.promote(session, "new-laptop", "ann")
+    assert rules.link_owner(both, first) == member(both, "new-laptop")
+    for gone in (
+        rules.demote(both, "ann", "new-laptop"),
+        rules.leave(both, "new-laptop", keep_ballots=True),
+        rules.remove(both, "ann", "new-laptop", keep_ballots=True),
+        rules.hand_over(here(session, "ann"), "new-laptop", "ann"),
+    ):
+        assert gone.facilitator_hash == ""
+        with pytest.raises(RuleError, match="no longer gives control"):
+            rules.take_over(gone, device("phone"), "sid-2", limit=LIMIT, link=first)
 
 
 # --- removing people
@@ -1129,7 +1225,7 @@ def test_a_finished_session_takes_none_of_the_new_commands() -> None:
 
 
 def test_a_link_of_another_session_is_refused() -> None:
-    with pytest.raises(RuleError, match="not valid for this session"):
+    with pytest.raises(RuleError, match="no longer gives control"):
         rules.check_link(team("Ann"), "0" * 64)
 
 
@@ -1181,9 +1277,9 @@ def test_a_link_that_stopped_working_takes_nobody_over() -> None:
     session = here(team("Ann"), "ann")
     link = session.facilitator_hash
     handed = rules.hand_over(session, "fay", "ann")
-    with pytest.raises(RuleError, match="handed over"):
+    with pytest.raises(RuleError, match="no longer gives control"):
         rules.take_over(handed, device("phone"), "sid-phone", limit=LIMIT, link=link)
-    with pytest.raises(RuleError, match="not valid"):
+    with pytest.raises(RuleError, match="no longer gives control"):
         rules.take_over(session, device("phone"), "sid-phone", limit=LIMIT, link="0" * 64)
 
 
@@ -1224,7 +1320,7 @@ def test_the_only_facilitator_cannot_leave() -> None:
     session = team("Ann")
     with pytest.raises(RuleError) as caught:
         rules.leave(session, "fay", keep_ballots=True)
-    assert str(caught.value).startswith("Hand the session over first")
+    assert str(caught.value).startswith("Hand the session over or make someone else a facilitator")
     # Once handed over, the former facilitator is a voter and may go.
     handed = rules.hand_over(here(session, "ann"), "fay", "ann")
     assert [p.id for p in rules.leave(handed, "fay", keep_ballots=True).participants] == ["ann"]

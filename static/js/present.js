@@ -7,8 +7,16 @@ import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t, tn } from "./i18n.js";
 import { decisionHeadline, decisionNews, differsText } from "./room/decision.js";
 import { Follower } from "./room/delta.js";
-import { MIN_CROWD, counted } from "./room/quorum.js";
-import { bandWord, el, formatNumber, formatSigned, setHidden, setText } from "./room/dom.js";
+import { MIN_CROWD, tally as roomTally } from "./room/quorum.js";
+import {
+  agreementText,
+  bandWord,
+  el,
+  formatNumber,
+  formatSigned,
+  setHidden,
+  setText,
+} from "./room/dom.js";
 import { Messages, caseChanges, milestones } from "./room/messages.js";
 import { scoreTrack } from "./room/panels.js";
 
@@ -228,15 +236,13 @@ function renderWaiting(snapshot) {
   setHidden(dom.waitingDoor, !closed);
 }
 
-/**
- * "n of m voted": m is everyone who votes (voters and the facilitator, not spectators), leaving
- * out people marked away unless they voted on this question already. Never below n (ballots
- * of people removed with their ballots kept still count).
- */
+/** "n of m voted": the room's count (room/quorum.js), as the big screen shows it. */
 function tally(snapshot, state) {
-  const voters = counted(snapshot.participants, state.id);
-  const n = state.votes_in;
-  const m = Math.max(voters.length, n);
+  const { voted: n, total: m } = roomTally(
+    snapshot.participants,
+    state,
+    Boolean(snapshot.session.anonymous),
+  );
   return { n, m, text: t("{n} of {m} voted", { n, m }), share: m ? n / m : 0 };
 }
 
@@ -319,6 +325,16 @@ function renderResults(snapshot, finished) {
       dom.resultsTitle,
       tn("Voting closed on {count} question", "Voting closed on {count} questions", cases.length),
     );
+  } else if (cases.length < shown.length) {
+    // The ones just revealed, not every question revealed so far.
+    setText(
+      dom.resultsTitle,
+      tn(
+        "Scores just revealed on {count} question",
+        "Scores just revealed on {count} questions",
+        cases.length,
+      ),
+    );
   } else {
     setText(
       dom.resultsTitle,
@@ -329,10 +345,13 @@ function renderResults(snapshot, finished) {
       ),
     );
   }
-  const key = JSON.stringify(cases.map((c) => [c.id, c.title, c.round, c.results, c.withheld]));
+  const key = JSON.stringify([
+    finished,
+    cases.map((c) => [c.id, c.title, c.round, c.results, c.withheld]),
+  ]);
   if (dom.results.dataset.key !== key) {
     dom.results.dataset.key = key;
-    if (cases.length === 1) dom.results.replaceChildren(revealedCase(cases[0]));
+    if (cases.length === 1) dom.results.replaceChildren(revealedCase(cases[0], finished));
     else if (cases.length) dom.results.replaceChildren(revealedList(cases));
     else dom.results.replaceChildren();
   }
@@ -400,7 +419,7 @@ function noScores(state) {
     : t("Nobody scored this one.");
 }
 
-function revealedCase(state) {
+function revealedCase(state, finished) {
   const results = state.results || {};
   const n = results.n || 0;
   const body = [el("h3", { class: "present-case__title", text: state.title })];
@@ -433,7 +452,7 @@ function revealedCase(state) {
     el("p", {
       class: "band present-band",
       dataset: { band: results.band || "" },
-      text: bandWord(results.band),
+      text: agreementText(results, state, finished),
     }),
     abstain
       ? el("p", {

@@ -264,6 +264,7 @@ function connect() {
   socket.on("welcome", onWelcome);
   follower.listen(socket, setConnection);
   socket.on("removed", onRemoved);
+  socket.on("role", onRole);
   socket.on("connect_error", onConnectError);
   socket.on("disconnect", onDisconnect);
   socket.io.on("reconnect_attempt", () => setConnection("reconnecting"));
@@ -271,6 +272,13 @@ function connect() {
 
 function onWelcome(welcome) {
   room.me = welcome.participant_id;
+  room.toldRole = welcome.role;
+  if (welcome.role !== "facilitator" && identity.facilitatorToken) {
+    // The link this page kept no longer gives control (the role was handed on or given up):
+    // forget it, and say why the controls are gone.
+    identity.facilitatorToken = null;
+    messages.toast(t("This facilitator link no longer gives control of this session. You can still join it as a participant."), "info");
+  }
   room.token = welcome.token;
   identity.saveMe({
     name: welcome.name || room.name,
@@ -322,6 +330,34 @@ function onConnectError(err) {
   showJoin(message, { invalid: code !== "door_closed" && code !== "full" });
 }
 
+// My role changed (a hand-over, a promotion, a demotion). A new facilitator is sent a link of
+// their own, kept like the one a session is created with; someone who no longer facilitates
+// forgets theirs (it gives no control any more). Said visibly and to screen readers (the
+// toast is an alert), unless nothing changed for this page (a reconnect).
+function onRole(event) {
+  const role = event?.role;
+  if (role !== "facilitator" && role !== "voter" && role !== "spectator") return;
+  if (role === "facilitator") {
+    if (typeof event.facilitator_token === "string") identity.facilitatorToken = event.facilitator_token;
+  } else {
+    identity.facilitatorToken = null;
+  }
+  const was = room.toldRole;
+  room.toldRole = role;
+  const me = identity.loadMe();
+  if (me) identity.saveMe({ ...me, role });
+  if (was === role) {
+    render();
+    return;
+  }
+  if (role === "facilitator") {
+    messages.toast(t("You are a facilitator of this session now. Your own facilitator link is under “Your facilitator link”: keep it to take control from another device."), "info");
+  } else if (was === "facilitator") {
+    messages.toast(t("You no longer facilitate this session; you take part as a voter."), "info");
+  }
+  render();
+}
+
 // The facilitator took me off the list: my token names nobody any more, so forget it; joining
 // again (by choice) makes a newcomer.
 function onRemoved(notice) {
@@ -345,9 +381,18 @@ function onDisconnect(reason) {
         t("You carried on in another tab or on another device, so this one stopped following the session. Continue here to move back."),
       );
     } else {
+      if (why === "removed") {
+        // Joining again makes someone new: offer no name, and show no room they are not in.
+        room.name = "";
+        dom.joinName.value = "";
+      }
       showJoin(room.removed || t("The server closed the connection. Join again to continue."), {
         invalid: false,
       });
+      if (why === "removed") {
+        dom.joinName.value = "";
+        root.dataset.state = "removed";
+      }
     }
     room.removed = "";
     room.removedReason = "";
@@ -794,13 +839,35 @@ async function onPersonAction(event) {
   const id = button.dataset.participant;
   const person = room.snapshot?.participants.find((p) => p.id === id);
   if (!person) return;
-  if (button.dataset.personAction === "hand_over") {
+  const action = button.dataset.personAction;
+  if (action === "hand_over") {
     const answer = await confirmDialog.ask({
       title: t("Hand the session to {name}?", { name: person.name }),
       text: t("{name} will run the session from now on and you'll carry on as a voter. Your facilitator link stops working.", { name: person.name }),
       confirm: t("Hand over"),
     });
-    if (answer) await control("hand_over", null, null, null, { participant: id });
+    if (!answer) return;
+    const ack = await control("hand_over", null, null, null, { participant: id });
+    if (ack) messages.toast(t("{name} runs the session now; you take part as a voter.", { name: person.name }), "info");
+    return;
+  }
+  if (action === "promote") {
+    const ack = await control("promote", null, null, null, { participant: id });
+    if (ack) messages.toast(t("{name} is a co-facilitator now, with a facilitator link of their own.", { name: person.name }), "info");
+    return;
+  }
+  if (action === "demote") {
+    const self = id === room.me;
+    if (self) {
+      const answer = await confirmDialog.ask({
+        title: t("Step down as facilitator?"),
+        text: t("The other facilitators carry on; you'll take part as a voter, and your facilitator link stops working."),
+        confirm: t("Step down"),
+      });
+      if (!answer) return;
+    }
+    const ack = await control("demote", null, null, null, { participant: id });
+    if (ack && !self) messages.toast(t("{name} takes part as a voter now.", { name: person.name }), "info");
     return;
   }
   // In an anonymous session their votes stay counted: taking them out would show what they
@@ -869,21 +936,35 @@ function onCaseLink(event) {
 // ---------- Start ----------
 
 /**
- * Someone holding the facilitator link, new on this device: if the session already has a
- * facilitator, offer to carry on as them here; else ask for a name (or use the one given
- * when creating the session).
+ * Someone holding a facilitator link, new on this device. The server says whom it names: if
+ * that facilitator is here already, offer to carry on as them here; if nobody holds it yet,
+ * ask for a name (or use the one given when creating the session); if it gives no control any
+ * more, say so at once and offer to join as a participant.
  */
 async function startWithLink(me) {
-  let snapshot = null;
+  let answer = null;
+  let refusal = "";
   try {
-    const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}`, {
-      headers: { Accept: "application/json" },
+    const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}/link`, {
+      method: "POST",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify({ facilitator_token: identity.facilitatorToken }),
     });
-    if (response.ok) snapshot = await response.json();
+    const body = response.ok ? await response.json().catch(() => null) : null;
+    if (body?.valid === false) {
+      refusal = body.message || t("This facilitator link no longer gives control of this session. You can still join it as a participant.");
+    } else if (body) {
+      answer = body;
+    }
   } catch {
-    // Offline or refused: the join form still works.
+    // Offline or refused: the join form still works, and connecting will say.
   }
-  const holder = snapshot?.participants?.find((p) => p.role === "facilitator");
+  if (refusal) {
+    identity.facilitatorToken = null;
+    showJoin(refusal, { invalid: false });
+    return;
+  }
+  const holder = answer?.facilitator;
   if (holder) {
     showContinue(
       t("{name} is running this session from another tab or device. Carry on here as {name}: your scores come along, and the other one stops following the session.", { name: holder.name }),

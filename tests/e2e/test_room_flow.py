@@ -338,16 +338,67 @@ def test_the_facilitator_hands_over_and_removes_people(
     join(ana, url, "Ana")
     join(ben, url, "Ben")
 
-    fran.get_by_role("button", name="Remove Ben").click()
+    fran.get_by_role("button", name="Remove (Ben)").click()
     expect(fran.get_by_test_id("confirm")).to_be_visible()
     fran.get_by_test_id("confirm-ok").click()
     expect(ben.get_by_test_id("join-error")).to_contain_text("removed")
     expect(fran.get_by_test_id("presence")).not_to_contain_text("Ben")
+    # Ben is offered no name of his and no room he is not in any more.
+    expect(ben.get_by_test_id("join-name")).to_have_value("")
+    expect(ben.locator(".room-body")).to_be_hidden()
 
-    fran.get_by_role("button", name="Make Ana the facilitator").click()
+    fran.get_by_role("button", name="Hand over (Ana)").click()
     fran.get_by_test_id("confirm-ok").click()
     expect(ana.get_by_test_id("facilitator-bar")).to_be_visible()
     expect(fran.get_by_test_id("facilitator-bar")).to_be_hidden()
+    # Both are told, in the toast (an alert, so screen readers say it too).
+    expect(ana.locator("#toast")).to_contain_text("You are a facilitator")
+    expect(fran.locator("#toast")).to_contain_text("voter")
+    roles = {p["name"]: p["role"] for p in api_state(server.url, created["id"])["participants"]}
+    assert roles == {"Fran": "voter", "Ana": "facilitator"}
+    # Ana has a facilitator link of her own; it works on another device, as Ana.
+    expect(ana.locator("#facilitator-link")).to_be_visible()
+    link = ana.locator("#facilitator-url").input_value()
+    assert link.startswith(url + "#f=") and link != created["facilitator_url"]
+    tablet = person().page
+    tablet.goto(link)
+    expect(tablet.locator("#join-continue-text")).to_contain_text("Ana")
+    # Fran's link no longer gives control, and says so before offering anything.
+    stranger = person().page
+    stranger.goto(created["facilitator_url"])
+    expect(stranger.get_by_test_id("join-error")).to_contain_text("no longer gives control")
+    expect(stranger.get_by_test_id("join-continue")).to_be_hidden()
+    expect(stranger.get_by_test_id("join-submit")).to_be_visible()
+
+
+def test_co_facilitators_both_steer_and_the_last_one_stays(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person().page
+    join(ana, url, "Ana")
+    # Only one facilitator: nobody can step down.
+    expect(fran.get_by_role("button", name="Step down")).to_have_count(0)
+
+    fran.get_by_role("button", name="Make co-facilitator (Ana)").click()
+    expect(ana.get_by_test_id("facilitator-bar")).to_be_visible()
+    expect(ana.locator("#toast")).to_contain_text("You are a facilitator")
+    expect(ana.locator("#facilitator-link")).to_be_visible()
+    # Both steer: Ana opens, Fran reveals.
+    ana.get_by_test_id("control-open-realtime").click()
+    expect(fran.get_by_test_id("control-reveal-realtime")).to_be_visible()
+    fran.get_by_test_id("control-reveal-realtime").click()
+    expect(ana.get_by_test_id("case-realtime")).to_have_attribute("data-status", "revealed")
+
+    # Fran steps down; Ana, the last facilitator now, cannot.
+    fran.get_by_role("button", name="Step down").click()
+    fran.get_by_test_id("confirm-ok").click()
+    expect(fran.get_by_test_id("facilitator-bar")).to_be_hidden()
+    expect(fran.locator("#toast")).to_contain_text("no longer facilitate")
+    expect(fran.locator("#facilitator-link")).to_be_hidden()
+    expect(ana.get_by_role("button", name="Step down")).to_have_count(0)
+    expect(ana.get_by_role("button", name="Make co-facilitator (Fran)")).to_be_visible()
     roles = {p["name"]: p["role"] for p in api_state(server.url, created["id"])["participants"]}
     assert roles == {"Fran": "voter", "Ana": "facilitator"}
 

@@ -3,7 +3,7 @@
 
 import { t, tn } from "../i18n.js";
 import { listNames, setHidden, setText } from "./dom.js";
-import { present, tally } from "./quorum.js";
+import { here, tally } from "./quorum.js";
 
 const EVENT_MS = 10000;
 
@@ -54,10 +54,12 @@ function open(snapshot) {
   return snapshot.cases.filter((c) => c.status === "voting");
 }
 
+/** Who facilitates, by name ("you" for oneself; co-facilitators listed together). */
 function facilitatorName(snapshot, view) {
-  const f = snapshot.participants.find((p) => p.role === "facilitator");
-  if (!f) return "";
-  return f.id === view.me ? t("you") : f.name;
+  const names = snapshot.participants
+    .filter((p) => p.role === "facilitator")
+    .map((f) => (f.id === view.me ? t("you") : f.name));
+  return names.length ? listNames(names) : "";
 }
 
 /** One line saying where the session stands, for this person. */
@@ -124,11 +126,26 @@ export function renderWaiting(dom, snapshot, view) {
   setHidden(dom.waiting, !idle);
   if (!idle) return;
   const started = snapshot.cases.some((c) => c.status !== "pending");
-  const people = snapshot.participants.filter(present);
+  const people = snapshot.participants.filter(here);
   const names = people.map((p) => (p.id === view.me ? t("you") : p.name));
   const who = tn("{count} person is here: {names}.", "{count} people are here: {names}.", people.length, {
     names: listNames(names),
   });
+  const facilitator = facilitatorName(snapshot, view);
+  if (!snapshot.cases.some((c) => c.status === "pending")) {
+    // Every question has been revealed: what is left is the decision and finishing.
+    setText(dom.waitingTitle, t("Every question has been revealed"));
+    let next;
+    if (view.facilitator) {
+      next = t("Record what the team decided below, re-vote a question that needs it, or finish the session.");
+    } else if (facilitator) {
+      next = t("{name} may record the team's decision or finish the session.", { name: facilitator });
+    } else {
+      next = t("The facilitator may record the team's decision or finish the session.");
+    }
+    setText(dom.waitingText, `${next} ${who}`);
+    return;
+  }
   if (view.facilitator) {
     setText(dom.waitingTitle, started ? t("Ready for the next question?") : t("Everyone in?"));
     setText(
@@ -141,7 +158,6 @@ export function renderWaiting(dom, snapshot, view) {
     );
     return;
   }
-  const facilitator = facilitatorName(snapshot, view);
   setText(
     dom.waitingTitle,
     started ? t("Waiting for the next question") : t("Waiting for the first question"),

@@ -2,7 +2,7 @@
 
 import { t, tn } from "../i18n.js";
 import { formatLeft } from "./bar.js";
-import { bandWord, el, formatNumber, listNames, setHidden, setText } from "./dom.js";
+import { agreementText, el, formatNumber, listNames, setHidden, setText } from "./dom.js";
 import { MIN_CROWD, tally } from "./quorum.js";
 
 const STATUS_WORDS = {
@@ -37,20 +37,6 @@ export function scoreMeaning(score, scale) {
   if (score === null) return t("? (can’t judge)");
   const label = scale?.[score];
   return label ? `${score} (${label})` : String(score);
-}
-
-/**
- * The band in words, with the re-vote advice of the Delphi rule: weak agreement is worth a
- * re-vote only while the middle half is more than a step apart and the last round helped.
- */
-function bandText(results, state) {
-  if (results.band !== "weak" || state.status === "voting" || results.revote_suggested !== false) {
-    return bandWord(results.band);
-  }
-  if (results.iqr !== null && results.iqr <= 1) {
-    return t("Weak agreement, though the middle half is within a step: no re-vote needed");
-  }
-  return t("Weak agreement, and the last re-vote barely moved it: another is unlikely to help");
 }
 
 /** Cached references to the parts of one card, looked up once. */
@@ -133,9 +119,9 @@ export class CaseCard {
     const text =
       state.status === "pending"
         ? ""
-        : t("{voted} of {total} voted", { voted: state.votes_in, total });
+        : t("{voted} of {total} voted", { voted, total });
     setText(this.votes, text);
-    this.votes.dataset.votesIn = String(state.votes_in);
+    this.votes.dataset.votesIn = String(voted);
     this.votes.dataset.total = String(total);
 
     // Names of who hasn't voted only where the room knows them: never in an anonymous session.
@@ -158,6 +144,7 @@ export class CaseCard {
       view.role !== "spectator" &&
       !view.finished &&
       !view.mine.has(state.id) &&
+      view.nudge?.by !== view.me &&
       Boolean(view.nudge?.cases?.includes(state.id)) &&
       Date.now() / 1000 - (view.nudge?.at ?? 0) < NUDGE_FRESH_S;
     setHidden(this.nudge, !nudged);
@@ -303,7 +290,7 @@ export class CaseCard {
 
     const band = results.band || "";
     this.band.dataset.band = band;
-    setText(this.band, band ? bandText(results, state) : t("No scores yet"));
+    setText(this.band, band ? agreementText(results, state, view.finished) : t("No scores yet"));
 
     const abstain = results.abstain || 0;
     setText(this.abstain, tn("{count} person skipped.", "{count} people skipped.", abstain));

@@ -53,10 +53,26 @@ export function bandWord(band) {
     case "moderate":
       return t("Moderate agreement");
     case "weak":
-      return t("Weak agreement — worth a re-vote");
+      return t("Weak agreement");
     default:
       return "";
   }
+}
+
+/**
+ * A question's agreement in words, the same in the room and on the presenter view, with the
+ * re-vote advice of the Delphi rule (the server's revote_suggested) where a re-vote can still
+ * happen: weak agreement is worth one only while the middle half is more than a step apart and
+ * the last round helped. No advice while voting, once locked or once the session is over.
+ */
+export function agreementText(results, state, finished = false) {
+  const word = bandWord(results.band);
+  if (results.band !== "weak" || state.status !== "revealed" || finished) return word;
+  if (results.revote_suggested) return t("Weak agreement — worth a re-vote");
+  if (results.iqr !== null && results.iqr <= 1) {
+    return t("Weak agreement, though the middle half is within a step: no re-vote needed");
+  }
+  return t("Weak agreement, and the last re-vote barely moved it: another is unlikely to help");
 }
 
 /** "Ana", "Ana and Ben", "Ana, Ben and 3 others". */

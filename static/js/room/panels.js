@@ -31,8 +31,9 @@ export function renderHeader(dom, snapshot) {
 }
 
 /**
- * The people list. For the facilitator each other person gets "Make facilitator" and
- * "Remove" buttons (`data-person-action`); the room wires them. How many questions each has
+ * The people list. A facilitator gets buttons (`data-person-action`) for each other person:
+ * "Make co-facilitator" and "Hand over" (or "Make voter" for a co-facilitator) and "Remove";
+ * and "Step down" for themselves while someone else facilitates too. The room wires them. How many questions each has
  * scored only where the room is told who voted: never in an anonymous session.
  */
 export function renderPresence(dom, snapshot, view) {
@@ -54,26 +55,31 @@ export function renderPresence(dom, snapshot, view) {
       const away = p.away && !p.online;
       const state = p.online ? t("online") : away ? t("away") : t("offline");
       const actions = [];
-      const action = (name, text, label) =>
-        el("button", {
-          class: "button button--small button--quiet",
-          type: "button",
-          dataset: { personAction: name, participant: p.id },
-          "aria-label": label,
-          "aria-disabled": view.offline ? "true" : null,
+      // The visible words first, the person's name after them for screen readers: a
+      // button's spoken name starts with what it shows (WCAG 2.5.3, label in name).
+      const action = (name, text) =>
+        el(
+          "button",
+          {
+            class: "button button--small button--quiet",
+            type: "button",
+            dataset: { personAction: name, participant: p.id },
+            "aria-disabled": view.offline ? "true" : null,
+          },
           text,
-        });
+          el("span", { class: "visually-hidden", text: ` (${p.name})` }),
+        );
+      const facilitators = people.filter((q) => q.role === "facilitator").length;
       if (view.facilitator && !isMe) {
-        if (p.online && p.role !== "facilitator") {
-          actions.push(
-            action(
-              "hand_over",
-              t("Make facilitator"),
-              t("Make {name} the facilitator", { name: p.name }),
-            ),
-          );
+        if (p.role === "facilitator") {
+          actions.push(action("demote", t("Make voter")));
+        } else {
+          actions.push(action("promote", t("Make co-facilitator")));
+          if (p.online) actions.push(action("hand_over", t("Hand over")));
         }
-        actions.push(action("remove", t("Remove"), t("Remove {name}", { name: p.name })));
+        actions.push(action("remove", t("Remove")));
+      } else if (view.facilitator && isMe && facilitators > 1) {
+        actions.push(action("demote", t("Step down")));
       }
       return el(
         "li",
