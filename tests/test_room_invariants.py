@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from server import exports, ops, rules, snapshot
-from server.models import Participant, Session
+from server.models import Participant, Role, Session, evolve
 from server.rules import RuleError
 from server.security import hash_token
 from tests.factories import LIMIT, default_template, new_session
@@ -50,7 +50,7 @@ class Room(RuleBasedStateMachine):
     )
     def start(self, mode: str, anonymous: bool, creator_first: bool, opened: bool) -> None:
         session = new_session(mode=mode, anonymous=anonymous)  # type: ignore[arg-type]
-        self.session = rules.evolve(session, facilitator_hash=hash_token(FIRST_LINK))
+        self.session = evolve(session, facilitator_hash=hash_token(FIRST_LINK))
         self.now = 2_000.0
         self.sockets = 0
         # Tokens of the links handed to people (hash -> token), as their browsers keep them.
@@ -72,12 +72,9 @@ class Room(RuleBasedStateMachine):
 
     # --- helpers
 
-    def newcomer(self, name: str, role: str = "voter") -> Participant:
+    def newcomer(self, name: str, role: Role = "voter") -> Participant:
         return Participant(
-            id=name.lower(),
-            name=name,
-            role=role,
-            token_hash=hash_token(f"t-{name}"),  # type: ignore[arg-type]
+            id=name.lower(), name=name, role=role, token_hash=hash_token(f"t-{name}")
         )
 
     def socket(self) -> str:
@@ -128,8 +125,9 @@ class Room(RuleBasedStateMachine):
     @rule(data=st.data())
     def goes_offline(self, data: st.DataObject) -> None:
         who = self.session.participant(self.anyone(data, "who"))
-        for sid in () if who is None else who.sids:
-            self.apply(ops.Detach(who.id, sid))
+        if who is not None:
+            for sid in who.sids:
+                self.apply(ops.Detach(who.id, sid))
 
     @rule(after=st.sampled_from([0.5, 3.0, 30.0]))
     def time_passes_and_people_go_away(self, after: float) -> None:
