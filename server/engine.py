@@ -194,6 +194,7 @@ class Recommendation:
     contested: tuple[str, ...]
     confidence: confidence.Confidence = "clear"
     flip: Flip | None = None
+    verdict_parts: VerdictParts | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -214,6 +215,7 @@ class Recommendation:
                 for r in self.ranking
             ],
             "verdict": self.verdict,
+            "verdict_parts": None if self.verdict_parts is None else self.verdict_parts.as_dict(),
             "robust": self.robust,
             "close_call": self.close_call,
             "contested": list(self.contested),
@@ -399,22 +401,64 @@ def revote_suggested(
     return change is None or change >= REVOTE_MIN_GAIN
 
 
-def _verdict(top: StackInfo, cases: Sequence[CaseInput], favourite: StackInfo | None) -> str:
+@dataclass(frozen=True)
+class VerdictParts:
+    """What the verdict says, as data, so every page phrases it in its reader's language
+    (`verdict` is the English sentence made from these parts). `kind`: "django" when the
+    favourite comes first, else "alternative"; `reasons`: the (up to two) cases that put the
+    winner ahead of the favourite the most; `tied_with`: the stacks level with the winner."""
+
+    kind: str
+    stack: str
+    favourite: str | None
+    reasons: tuple[str, ...]
+    tied_with: tuple[str, ...]
+    close_call: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "stack": self.stack,
+            "favourite": self.favourite,
+            "reasons": list(self.reasons),
+            "tied_with": list(self.tied_with),
+            "close_call": self.close_call,
+        }
+
+
+def _verdict_parts(
+    ranking: Sequence[RankedStack],
+    cases: Sequence[CaseInput],
+    favourite: StackInfo | None,
+    close_call: str | None,
+) -> VerdictParts:
     # Rule: name the winner. When it is not the favourite, give up to two cases that put it
     # ahead of the favourite the most (its edge over the favourite, not its raw score: a case
     # that helps both, and the favourite more, is no reason to switch).
-    if favourite is not None and top.id == favourite.id:
-        return f"{top.name} fits this project."
+    top = ranking[0]
+    tied = tuple(r.stack for r in ranking[1:] if abs(r.score - top.score) < 1e-9)
+    if favourite is not None and top.stack == favourite.id:
+        return VerdictParts("django", top.stack, favourite.id, (), tied, close_call)
     rival = favourite.id if favourite is not None else None
     edges = [
-        (_contribution(c, top.id) - (_contribution(c, rival) if rival else 0.0), c) for c in cases
+        (_contribution(c, top.stack) - (_contribution(c, rival) if rival else 0.0), c)
+        for c in cases
     ]
     ordered = sorted(enumerate(edges), key=lambda item: (-item[1][0], item[0]))
-    reasons = _join([f'"{c.title}"' for _, (edge, c) in ordered if edge > 0][:2])
+    reasons = tuple(c.id for _, (edge, c) in ordered if edge > 0)[:2]
+    return VerdictParts("alternative", top.stack, rival, reasons, tied, close_call)
+
+
+def _verdict(parts: VerdictParts, names: Mapping[str, str], titles: Mapping[str, str]) -> str:
+    """The verdict in English, from its parts."""
+    name = names[parts.stack]
+    if parts.kind == "django":
+        return f"{name} fits this project."
+    reasons = _join([f'"{titles[c]}"' for c in parts.reasons])
     because = f": {reasons}" if reasons else ""
-    if favourite is not None:
-        return f"Consider {top.name} instead of {favourite.name}{because}."
-    return f"{top.name} fits this project best{because}."
+    if parts.favourite is not None:
+        return f"Consider {name} instead of {names[parts.favourite]}{because}."
+    return f"{name} fits this project best{because}."
 
 
 def recommend(
@@ -453,9 +497,12 @@ def recommend(
     top = ranking[0]
     fav = next((s for s in stacks if s.id == favourite), None)
     close = _close_call(cases, stacks, favourite)
+    parts = _verdict_parts(ranking, cases, fav, None if close is None else close.id)
+    names = {s.id: s.name for s in stacks}
     return Recommendation(
         ranking=ranking,
-        verdict=_verdict(StackInfo(top.stack, top.name), cases, fav),
+        verdict=_verdict(parts, names, {c.id: c.title for c in cases}),
+        verdict_parts=parts,
         robust=close is None,
         close_call=None if close is None else close.id,
         # Rule: a case is contested while another round of voting on it is worth it.

@@ -22,6 +22,7 @@ from server.decks import (
     DEFAULT_TEMPLATE,
     TemplateError,
     builtin_templates,
+    localized,
     parse_template,
     public_template,
 )
@@ -294,7 +295,8 @@ def _room_page(request: Request, session: Session) -> dict[str, Any]:
         "min_crowd": MIN_CROWD,
         # The longest note a decision may carry.
         "note_max": rules.NOTE_MAX,
-        "template": msgspec.to_builtins(session.template),
+        # The deck in the reader's language where it has one (a built-in deck, unchanged).
+        "template": msgspec.to_builtins(localized(session.template, i18n.current())),
         "join_url": f"{base_url(request)}/s/{session.id}",
         "qr_url": f"/s/{session.id}/qr.svg",
         "join_code": session.join_code,
@@ -377,15 +379,16 @@ async def join_by_code(request: Request) -> Response:
 async def results_page(request: Request) -> Response:
     session = await _session_or_404(request)
     document = exports.results(session)
+    template = localized(session.template, i18n.current())
     return _pages(request).TemplateResponse(
         request,
         "results.html",
         {
             "session": document["session"],
             "results": document,
-            "template": msgspec.to_builtins(session.template),
+            "template": msgspec.to_builtins(template),
             "participants": document["participants"],
-            "verdict": verdict_parts(document["recommendation"], session.template),
+            "verdict": verdict_parts(document["recommendation"], template),
             "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "export_urls": _export_urls(session),
             "room_url": f"/s/{session.id}",

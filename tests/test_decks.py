@@ -5,9 +5,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
 import pytest
 
-from server.decks import TemplateError, builtin_templates, parse_template, public_template
+from server.decks import (
+    DeckTexts,
+    TemplateError,
+    builtin_templates,
+    deck_translations,
+    localized,
+    parse_template,
+    public_template,
+)
 from server.models import Template
 from tests.factories import default_template, template_data
 
@@ -276,3 +285,45 @@ def test_a_refused_template_leaves_the_builtin_ones_alone() -> None:
         parse_template(template_data(id="django", cases=[]))
     assert builtin_templates()["django"] is before
     assert len(before.cases) == 11
+
+
+# --- the built-in deck in German
+
+
+def test_the_default_deck_ships_in_german_with_every_case() -> None:
+    english = builtin_templates()["django"]
+    german = localized(english, "de")
+    assert german.title == "Passt Django zu diesem Projekt?"
+    assert german.scale == ("Gar nicht", "Ein wenig", "Teilweise", "Deutlich", "Sehr stark")
+    assert [c.id for c in german.cases] == [c.id for c in english.cases]
+    # Only the words differ: the weights, stacks and favourite are the deck's own.
+    assert [c.fit for c in german.cases] == [c.fit for c in english.cases]
+    assert (german.stacks, german.favourite) == (english.stacks, english.favourite)
+    for de, en in zip(german.cases, english.cases, strict=True):
+        assert de.title != en.title and de.help and de.help != en.help
+    # And it is a valid template in its own right.
+    assert parse_template(public_template(german)) == german
+
+
+def test_only_an_unchanged_built_in_deck_is_translated() -> None:
+    english = builtin_templates()["django"]
+    assert localized(english, "en") is english
+    assert localized(english, "fr") is english
+    edited = msgspec.structs.replace(english, title="Our own questions")
+    assert localized(edited, "de") is edited
+    custom = default_template()
+    assert localized(custom, "de") is custom or custom == english
+
+
+def test_a_deck_translation_is_checked_like_a_template() -> None:
+    assert ("django", "de") in deck_translations()
+    good = {"title": "T", "cases": {"realtime": {"title": "Live"}}}
+    assert msgspec.convert(good, DeckTexts).cases["realtime"].help == ""
+    for bad in (
+        {"title": "", "cases": {}},
+        {"title": "T", "cases": {"realtime": {"title": "x" * 121}}},
+        {"title": "T", "cases": {}, "scale": ["a", "b"]},
+        {"title": "T", "cases": {}, "colour": "red"},
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, DeckTexts)

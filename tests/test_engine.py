@@ -555,6 +555,15 @@ def test_recommendation_as_dict_shape() -> None:
             },
         ],
         "verdict": d["verdict"],
+        # The verdict as data: every page says it in its reader's language from these.
+        "verdict_parts": {
+            "kind": "alternative",
+            "stack": "go",
+            "favourite": "django",
+            "reasons": ["a", "b"],
+            "tied_with": [],
+            "close_call": None,
+        },
         "robust": True,
         "close_call": None,
         "contested": ["a"],

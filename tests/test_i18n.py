@@ -23,6 +23,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from server import i18n, rules
 from server.app import create_app
+from server.decks import localized
 from server.settings import Settings
 from server.store import MemoryStore
 from server.text import N_, Text
@@ -274,10 +275,15 @@ def test_the_pages_verdict_is_told_from_its_parts(
     # In English the page says exactly what the API says.
     assert english == api
     german = verdict_on_page(client.get(f"/s/{session.id}/results?lang=de").text)
+    german_deck = localized(session.template, "de")
     assert german != english
     assert "passt" in german or "in Betracht" in german
+    # The cases it names, in the German deck's words.
+    deck = {
+        c.title: g.title for c, g in zip(session.template.cases, german_deck.cases, strict=True)
+    }
     for title in re.findall(r'"([^"]+)"', api):
-        assert f"„{title}“" in german
+        assert f"„{deck[title]}“" in german
 
 
 def test_a_verdict_without_a_favourite(client: TestClient, store: MemoryStore) -> None:

@@ -322,6 +322,7 @@ def test_a_revealed_case_produces_an_explained_recommendation() -> None:
     assert set(advice) == {
         "ranking",
         "verdict",
+        "verdict_parts",
         "robust",
         "close_call",
         "contested",
@@ -342,6 +343,14 @@ def test_a_revealed_case_produces_an_explained_recommendation() -> None:
         "can_win": True,
     }
     assert advice["confidence"] == "clear"
+    assert advice["verdict_parts"] == {
+        "kind": "alternative",
+        "stack": "node",
+        "favourite": "django",
+        "reasons": ["realtime"],
+        "tied_with": ["go", "phoenix"],
+        "close_call": None,
+    }
     # Go and Phoenix score as Node.js does on this case and lose the tie to it, always.
     assert advice["flip"] is None
     assert (ranking[1]["stack"], ranking[1]["can_win"]) == ("go", False)

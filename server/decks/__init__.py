@@ -11,7 +11,7 @@ from typing import Annotated, Any, get_args, get_origin
 import msgspec
 import msgspec.inspect as schema
 
-from server.models import Ident, Template
+from server.models import HelpText, Ident, ScaleLabel, Template, Title
 from server.text import N_, Text
 
 DEFAULT_TEMPLATE = "django"
@@ -326,12 +326,76 @@ def builtin_templates() -> dict[str, Template]:
     """The templates shipped with stackvote, by id (validated once, on first use)."""
     found: dict[str, Template] = {}
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".json"):
+        if entry.name.endswith(".json") and entry.name.count(".") == 1:
             template = parse_template(msgspec.json.decode(entry.read_bytes()))
             found[template.id] = template
     if DEFAULT_TEMPLATE not in found:
         raise RuntimeError(f"the built-in template {DEFAULT_TEMPLATE!r} is missing")
     return found
+
+
+# --- a built-in deck in another language
+#
+# A deck's words are data, like its weights: `<id>.<language>.json` beside `<id>.json` holds
+# the title, description, scale labels and each case's title and help in that language (and
+# stack names where they differ), checked like a template and against the deck it translates.
+
+
+class CaseTexts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    title: Title
+    help: HelpText = ""
+
+
+class DeckTexts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    title: Title
+    cases: dict[Ident, CaseTexts]
+    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    scale: Annotated[tuple[ScaleLabel, ...], msgspec.Meta(min_length=5, max_length=5)] | None = None
+    stacks: dict[Ident, Title] = {}
+
+
+@cache
+def deck_translations() -> dict[tuple[str, str], DeckTexts]:
+    """Every translation of a built-in deck, by (deck id, language); validated on first use
+    (a file that does not match its deck stops the server at start, not a room later)."""
+    found: dict[tuple[str, str], DeckTexts] = {}
+    decks = builtin_templates()
+    for entry in resources.files(__package__).iterdir():
+        deck, _, rest = entry.name.partition(".")
+        language = rest.removesuffix(".json")
+        if not (rest.endswith(".json") and language and "." not in language):
+            continue
+        texts = msgspec.json.decode(entry.read_bytes(), type=DeckTexts)
+        template = decks.get(deck)
+        if template is None:
+            raise RuntimeError(f"{entry.name} translates a deck that does not exist")
+        if set(texts.cases) != {c.id for c in template.cases} or not set(texts.stacks) <= {
+            s.id for s in template.stacks
+        }:
+            raise RuntimeError(f"{entry.name} does not name the cases and stacks of {deck!r}")
+        found[(deck, language)] = texts
+    return found
+
+
+def localized(template: Template, language: str) -> Template:
+    """`template` in `language`, if it is a built-in deck, unchanged, with a translation in that
+    language; else `template` itself (a custom deck speaks its author's language)."""
+    texts = deck_translations().get((template.id, language))
+    if texts is None or builtin_templates().get(template.id) != template:
+        return template
+    return msgspec.structs.replace(
+        template,
+        title=texts.title,
+        description=texts.description or template.description,
+        scale=texts.scale or template.scale,
+        stacks=tuple(
+            msgspec.structs.replace(s, name=texts.stacks.get(s.id, s.name)) for s in template.stacks
+        ),
+        cases=tuple(
+            msgspec.structs.replace(c, title=texts.cases[c.id].title, help=texts.cases[c.id].help)
+            for c in template.cases
+        ),
+    )
 
 
 def public_template(template: Template) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import {
 } from "./room/dom.js";
 import { Messages, caseChanges, milestones } from "./room/messages.js";
 import { scoreTrack } from "./room/panels.js";
+import { verdictSentence } from "./room/verdict.js";
 
 const ACK_TIMEOUT_MS = 8000;
 
@@ -29,6 +30,7 @@ const sessionId = root.dataset.sessionId;
 const template = JSON.parse($("template-data").textContent);
 const templateCases = new Map(template.cases.map((c) => [c.id, c]));
 const titleOf = (id) => templateCases.get(id)?.title ?? id;
+const stackOf = (id) => (template.stacks || []).find((s) => s.id === id)?.name ?? id;
 const scale = template.scale || [];
 const stackNames = new Map((template.stacks || []).map((s) => [s.id, s.name]));
 
@@ -160,7 +162,7 @@ function onSnapshot(snapshot, previous) {
     if (closed.length) screen.featured = [...(screen.featured || []), ...closed];
     // Spoken: questions opened and revealed, the end; never a single vote.
     const said = milestones(previous, snapshot, titleOf, changes);
-    const verdict = snapshot.recommendation?.verdict;
+    const verdict = verdictSentence(snapshot.recommendation, titleOf, stackOf);
     if (snapshot.session.status === "finished" && previous.session.status !== "finished") {
       if (verdict) said.push(t("Recommendation: {verdict}", { verdict }));
     }
@@ -254,7 +256,7 @@ function renderQuestion(snapshot, state) {
   const round = roundWord(state);
   setText(dom.questionRound, round);
   setHidden(dom.questionRound, !round);
-  setText(dom.questionTitle, state.title);
+  setText(dom.questionTitle, titleOf(state.id));
   const help = templateCases.get(state.id)?.help || "";
   setText(dom.questionHelp, help);
   setHidden(dom.questionHelp, !help);
@@ -273,7 +275,7 @@ function renderQuestions(snapshot, voting) {
   );
   const rows = voting.map((state) => ({ state, count: tally(snapshot, state) }));
   const key = JSON.stringify(
-    rows.map((r) => [r.state.id, r.state.title, r.count.text, r.state.round, r.state.deadline]),
+    rows.map((r) => [r.state.id, r.count.text, r.state.round, r.state.deadline]),
   );
   if (dom.questionsList.dataset.key === key) return;
   dom.questionsList.dataset.key = key;
@@ -291,7 +293,7 @@ function renderQuestions(snapshot, voting) {
         el(
           "span",
           { class: "present-open-list__title" },
-          state.title,
+          titleOf(state.id),
           round ? el("span", { class: "present-round", text: ` · ${round}` }) : null,
         ),
         el("span", {
@@ -347,7 +349,7 @@ function renderResults(snapshot, finished) {
   }
   const key = JSON.stringify([
     finished,
-    cases.map((c) => [c.id, c.title, c.round, c.results, c.withheld]),
+    cases.map((c) => [c.id, c.round, c.results, c.withheld]),
   ]);
   if (dom.results.dataset.key !== key) {
     dom.results.dataset.key = key;
@@ -422,7 +424,7 @@ function noScores(state) {
 function revealedCase(state, finished) {
   const results = state.results || {};
   const n = results.n || 0;
-  const body = [el("h3", { class: "present-case__title", text: state.title })];
+  const body = [el("h3", { class: "present-case__title", text: titleOf(state.id) })];
   if (!n) {
     body.push(el("p", { class: "present-case__empty", text: noScores(state) }));
     return el("article", { class: "present-case", dataset: { case: state.id } }, body);
@@ -504,7 +506,7 @@ function revealedList(cases) {
     return el(
       "li",
       { class: "present-case-list__item", dataset: { case: state.id } },
-      el("span", { class: "present-case-list__title", text: state.title }),
+      el("span", { class: "present-case-list__title", text: titleOf(state.id) }),
       cells,
     );
   });
@@ -526,7 +528,7 @@ function renderRecommendation(recommendation, finished, decision) {
     delete dom.ranking.dataset.key;
     return;
   }
-  setText(dom.verdict, recommendation.verdict);
+  setText(dom.verdict, verdictSentence(recommendation, titleOf, stackOf));
   const ranking = recommendation.ranking || [];
   const key = JSON.stringify(ranking.map((r) => [r.stack, r.name, r.score]));
   if (dom.ranking.dataset.key === key) return;

@@ -15,6 +15,7 @@ import { setUpCopyButtons } from "./room/invite.js";
 import { Messages, describeChanges } from "./room/messages.js";
 import { Outbox } from "./room/outbox.js";
 import { renderHeader, renderPresence, renderRecommendation } from "./room/panels.js";
+import { verdictSentence } from "./room/verdict.js";
 
 const ACK_TIMEOUT_MS = 8000;
 const RETRY_DELAY_MS = 1000;
@@ -508,6 +509,8 @@ function render() {
     offline,
     nudge: session.nudge ?? null,
     decided: session.decision ? decisionText(session.decision, stackNames) : "",
+    titleOf,
+    verdict: verdictSentence(snapshot.recommendation, titleOf, (id) => stackNames.get(id) ?? id),
   };
   for (const state of snapshot.cases) cards.get(state.id)?.render(state, view);
   keepTicking(snapshot);

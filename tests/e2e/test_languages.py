@@ -11,8 +11,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Person
-from tests.live import LiveServer
+from tests.e2e.conftest import Person, api_state, join
+from tests.live import LiveServer, create_session
 
 pytestmark = pytest.mark.e2e
 
@@ -85,3 +85,36 @@ def test_a_german_browser_gets_german_pages_and_server_messages(
     # The server's refusal, in the page's language, with msgspec's detail as it is.
     expect(page.locator("#create-error")).to_contain_text("ungültige Vorlage: ")
     expect(page.get_by_role("button", name="Sitzung anlegen")).to_be_enabled()
+
+
+def test_a_german_room_speaks_german_from_the_deck_to_the_verdict(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    # A session made in English (the API's default deck); its people read it in German.
+    created = create_session(server.url)
+    room_url = f"{server.url}/s/{created['id']}?lang=de"
+    fran = person().page
+    join(fran, f"{room_url}#f={created['facilitator_token']}", "Franzi")
+    anna = person().page
+    join(anna, room_url, "Anna")
+    title = anna.get_by_test_id("case-realtime").get_by_role("heading", level=3)
+    expect(title).to_have_text("Live-Updates sind zentral")
+    expect(anna.get_by_test_id("score-realtime-0")).to_have_attribute("title", "0: Gar nicht")
+    expect(anna.locator("#case-realtime .scale-key")).to_contain_text("Sehr stark")
+
+    fran.get_by_test_id("control-open-realtime").click()
+    expect(anna.get_by_test_id("roombar-status")).to_contain_text("Live-Updates sind zentral")
+    anna.get_by_test_id("score-realtime-4").click()
+    fran.get_by_test_id("score-realtime-3").click()
+    fran.get_by_test_id("control-reveal-realtime").click()
+    german = "Zieht Node.js statt Django in Betracht: „Live-Updates sind zentral“."
+    expect(anna.get_by_test_id("verdict")).to_have_text(german)
+    # The API keeps the English sentence; its parts are what the page phrased.
+    advice = api_state(server.url, created["id"])["recommendation"]
+    assert advice["verdict"] == 'Consider Node.js instead of Django: "Live updates are core".'
+    assert advice["verdict_parts"]["reasons"] == ["realtime"]
+
+    screen = person().page
+    screen.goto(f"{server.url}/s/{created['id']}/present?lang=de")
+    expect(screen.get_by_test_id("verdict")).to_have_text(german)
+    expect(screen.locator("#view-results")).to_contain_text("Live-Updates sind zentral")

@@ -68,7 +68,7 @@ export function statusLine(snapshot, view) {
     // Once the team has decided, that is the outcome; the recommendation was advice.
     if (view.decided) return t("Finished. {verdict}", { verdict: view.decided });
     return snapshot.recommendation
-      ? t("Finished. {verdict}", { verdict: snapshot.recommendation.verdict })
+      ? t("Finished. {verdict}", { verdict: view.verdict })
       : t("Finished.");
   }
   const voting = open(snapshot);
@@ -81,7 +81,7 @@ export function statusLine(snapshot, view) {
     const c = voting[0];
     const { voted, total } = tally(snapshot.participants, c, anonymous);
     let line = t("Voting on “{title}”: {voted} of {total} voted", {
-      title: c.title,
+      title: view.titleOf(c.id),
       voted,
       total,
     });

@@ -3,6 +3,13 @@
 
 import { t, tn } from "../i18n.js";
 import { tally } from "./quorum.js";
+import { verdictSentence } from "./verdict.js";
+
+/** Stack names as a snapshot's ranking gives them. */
+function stackName(snapshot) {
+  const names = new Map((snapshot.recommendation?.ranking || []).map((r) => [r.stack, r.name]));
+  return (id) => names.get(id) ?? id;
+}
 
 const TOAST_MS = 6000;
 
@@ -145,8 +152,8 @@ export function describeChanges(before, after, titleOf, me, myBallots) {
         : t("The session is open to newcomers again."),
     );
   }
-  const verdict = after.recommendation?.verdict;
-  if (verdict && verdict !== before.recommendation?.verdict) {
+  const verdict = verdictSentence(after.recommendation, titleOf, stackName(after));
+  if (verdict && verdict !== verdictSentence(before.recommendation, titleOf, stackName(before))) {
     parts.push(t("Recommendation: {verdict}", { verdict }));
   }
   return { spoken: parts.join(" "), event };

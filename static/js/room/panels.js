@@ -2,6 +2,7 @@
 
 import { t } from "../i18n.js";
 import { el, formatNumber, formatSigned, listNames, setHidden, setText } from "./dom.js";
+import { verdictSentence } from "./verdict.js";
 
 const ROLE_WORDS = {
   facilitator: () => t("Facilitator"),
@@ -198,10 +199,10 @@ export function renderRecommendation(dom, recommendation, titleOf) {
   if (dom.recommendation.dataset.key === key) return;
   dom.recommendation.dataset.key = key;
 
-  setText(dom.verdict, recommendation.verdict);
   const ranking = recommendation.ranking || [];
   const names = new Map(ranking.map((r) => [r.stack, r.name]));
   const nameOf = (id) => names.get(id) ?? id;
+  setText(dom.verdict, verdictSentence(recommendation, titleOf, nameOf));
   setText(dom.sure, sureSentence(recommendation));
   dom.sure.dataset.confidence = recommendation.confidence || "";
   setText(dom.flip, flipLine(recommendation, titleOf, nameOf));
