@@ -939,6 +939,29 @@ function onCaseLink(event) {
 // ---------- Start ----------
 
 /**
+ * The sticky bar must never cover what has focus (WCAG 2.4.11): the page's scroll padding
+ * follows the bar's height, so focusing scrolls clear of it, and anything focused under it
+ * anyway (a browser that ignores the padding, a bar that just grew) is scrolled into view.
+ */
+function keepFocusClearOfTheBar() {
+  const pad = () => {
+    const height = dom.bar.hidden ? 0 : Math.ceil(dom.bar.getBoundingClientRect().height);
+    document.documentElement.style.scrollPaddingTop = `${height + 8}px`;
+  };
+  new ResizeObserver(pad).observe(dom.bar);
+  pad();
+  document.addEventListener("focusin", (event) => {
+    const target = event.target;
+    if (dom.bar.hidden || !(target instanceof Element) || dom.bar.contains(target)) return;
+    const bar = dom.bar.getBoundingClientRect();
+    const box = target.getBoundingClientRect();
+    if (box.bottom > bar.top && box.top < bar.bottom) {
+      window.scrollBy({ top: box.top - bar.bottom - 8, behavior: "instant" });
+    }
+  });
+}
+
+/**
  * Someone holding a facilitator link, new on this device. The server says whom it names: if
  * that facilitator is here already, offer to carry on as them here; if nobody holds it yet,
  * ask for a name (or use the one given when creating the session); if it gives no control any
@@ -1003,6 +1026,7 @@ function start() {
   });
   // The controls stay open on wide screens; on a phone they fold away under their summary.
   dom.facilitatorBar.open = window.matchMedia("(min-width: 701px)").matches;
+  keepFocusClearOfTheBar();
 
   const me = identity.loadMe();
   if (me) {

@@ -528,3 +528,38 @@ def test_the_join_form_says_how_this_session_shows_scores(
     _, anonymous = room(server, mode="open", anonymous=True)
     page.goto(anonymous)
     expect(page.locator("#join-lead")).to_contain_text("never who gave which")
+
+
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_on_a_small_phone_the_open_controls_keep_to_a_quarter_and_hide_no_focus(
+    server: LiveServer, person: Callable[..., Person], lang: str
+) -> None:
+    created, url = room(server)
+    fran = person({"width": 320, "height": 568}).page
+    join(fran, f"{url}?lang={lang}#f={created['facilitator_token']}", "Fran")
+    ana = person().page
+    join(ana, url, "Ana")
+    fran.locator("#facilitator-bar > summary").click()
+    expect(fran.locator("#facilitator-bar")).to_have_attribute("open", "")
+    fran.get_by_test_id("control-open-realtime").click()
+    expect(fran.get_by_test_id("case-realtime")).to_have_attribute("data-status", "voting")
+    height = fran.get_by_test_id("roombar").evaluate("bar => bar.getBoundingClientRect().height")
+    assert height <= 568 / 4, f"the bar takes {height:.0f} px of 568"
+
+    fran.evaluate("() => window.scrollTo(0, 0)")
+    hidden = []
+    for stop in range(70):
+        fran.keyboard.press("Tab")
+        covered = fran.evaluate(
+            """() => {
+              const el = document.activeElement;
+              const bar = document.getElementById("roombar");
+              if (!el || el === document.body || bar.contains(el)) return null;
+              const a = el.getBoundingClientRect(), b = bar.getBoundingClientRect();
+              const under = a.bottom > b.top + 1 && a.top < b.bottom - 1;
+              return under ? `${el.tagName}#${el.id}.${el.className} ${a.top}<${b.bottom}` : null;
+            }"""
+        )
+        if covered:
+            hidden.append((stop, covered))
+    assert hidden == [], hidden
