@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.e2e.checks import axe_problems, shoot, sideways_scroll, weak_focus_rings
+from tests.e2e.checks import (
+    AXE,
+    axe_problems,
+    axe_version,
+    newest_axe,
+    shoot,
+    sideways_scroll,
+    weak_focus_rings,
+)
 from tests.e2e.conftest import Person, new_person, problems_of
 from tests.live import LiveServer, create_session, facilitate, join
 
@@ -311,3 +319,21 @@ def test_screen_is_accessible_and_fits(screen: str, scheme: str, width: int, tab
         problems += weak_focus_rings(page)
     problems += [f"the browser reported: {error}" for _, error in problems_of([someone])]
     assert not problems, "\n".join(problems)
+
+
+def test_the_checks_run_the_newest_axe_core_too(person: Callable[..., Person]) -> None:
+    page = person().page
+    page.set_content(
+        '<html lang="en"><head><title>A button</title></head><body><main><h1>Buttons</h1>'
+        '<button aria-label="Make Ana the facilitator">Make facilitator</button></main></body>'
+        "</html>"
+    )
+    bundled, newest = axe_version(AXE, page), axe_version(newest_axe(), page)
+    assert version_tuple(newest) >= max(version_tuple(bundled), (4, 14)), (bundled, newest)
+    # A rule only the newer one has: a button's spoken name must contain what it shows.
+    problems = axe_problems(page)
+    assert any(p.startswith("label-content-name-mismatch (serious") for p in problems), problems
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3])

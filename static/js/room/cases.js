@@ -446,5 +446,7 @@ export class CaseCard {
     this.errorFor = message && state ? `${state.status}:${state.round}` : null;
     setText(this.controlError, message);
     setHidden(this.controlError, !message);
+    // A refusal is read where it is shown: on a phone it may fall below the fold.
+    if (message) this.controlError.scrollIntoView({ block: "nearest" });
   }
 }
