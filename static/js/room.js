@@ -12,7 +12,7 @@ import { Confirm } from "./room/dialog.js";
 import { setHidden, setText } from "./room/dom.js";
 import { Identity } from "./room/identity.js";
 import { setUpCopyButtons } from "./room/invite.js";
-import { Messages, describeChanges } from "./room/messages.js";
+import { Messages, caseChanges, describeChanges } from "./room/messages.js";
 import { Outbox } from "./room/outbox.js";
 import { renderHeader, renderPresence, renderRecommendation } from "./room/panels.js";
 import { verdictSentence } from "./room/verdict.js";
@@ -429,8 +429,33 @@ function onSnapshot(snapshot, previous) {
       bar.showEvent(event, titleOf);
       render();
     }
+    followTheFacilitator(caseChanges(previous, snapshot).opened);
   }
   if (room.focusOnRender && room.joined) focusStart();
+}
+
+/**
+ * When a facilitator opens a question, bring it into view for whoever is still where the
+ * room last was (at the top of the page, or at the question it last brought them to):
+ * someone who scrolled away to read something else stays there. Smooth unless the reader
+ * asked for reduced motion; focus is left alone (the live region says what opened).
+ */
+function followTheFacilitator(opened) {
+  if (!opened.length || myRole(room.snapshot) === "facilitator") return;
+  const active = document.activeElement;
+  if (active && active !== document.body && active.matches("textarea, input, select")) return;
+  const last = room.followed ? cards.get(room.followed)?.root : null;
+  const stayed = last ? inView(last) : window.scrollY < window.innerHeight / 2;
+  const card = cards.get(opened[0]);
+  if (!stayed || !card) return;
+  room.followed = opened[0];
+  const reduce = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  card.root.scrollIntoView({ behavior: reduce ? "auto" : "smooth", block: "start" });
+}
+
+function inView(node) {
+  const box = node.getBoundingClientRect();
+  return box.bottom > 0 && box.top < window.innerHeight;
 }
 
 // After carrying on from another device the server says who I am; keep my name in step.
@@ -512,7 +537,13 @@ function render() {
     titleOf,
     verdict: verdictSentence(snapshot.recommendation, titleOf, (id) => stackNames.get(id) ?? id),
   };
+  // A card that changes under the keyboard (its score buttons go when it is revealed) keeps
+  // focus: the card itself takes it, rather than the page.
+  const focusedCard = document.activeElement?.closest?.(".case") ?? null;
   for (const state of snapshot.cases) cards.get(state.id)?.render(state, view);
+  if (focusedCard && !focusedCard.contains(document.activeElement)) {
+    focusedCard.focus({ preventScroll: true });
+  }
   keepTicking(snapshot);
 
   bar.render(snapshot, view);

@@ -262,9 +262,14 @@ def test_auto_reveal_shows_the_scores_once_everyone_has_voted(
     fran.get_by_test_id("control-open-realtime").click()
     ana.get_by_test_id("score-realtime-1").click()
     expect(fran.get_by_test_id("results-realtime")).to_be_hidden()
-    fran.get_by_test_id("score-realtime-3").click()
+    # Fran scores the last one with the keyboard; the reveal takes her score buttons away,
+    # and focus stays on the question rather than falling to the page.
+    fran.get_by_test_id("score-realtime-3").focus()
+    fran.keyboard.press("Enter")
     expect(ana.get_by_test_id("results-realtime")).to_be_visible()
     expect(ana.get_by_test_id("median-realtime")).to_have_text("2")
+    expect(fran.get_by_test_id("results-realtime")).to_be_visible()
+    expect(fran.get_by_test_id("case-realtime")).to_be_focused()
     # A reload keeps the switch as the server has it.
     fran.reload()
     expect(fran.get_by_test_id("auto-reveal")).to_be_checked()
@@ -563,3 +568,23 @@ def test_on_a_small_phone_the_open_controls_keep_to_a_quarter_and_hide_no_focus(
         if covered:
             hidden.append((stop, covered))
     assert hidden == [], hidden
+
+
+def test_a_voter_is_brought_to_the_question_just_opened_unless_they_looked_away(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created, url = room(server)
+    fran = facilitate(person(), created)
+    ana = person(PHONE, reduced_motion="reduce").page
+    join(ana, url, "Ana")
+    last = ana.get_by_test_id("case-python_team")
+    expect(last).not_to_be_in_viewport()
+    fran.get_by_test_id("control-open-python_team").click()
+    expect(last).to_be_in_viewport()
+
+    # Ana scrolls back up to read something else: the next question does not pull her away.
+    ana.evaluate("() => window.scrollTo(0, 0)")
+    fran.get_by_test_id("control-open-data_model").click()
+    expect(ana.get_by_test_id("case-data_model")).to_have_attribute("data-status", "voting")
+    expect(ana.get_by_test_id("case-data_model")).not_to_be_in_viewport()
+    assert ana.evaluate("() => window.scrollY") == 0
