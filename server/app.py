@@ -135,7 +135,10 @@ def _error_response(request: Request, status: int, message: str) -> Response:
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, routes.ApiError)
-    return JSONResponse({"error": i18n.say(exc.message)}, status_code=exc.status)
+    body: dict[str, Any] = {"error": i18n.say(exc.message)}
+    if exc.errors:
+        body["errors"] = exc.errors
+    return JSONResponse(body, status_code=exc.status)
 
 
 _HTTP_MESSAGES = {

@@ -46,10 +46,14 @@ class ApiError(Exception):
     """An error a client caused, reported as {"error": message} with a 4xx status (the message
     in the request's language when it is a server.text.Text)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, errors: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        # Every problem, each where it is ({"path", "message"}), when there are several.
+        self.errors = errors
 
 
 def _store(request: Request) -> Store:
@@ -124,7 +128,9 @@ def _choose_template(requested: str | dict[str, Any]) -> Template:
     try:
         return parse_template(requested)
     except TemplateError as exc:
-        raise ApiError(400, text_of(exc)) from None
+        # The editor's per-field messages too, so a pasted template is told all it lacks.
+        problems = [{"path": p.path, "message": i18n.say(p.message)} for p in exc.problems]
+        raise ApiError(400, text_of(exc), problems) from None
 
 
 def _check_origin(request: Request) -> None:

@@ -84,7 +84,10 @@ def error_of(response: Any, status: int) -> str:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error"}
+    # A refused template lists every problem beside the first (`errors`, as the editor's check).
+    assert set(body) <= {"error", "errors"}
+    for problem in body.get("errors", []):
+        assert set(problem) == {"path", "message"} and problem["message"]
     message: str = body["error"]
     assert message
     assert "Traceback" not in message
@@ -700,3 +703,17 @@ def test_the_results_page_shows_revealed_reasons_as_text(
     page = client.get(f"/s/{session.id}/results").text
     assert 'Alice <span class="muted">(4)</span>: &lt;script&gt;x&lt;/script&gt; live!' in page
     assert "not yet shown" not in page
+
+
+def test_a_refused_template_is_told_every_problem_field_by_field(client: TestClient) -> None:
+    bad = {"title": "x", "stacks": [{"id": "Bad Id", "name": "n"}], "cases": [{"id": "a"}]}
+    response = client.post("/api/sessions", json={"title": "T", "template": bad})
+    assert response.status_code == 400
+    body = response.json()
+    ident = "must be lower-case letters, digits and _, starting with a letter, at most 40"
+    assert body["errors"] == [
+        {"path": "stacks.0.id", "message": ident},
+        {"path": "cases.0.title", "message": "is required"},
+    ]
+    # The first problem, in one sentence, as before.
+    assert "stacks" in body["error"]

@@ -1,7 +1,7 @@
 // Landing page: builds the create-session request and moves the creator into the room.
 
 import { enterRoom, lastName, NAME_MAX } from "/static/js/creator.js";
-import { t } from "/static/js/i18n.js";
+import { t, tn } from "/static/js/i18n.js";
 import { showRecent } from "/static/js/recent-list.js";
 
 const CUSTOM = "__custom__";
@@ -119,6 +119,16 @@ async function createSession(body) {
     // A proxy error page is not JSON; the status line below still says what happened.
   }
   if (!response.ok) {
+    const problems = Array.isArray(data?.errors) ? data.errors : [];
+    if (problems.length) {
+      // A pasted template is told everything it lacks, field by field, as the editor does.
+      const lines = problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message));
+      throw new Error(
+        tn("The template has a problem: {problems}", "The template has {count} problems: {problems}", lines.length, {
+          problems: lines.join("; "),
+        }),
+      );
+    }
     const message = data && typeof data.error === "string" ? data.error : null;
     throw new Error(
       message || t("The server said no ({status}). Please try again.", { status: response.status }),

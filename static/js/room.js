@@ -14,6 +14,7 @@ import { Identity } from "./room/identity.js";
 import { setUpCopyButtons } from "./room/invite.js";
 import { Messages, caseChanges, describeChanges } from "./room/messages.js";
 import { Outbox } from "./room/outbox.js";
+import { tally } from "./room/quorum.js";
 import { renderHeader, renderPresence, renderRecommendation } from "./room/panels.js";
 import { verdictSentence } from "./room/verdict.js";
 
@@ -493,7 +494,8 @@ function render() {
     open_all: any("pending"),
     reveal_all: any("voting"),
     countdown: any("voting"),
-    nudge: snapshot.cases.some((c) => c.status === "voting" && c.votes_in < snapshot.participants.length),
+    // Someone here who votes has not voted on an open question (the server's rule too).
+    nudge: waitingFor(snapshot) > 0,
     door: true,
     // Who of them holds a ballot only the server knows (in an anonymous session).
     remove_idle: snapshot.participants.some((p) => !p.online && p.role !== "facilitator"),
@@ -797,6 +799,33 @@ function onReasonInput(event) {
 }
 
 let finishTimer = 0;
+/**
+ * How many people here who vote have not voted on some open question: in an anonymous session
+ * the most missing on any one question (who they are is not told), else everyone missing.
+ */
+function waitingFor(snapshot) {
+  const anonymous = Boolean(snapshot.session.anonymous);
+  const missing = new Set();
+  let most = 0;
+  for (const c of snapshot.cases) {
+    if (c.status !== "voting") continue;
+    const count = tally(snapshot.participants, c, anonymous);
+    most = Math.max(most, count.total - count.voted);
+    for (const p of count.missing || []) missing.add(p.id);
+  }
+  return anonymous ? most : missing.size;
+}
+
+async function nudge(button) {
+  const waiting = waitingFor(room.snapshot);
+  const ack = await control("nudge", null, button);
+  if (!ack) return;
+  const text = room.snapshot.session.anonymous
+    ? t("Reminder sent to everyone who hasn't voted yet.")
+    : tn("Reminder sent to {count} person who hasn't voted yet.", "Reminder sent to {count} people who haven't voted yet.", waiting);
+  messages.toast(text, "info");
+}
+
 function onToolbarClick(event) {
   const button = event.target.closest("button[data-action]");
   if (!button || button.getAttribute("aria-disabled") === "true") return;
@@ -811,6 +840,10 @@ function onToolbarClick(event) {
   }
   if (action === "remove_idle") {
     removeIdle(button);
+    return;
+  }
+  if (action === "nudge") {
+    nudge(button);
     return;
   }
   if (action !== "finish") {

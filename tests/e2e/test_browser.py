@@ -79,11 +79,18 @@ def test_bad_custom_template_is_explained_without_sending(
     expect(page.locator("#create-error")).to_contain_text("isn't valid JSON")
     assert posts == []
 
-    # The server's own reasons reach the form too.
+    # The server's own reasons reach the form too: every problem, in the editor's words.
     page.get_by_label("Your template (JSON)").fill('{"title": "No cases"}')
     page.get_by_role("button", name="Create session").click()
-    expect(page.locator("#create-error")).not_to_be_empty()
+    expect(page.locator("#create-error")).to_have_text(
+        "The template has 2 problems: stacks: is required; cases: is required"
+    )
     assert len(posts) == 1
+    bad_id = '{"title": "x", "stacks": [{"id": "Bad Id", "name": "n"}], "cases": []}'
+    page.get_by_label("Your template (JSON)").fill(bad_id)
+    page.get_by_role("button", name="Create session").click()
+    expect(page.locator("#create-error")).to_contain_text("stacks.0.id: must be lower-case letters")
+    expect(page.locator("#create-error")).not_to_contain_text("Expected")
     assert "/s/" not in page.url
 
     # The built-in example is a valid template of its own.

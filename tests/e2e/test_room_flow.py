@@ -421,6 +421,9 @@ def test_a_nudge_highlights_the_question_for_those_who_have_not_voted(
     expect(fran.get_by_test_id("votes-realtime")).to_have_text("1 of 3 voted")
 
     fran.get_by_test_id("control-nudge").click()
+    expect(fran.locator("#toast")).to_have_text("Reminder sent to 2 people who haven't voted yet.")
+    # Fran sent it: she is not reminded by her own nudge.
+    expect(fran.get_by_test_id("nudge-realtime")).to_be_hidden()
     expect(ben.get_by_test_id("nudge-realtime")).to_be_visible()
     expect(ben.get_by_test_id("case-realtime")).to_have_attribute("data-nudged", "true")
     expect(ben.get_by_test_id("roombar-status")).to_contain_text("waiting for your score")
@@ -432,6 +435,10 @@ def test_a_nudge_highlights_the_question_for_those_who_have_not_voted(
     # Voting ends the reminder.
     ben.get_by_test_id("score-realtime-1").click()
     expect(ben.get_by_test_id("nudge-realtime")).to_be_hidden()
+    # Once everyone here has voted there is nobody to remind: the button says so.
+    expect(fran.get_by_test_id("control-nudge")).to_have_attribute("aria-disabled", "false")
+    fran.get_by_test_id("score-realtime-2").click()
+    expect(fran.get_by_test_id("control-nudge")).to_have_attribute("aria-disabled", "true")
 
 
 def test_someone_leaves_by_themselves(server: LiveServer, person: Callable[..., Person]) -> None:
