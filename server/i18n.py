@@ -156,13 +156,16 @@ def cookie_value(header: str, name: str) -> str | None:
 
 
 def from_environ(environ: Mapping[str, Any]) -> str:
-    """The language of a Socket.IO connection, from its handshake (the cookie the pages set,
-    else the browser's Accept-Language)."""
+    """The language of a Socket.IO connection, from its handshake: the page's own language
+    (`lang` in the query: the pages send the language they were served in, since a browser
+    need not send its Accept-Language with a WebSocket), else the cookie the pages set, else
+    the browser's Accept-Language."""
     decided = environ.get(ENVIRON_KEY)
     if isinstance(decided, str):
         return decided
+    asked = dict(parse_qsl(str(environ.get("QUERY_STRING", "")))).get("lang")
     return choose(
-        asked=None,
+        asked=asked,
         cookie=cookie_value(str(environ.get("HTTP_COOKIE", "")), COOKIE),
         accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
     )

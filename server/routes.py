@@ -190,7 +190,9 @@ async def create_session(request: Request) -> Response:
 
 
 async def validate_template(request: Request) -> Response:
-    """Check a template as POST /api/sessions would, naming every problem with its path."""
+    """Check a template as POST /api/sessions would, naming every problem with its path:
+    200 {"ok": true, "template"} or 200 {"ok": false, "error", "errors"}; a body that is no
+    JSON at all (or too large, too deep) is refused with a 4xx as everywhere."""
     _check_origin(request)
     throttle: Throttle = request.app.state.throttle
     if not await throttle.allow_address("validate", client_address(request)):
@@ -198,8 +200,10 @@ async def validate_template(request: Request) -> Response:
     try:
         template = parse_template(await _json_body(request))
     except TemplateError as exc:
+        # The check itself worked: a template with problems is its answer, not a failed
+        # request (so an editor checking as someone types fills no console with errors).
         problems = [{"path": p.path, "message": i18n.say(p.message)} for p in exc.problems]
-        return JSONResponse({"error": i18n.say(text_of(exc)), "errors": problems}, status_code=400)
+        return JSONResponse({"ok": False, "error": i18n.say(text_of(exc)), "errors": problems})
     return JSONResponse({"ok": True, "template": public_template(template)})
 
 

@@ -3,6 +3,7 @@
 
 import { enterRoom, lastName, NAME_MAX } from "/static/js/creator.js";
 import { t, tn } from "/static/js/i18n.js";
+import { sayLimits } from "/static/js/limits.js";
 import { el } from "/static/js/room/dom.js";
 
 const DRAFT_KEY = "stackvote:editor:draft";
@@ -580,7 +581,9 @@ async function check() {
     // A proxy's error page is not JSON; the status code still says what happened.
   }
   if (seq !== checkSeq) return;
-  if (response.ok) {
+  if (response.ok && body?.ok === false && Array.isArray(body.errors)) {
+    showProblems(body.errors);
+  } else if (response.ok) {
     checkedOk = true;
     showProblems([]);
   } else if (response.status === 400 && body && Array.isArray(body.errors)) {
@@ -815,3 +818,4 @@ if (restored) {
 }
 render();
 scheduleCheck();
+sayLimits();

@@ -3,6 +3,7 @@
 import { enterRoom, lastName, NAME_MAX } from "/static/js/creator.js";
 import { t, tn } from "/static/js/i18n.js";
 import { showRecent } from "/static/js/recent-list.js";
+import { sayLimits } from "/static/js/limits.js";
 
 const CUSTOM = "__custom__";
 
@@ -208,3 +209,4 @@ showRecent(document.getElementById("recent"), document.getElementById("recent-li
 syncTemplateChoice();
 nameInput.value ||= lastName();
 showRecent(document.getElementById("recent"), document.getElementById("recent-list"));
+sayLimits();

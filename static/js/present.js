@@ -108,7 +108,7 @@ function connect() {
     auth: { session: sessionId, watch: true },
     // WebSocket only, and the room in the query for the proxy: as the room page connects.
     transports: ["websocket"],
-    query: { room: sessionId },
+    query: { room: sessionId, lang: document.documentElement.lang },
   });
   socket.on("connect", () => setConnection("connected"));
   follower.listen(socket, setConnection);

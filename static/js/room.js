@@ -3,6 +3,7 @@
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 import { t, tn } from "./i18n.js";
 import { rememberSession } from "./recent.js";
+import { sayLimits } from "./limits.js";
 import { MyBallots } from "./room/ballots.js";
 import { RoomBar, renderWaiting } from "./room/bar.js";
 import { CaseCard } from "./room/cases.js";
@@ -60,6 +61,7 @@ const dom = {
   barVerdict: $("roombar-verdict"),
   barPeople: $("roombar-people"),
   facilitatorBar: $("facilitator-bar"),
+  invite: $("invite"),
   finishButton: $("facilitator-bar").querySelector('[data-action="finish"]'),
   doorButton: $("facilitator-bar").querySelector('[data-action="door"]'),
   toolbarError: $("toolbar-error"),
@@ -140,6 +142,9 @@ const BLOCKED_AFTER_ATTEMPTS = 3;
 function setConnection(state) {
   room.connection = state;
   dom.connection.dataset.state = state;
+  // Before someone first joins there is no connection to speak of ("Not connected" on a join
+  // form reads like a fault).
+  setHidden(dom.connection, state === "idle" && !room.everConnected);
   setText(dom.connectionText, CONNECTION_WORDS[state]());
   if (room.snapshot) render();
 }
@@ -257,7 +262,7 @@ function connect() {
     // need no sticky sessions.
     transports: ["websocket"],
     // For the proxy: the repo's nginx sends every socket of a room to the same server.
-    query: { room: sessionId },
+    query: { room: sessionId, lang: document.documentElement.lang },
   });
   socket.on("connect", () => {
     room.everConnected = true;
@@ -484,6 +489,7 @@ function render() {
   const names = new Map(snapshot.participants.map((p) => [p.id, p.name]));
 
   root.dataset.role = role;
+  root.dataset.finished = String(finished);
   document.title = `${session.title} · stackvote`;
   renderHeader(dom, snapshot);
 
@@ -513,6 +519,8 @@ function render() {
     showToolbarError("");
   }
   setHidden(dom.keyboardHint, role === "spectator" || finished);
+  // Once the session is over there is nobody left to invite.
+  setHidden(dom.invite, finished);
   setHidden(dom.leaveRow, !room.joined || facilitator);
 
   const facilitatorToken = identity.facilitatorToken;
@@ -1068,6 +1076,7 @@ async function startWithLink(me) {
 
 function start() {
   identity.adoptFragment();
+  sayLimits();
   setUpCopyButtons(root, (message) => messages.announce(message));
 
   dom.joinForm.addEventListener("submit", onJoinSubmit);

@@ -204,6 +204,36 @@ def weak_focus_rings(page: Page, stops: int = 60) -> list[str]:
     return problems
 
 
+# Controls smaller than 24 by 24 CSS pixels (WCAG 2.5.8): buttons, toggles (details summaries,
+# checkboxes, radio buttons) and selects that are shown; links in running text are exempt.
+_SMALL_TARGETS = """
+() => {
+  const found = [];
+  const controls = 'button, summary, select, input[type="checkbox"], input[type="radio"]';
+  for (const node of document.querySelectorAll(controls)) {
+    const box = node.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || node.closest("[hidden]")) continue;
+    if (getComputedStyle(node).visibility === "hidden") continue;
+    const label = node.closest("label");
+    const target = label && node.matches("input") ? label.getBoundingClientRect() : box;
+    if (target.width < 24 || target.height < 24) {
+      const name = node.tagName.toLowerCase() + (node.id ? "#" + node.id : "");
+      const text = (node.textContent || node.getAttribute("aria-label") || "").trim().slice(0, 30);
+      const size = `${Math.round(target.width)}x${Math.round(target.height)}`;
+      found.push(`${name} ${JSON.stringify(text)}: ${size}`);
+    }
+  }
+  return found;
+}
+"""
+
+
+def small_targets(page: Page) -> list[str]:
+    """The controls on the page smaller than 24 by 24 pixels (WCAG 2.5.8, target size)."""
+    found: list[str] = page.evaluate(_SMALL_TARGETS)
+    return [f"target under 24x24: {f}" for f in found]
+
+
 def shoot(page: Page, name: str) -> None:
     """A full-page PNG in tests/e2e/output/ (not committed), to look at."""
     OUTPUT.mkdir(exist_ok=True)

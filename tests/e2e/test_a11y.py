@@ -23,6 +23,7 @@ from tests.e2e.checks import (
     newest_axe,
     shoot,
     sideways_scroll,
+    small_targets,
     weak_focus_rings,
 )
 from tests.e2e.conftest import Person, new_person, problems_of
@@ -313,6 +314,8 @@ def test_screen_is_accessible_and_fits(screen: str, scheme: str, width: int, tab
     overflow = sideways_scroll(page)
     if overflow:
         problems.append(f"sideways scroll: {overflow}")
+    if width in AXE_WIDTHS:
+        problems += small_targets(page)
     if width == FOCUS_WIDTH:
         # Last, as tabbing moves focus (and may scroll): every stop shows a ring of at least
         # 3:1 against its neighbours (WCAG 1.4.11).
