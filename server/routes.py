@@ -294,6 +294,7 @@ async def landing(request: Request) -> Response:
 
 def _room_page(request: Request, session: Session) -> dict[str, Any]:
     """What every page of a live session shows: the session, its template and how to join."""
+    deck = localized(session.template, i18n.current())
     return {
         "session": {
             "id": session.id,
@@ -306,12 +307,21 @@ def _room_page(request: Request, session: Session) -> dict[str, Any]:
         # The longest note a decision may carry.
         "note_max": rules.NOTE_MAX,
         # The deck in the reader's language where it has one (a built-in deck, unchanged).
-        "template": msgspec.to_builtins(localized(session.template, i18n.current())),
+        "template": msgspec.to_builtins(deck),
+        # A session named after its deck shows the name once.
+        "titled_as_deck": _same_words(session.title, session.template.title, deck.title),
         "join_url": f"{base_url(request)}/s/{session.id}",
         "qr_url": f"/s/{session.id}/qr.svg",
         "join_code": session.join_code,
         "join_page_url": f"{base_url(request)}/join",
     }
+
+
+def _same_words(title: str, *others: str) -> bool:
+    def words(text: str) -> str:
+        return " ".join(text.casefold().split()).rstrip("?.!")
+
+    return any(words(title) == words(other) for other in others)
 
 
 async def template_editor(request: Request) -> Response:

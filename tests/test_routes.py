@@ -717,3 +717,12 @@ def test_a_refused_template_is_told_every_problem_field_by_field(client: TestCli
     ]
     # The first problem, in one sentence, as before.
     assert "stacks" in body["error"]
+
+
+def test_a_session_named_after_its_deck_shows_the_name_once(client: TestClient) -> None:
+    named = client.post("/api/sessions", json={"title": "Is Django right for this project?"})
+    page = client.get(f"/s/{named.json()['id']}").text
+    assert 'class="eyebrow"' not in page
+    other = client.post("/api/sessions", json={"title": "Billing service"})
+    page = client.get(f"/s/{other.json()['id']}").text
+    assert '<p class="eyebrow">Is Django right for this project?</p>' in page

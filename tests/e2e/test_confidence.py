@@ -85,6 +85,9 @@ def test_a_revote_shows_round_two_beside_round_one(
 
     history = ana.get_by_test_id("history-realtime").locator("li")
     expect(history).to_have_count(2)
-    expect(history.nth(0)).to_contain_text("Now: Round 2: median 3.5")
+    expect(history.nth(0)).to_contain_text("This round: Round 2: median 3.5")
+    # The list holds this round too, so its title no longer says "earlier".
+    title = ana.get_by_test_id("history-realtime").get_by_role("heading")
+    expect(title).to_have_text("Every round")
     expect(history.nth(0)).to_contain_text("agreement grew by")
     expect(history.nth(1)).to_contain_text("Round 1: median 2")

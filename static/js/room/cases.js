@@ -81,6 +81,7 @@ export class CaseCard {
     this.reasonCount = part("reason-count");
     this.reasonsList = part("reasons-list");
     this.historyList = part("history-list");
+    this.historyTitle = part("history-title");
     this.lockHint = part("lock-hint");
     this.crowdHint = part("crowd-hint");
     this.controlError = part("control-error");
@@ -357,6 +358,8 @@ export class CaseCard {
         : [];
     const history = [...earlier, ...now];
     setHidden(this.history, earlier.length === 0);
+    // With the round just revealed among them, they are not all earlier ones.
+    setText(this.historyTitle, now.length ? t("Every round") : t("Earlier rounds"));
     const key = JSON.stringify(history);
     if (this.history.dataset.key === key) return;
     this.history.dataset.key = key;
@@ -396,7 +399,7 @@ export class CaseCard {
                 ? t("agreement fell by {change}", { change })
                 : t("agreement unchanged"));
         }
-        if (round.now) words = t("Now: {round}", { round: words });
+        if (round.now) words = t("This round: {round}", { round: words });
         const spread = counts.length
           ? t("Scores 0 to 4: {counts}", { counts: counts.join(", ") })
           : "";
