@@ -42,8 +42,10 @@ export class RoomBar {
     this.last = { snapshot, view };
     const { dom } = this;
     setHidden(dom.bar, !view.joined);
-    const here = snapshot.participants.filter((p) => p.online).length;
-    setText(dom.barPeople, t("{count} here", { count: here }));
+    // Connected right now, as the people list counts them ("here" is who the room waits for,
+    // which includes someone whose connection just blinked).
+    const online = snapshot.participants.filter((p) => p.online).length;
+    setText(dom.barPeople, t("{count} online", { count: online }));
     const finished = snapshot.session.status === "finished";
     setHidden(dom.barVerdict, !(snapshot.recommendation && (finished || !open(snapshot).length)));
     setText(dom.barStatus, this.event || statusLine(snapshot, view));
