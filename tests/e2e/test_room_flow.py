@@ -595,3 +595,23 @@ def test_a_voter_is_brought_to_the_question_just_opened_unless_they_looked_away(
     expect(ana.get_by_test_id("case-data_model")).to_have_attribute("data-status", "voting")
     expect(ana.get_by_test_id("case-data_model")).not_to_be_in_viewport()
     assert ana.evaluate("() => window.scrollY") == 0
+
+
+def test_once_every_question_is_revealed_the_room_says_what_is_left(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    _created, _url, fran, ana = fran_and_ana(server, person)
+    fran.get_by_test_id("control-open_all").click()
+    fran.get_by_test_id("control-reveal_all").click()
+    for page in (fran, ana):
+        expect(page.get_by_test_id("waiting")).to_contain_text("Every question has been revealed")
+        expect(page.get_by_test_id("waiting")).not_to_contain_text("Open a question below")
+    # The bar shows the news of the reveal for a while, then where the session stands.
+    status = {page: page.get_by_test_id("roombar-status") for page in (fran, ana)}
+    expect(status[fran]).to_have_text(
+        "Every question has been revealed. Record the decision or finish.", timeout=15_000
+    )
+    expect(status[ana]).to_have_text(
+        "Every question has been revealed. Waiting for Fran to finish.", timeout=15_000
+    )
+    expect(ana.get_by_test_id("waiting")).not_to_contain_text("open the next question")

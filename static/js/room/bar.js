@@ -107,6 +107,14 @@ export function statusLine(snapshot, view) {
       done,
     });
   }
+  if (!snapshot.cases.some((c) => c.status === "pending")) {
+    // Every question has been through a vote: what is left is the decision and finishing.
+    if (view.facilitator) return t("Every question has been revealed. Record the decision or finish.");
+    const who = facilitatorName(snapshot, view);
+    return who
+      ? t("Every question has been revealed. Waiting for {name} to finish.", { name: who })
+      : t("Every question has been revealed.");
+  }
   if (view.facilitator) {
     return shown.length
       ? t("{shown} of {count} questions revealed. Open the next one when you're ready.", {
