@@ -148,6 +148,14 @@ async def _answer(namespace: RoomNamespace, handler: Handler, sid: str, data: An
 ROLE_OPS = (ops.HandOver, ops.Promote, ops.Demote, ops.GiveLink, ops.Attach, ops.TakeOver)
 
 
+def _may_change_a_role(op: ops.Op) -> bool:
+    # A plain reconnect (an Attach without a role or a link) changes nobody's role: a room of
+    # a thousand coming back after a restart must not look at every socket a thousand times.
+    if isinstance(op, ops.Attach):
+        return op.role is not None or op.link is not None
+    return isinstance(op, ROLE_OPS)
+
+
 def command_op(participant_id: str, command: protocol.Control) -> ops.Op:
     """The op a facilitator's command stands for (protocol.Control has checked its fields)."""
     match command.action:
@@ -479,7 +487,7 @@ class RoomNamespace(Namespace):
         if not sids:
             return
         if after.participants is not before.participants and (
-            applied is None or any(isinstance(op, ROLE_OPS) for op in applied)
+            applied is None or any(_may_change_a_role(op) for op in applied)
         ):
             self._roles_changed(session_id, sids, before, after)
         gone = rules.removed_between(before, after)
