@@ -115,6 +115,8 @@ const room = {
   joined: false,
   connection: "idle",
   everConnected: false,
+  // Everyone this page has seen in the room, by id (names of people who left since).
+  seen: new Map(),
   failedAttempts: 0,
   retryTimer: 0,
   removed: "", // why the server is about to close the connection, if it said
@@ -487,6 +489,7 @@ function render() {
   const facilitator = role === "facilitator";
   const offline = room.connection !== "connected";
   const names = new Map(snapshot.participants.map((p) => [p.id, p.name]));
+  for (const [id, name] of names) room.seen.set(id, name);
 
   root.dataset.role = role;
   root.dataset.finished = String(finished);
@@ -536,7 +539,10 @@ function render() {
     voter: role !== "spectator",
     people: snapshot.participants,
     nameOf: (p) => (p.id === room.me ? t("you") : p.name),
-    nameOfId: (id) => names.get(id) ?? t("someone who left"),
+    // Someone who left while this page was open keeps their name, marked as gone.
+    nameOfId: (id) =>
+      names.get(id) ??
+      (room.seen.has(id) ? t("{name} (left)", { name: room.seen.get(id) }) : t("someone who left")),
     mine,
     finished,
     facilitator,

@@ -615,3 +615,21 @@ def test_once_every_question_is_revealed_the_room_says_what_is_left(
         "Every question has been revealed. Waiting for Fran to finish.", timeout=15_000
     )
     expect(ana.get_by_test_id("waiting")).not_to_contain_text("open the next question")
+
+
+def test_a_ballot_of_someone_who_left_keeps_their_name(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    _created, _url, fran, ana = fran_and_ana(server, person)
+    fran.get_by_test_id("control-open-realtime").click()
+    ana.get_by_test_id("score-realtime-3").click()
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+    ana.get_by_test_id("leave").click()
+    ana.get_by_test_id("confirm-ok").click()
+    expect(fran.get_by_test_id("presence")).not_to_contain_text("Ana")
+    # Her ballot still counts, and the count stays true: 1 of 2, not 1 of 1.
+    expect(fran.get_by_test_id("votes-realtime")).to_have_text("1 of 2 voted")
+    fran.get_by_test_id("score-realtime-1").click()
+    fran.get_by_test_id("control-reveal-realtime").click()
+    ballots = fran.get_by_test_id("case-realtime").locator('[data-role="ballots"]')
+    expect(ballots).to_contain_text("Ana (left): 3")
