@@ -434,8 +434,13 @@ def to_adr(document: dict[str, Any], now: datetime) -> str:
     chosen, note = _decided(document)
     if decision is not None:
         option = f'"{md_text(chosen)}"' if chosen else "none of the options above"
-        because = md_text(note) if note else "the team decided so"
-        lines.append(f"Chosen option: {option}, because {because}.")
+        if note and "\n" in note:
+            # A note of several lines stays as written, quoted under the sentence.
+            lines.append(f"Chosen option: {option}, because of what the team noted:")
+            lines += ["", *(f"> {md_text(line)}".rstrip() for line in note.splitlines())]
+        else:
+            because = md_text(note.rstrip(".!? ")) if note else "the team decided so"
+            lines.append(f"Chosen option: {option}, because {because}.")
         if advice and chosen and advice["ranking"][0]["name"] != chosen:
             lines += ["", f"The recommendation was different: {md_text(advice['verdict'])}"]
         lines += ["", f"Recorded by {md_text(decision['by'])}."]

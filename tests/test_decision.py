@@ -134,3 +134,16 @@ async def test_decide_over_the_socket_and_download_the_adr(server: LiveServer) -
     assert 'Chosen option: "Go", because Latency matters most.' in response.text
     for member in (fay, ann):
         await member.client.disconnect()
+
+
+def test_the_adr_keeps_a_note_s_sentences_and_lines_whole() -> None:
+    one = exports.to_adr(exports.results(decided_session()), NOW)
+    assert "because Go fits our latency budget.\n" in one and ".." not in one
+    session = rules.decide(
+        decided_session(), FACILITATOR, "go", "Latency first.\n\nThen cost.", 6.0
+    )
+    several = exports.to_adr(exports.results(session), NOW)
+    assert (
+        'Chosen option: "Go", because of what the team noted:\n\n> Latency first.\n>\n> Then cost.'
+        in several
+    )
