@@ -454,14 +454,20 @@ def to_adr(document: dict[str, Any], now: datetime) -> str:
         lines.append("Nothing is proposed yet: no question has been revealed.")
     lines += ["", "### Consequences", ""]
     if advice:
+        # The consequences of what was chosen: the team's option where it is one of the
+        # ranked stacks (none of the template's: no per-question fit to tell), else the
+        # recommendation's.
         top = advice["ranking"][0]
+        if decision is not None:
+            top = next((r for r in advice["ranking"] if r["stack"] == decision["stack"]), None)
         titles = {c["id"]: c["title"] for c in document["cases"]}
-        for part in top["contributions"][:3]:
-            word = "Good" if part["value"] >= 0 else "Bad"
-            lines.append(
-                f"* {word}, because {md_text(top['name'])} fits "
-                f"*{md_text(titles.get(part['case'], part['case']))}* ({part['value']:+.2f})."
-            )
+        for part in top["contributions"][:3] if top else ():
+            case = md_text(titles.get(part["case"], part["case"]))
+            name, value = md_text(top["name"]), f"{part['value']:+.2f}"
+            if part["value"] >= 0:
+                lines.append(f"* Good, because {name} fits *{case}* ({value}).")
+            else:
+                lines.append(f"* Bad, because {name} is a poor fit for *{case}* ({value}).")
         if advice["contested"]:
             lines.append(
                 "* Bad, because agreement is weak on "

@@ -147,3 +147,15 @@ def test_the_adr_keeps_a_note_s_sentences_and_lines_whole() -> None:
         'Chosen option: "Go", because of what the team noted:\n\n> Latency first.\n>\n> Then cost.'
         in several
     )
+
+
+def test_the_adr_s_consequences_are_those_of_the_option_chosen() -> None:
+    # The team chose Django although the scores point elsewhere: the consequences say what
+    # choosing Django means on those questions, not what the recommendation would have brought.
+    session = rules.decide(decided_session(), FACILITATOR, "django", "We know it well.", 6.0)
+    adr = exports.to_adr(exports.results(session), NOW)
+    consequences = adr.split("### Consequences", 1)[1]
+    assert "* Bad, because Django is a poor fit for *Live updates are core* (-" in consequences
+    assert "because Go fits" not in consequences
+    none = rules.decide(decided_session(), FACILITATOR, None, "Something else.", 6.0)
+    assert "fits *" not in exports.to_adr(exports.results(none), NOW).split("### Consequences")[1]
