@@ -557,6 +557,11 @@ def test_on_a_small_phone_the_open_controls_keep_to_a_quarter_and_hide_no_focus(
     expect(fran.get_by_test_id("case-realtime")).to_have_attribute("data-status", "voting")
     height = fran.get_by_test_id("roombar").evaluate("bar => bar.getBoundingClientRect().height")
     assert height <= 568 / 4, f"the bar takes {height:.0f} px of 568"
+    # ...and the controls are in it, in view, not scrolled away inside it.
+    first = fran.get_by_test_id("control-open_all").bounding_box()
+    bar = fran.get_by_test_id("roombar").bounding_box()
+    assert first is not None and bar is not None
+    assert first["y"] + first["height"] <= bar["y"] + bar["height"] + 1, (first, bar)
 
     fran.evaluate("() => window.scrollTo(0, 0)")
     hidden = []
