@@ -638,3 +638,45 @@ def test_a_ballot_of_someone_who_left_keeps_their_name(
     fran.get_by_test_id("control-reveal-realtime").click()
     ballots = fran.get_by_test_id("case-realtime").locator('[data-role="ballots"]')
     expect(ballots).to_contain_text("Ana (left): 3")
+
+
+def test_the_small_things_people_noticed(server: LiveServer, person: Callable[..., Person]) -> None:
+    created, url = room(server)
+    # Before joining there is no connection to report, and a full name field says so.
+    ana = person().page
+    ana.goto(url)
+    expect(ana.get_by_test_id("join-name")).to_be_visible()
+    expect(ana.get_by_test_id("connection")).to_be_hidden()
+    ana.get_by_test_id("join-name").fill("A" * 40)
+    expect(ana.locator("#join-name-limit")).to_have_text("That's the limit: 40 characters.")
+    ana.get_by_test_id("join-name").fill("Ana")
+    expect(ana.locator("#join-name-limit")).to_be_hidden()
+    ana.get_by_test_id("join-submit").click()
+    expect(ana.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+
+    # The invitation's link is shown whole at 1280 px, not cut at its box's edge.
+    fran = facilitate(person({"width": 1280, "height": 900}), created)
+    box = fran.locator("#join-url")
+    assert box.evaluate(
+        "el => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight"
+    )
+
+    # On a touch screen the keyboard hint stays out of the way.
+    phone = person(PHONE, has_touch=True, is_mobile=True).page
+    join(phone, url, "Pia")
+    expect(phone.locator(".hint-keys")).to_be_hidden()
+    expect(ana.locator(".hint-keys")).to_be_visible()
+
+    # Weak agreement after the end: no more advice to re-vote, and no invitation.
+    fran.get_by_test_id("control-open-realtime").click()
+    for page, score in ((fran, 0), (ana, 4), (phone, 2)):
+        page.get_by_test_id(f"score-realtime-{score}").click()
+    fran.get_by_test_id("control-reveal-realtime").click()
+    expect(fran.locator("#rec-contested .while-open")).to_be_visible()
+    fran.get_by_test_id("control-finish").click()
+    fran.get_by_test_id("control-finish").click()
+    expect(fran.locator("#room-status")).to_have_text("Finished")
+    expect(fran.locator("#invite")).to_be_hidden()
+    expect(fran.locator("#rec-contested .while-open")).to_be_hidden()
+    expect(fran.locator("#rec-contested .once-finished")).to_be_visible()
+    expect(fran.get_by_test_id("case-realtime")).not_to_contain_text("worth a re-vote")
