@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 # 16 random bytes = 128 bits: enough that nobody guesses a session link or a token.
@@ -50,7 +49,3 @@ def hash_token(token: str) -> str:
     # Tokens are high-entropy random strings, so a fast hash is enough to make a leaked store
     # useless for impersonation; a slow password hash would only cost CPU on every reconnect.
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_matches(token: str, expected_hash: str) -> bool:
-    return hmac.compare_digest(hash_token(token), expected_hash)

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from server import security
+from server import rules, security
+from server.models import evolve
+from tests.factories import new_session
 
 URLSAFE = set(string.ascii_letters + string.digits + "-_")
 HEX = set("0123456789abcdef")
@@ -65,18 +67,19 @@ def test_the_hash_is_stable_and_distinguishes_tokens() -> None:
     assert security.hash_token("a") != security.hash_token("A")
 
 
-def test_a_token_matches_its_own_hash_only() -> None:
+def test_a_facilitator_link_matches_its_own_hash_only() -> None:
     token = security.new_token()
-    stored = security.hash_token(token)
-    assert security.token_matches(token, stored)
-    assert not security.token_matches(security.new_token(), stored)
-    assert not security.token_matches(token[:-1], stored)
-    assert not security.token_matches("", stored)
+    session = evolve(new_session(), facilitator_hash=security.hash_token(token))
+    rules.check_link(session, security.hash_token(token))
+    for wrong in (security.new_token(), token[:-1], ""):
+        with pytest.raises(rules.RuleError):
+            rules.check_link(session, security.hash_token(wrong))
     # Knowing the stored hash does not help: the hash itself is not a valid token.
-    assert not security.token_matches(stored, stored)
+    with pytest.raises(rules.RuleError):
+        rules.check_link(session, security.hash_token(session.facilitator_hash))
 
 
-def test_token_matches_compares_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_links_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, str]] = []
 
     def recording_compare(a: str, b: str) -> bool:
@@ -85,5 +88,6 @@ def test_token_matches_compares_in_constant_time(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr("hmac.compare_digest", recording_compare)
     stored = security.hash_token("secret")
-    assert security.token_matches("secret", stored)
+    session = evolve(new_session(), facilitator_hash=stored)
+    rules.check_link(session, stored)
     assert seen == [(stored, stored)]
