@@ -408,7 +408,7 @@ async def results_page(request: Request) -> Response:
             "results": document,
             "template": msgspec.to_builtins(template),
             "participants": document["participants"],
-            "verdict": verdict_parts(document["recommendation"], template),
+            "verdict": verdict_words(document["recommendation"], template),
             "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "export_urls": _export_urls(session),
             "room_url": f"/s/{session.id}",
@@ -416,32 +416,20 @@ async def results_page(request: Request) -> Response:
     )
 
 
-def verdict_parts(recommendation: dict[str, Any] | None, template: Template) -> dict[str, Any]:
-    """The parts of the engine's verdict sentence (server.engine._verdict), so a page can say it
-    in its reader's language: the top stack, the favourite it is weighed against, and the (up
-    to two) revealed cases that put it ahead of the favourite the most."""
-    if not recommendation or not recommendation["ranking"]:
+def verdict_words(recommendation: dict[str, Any] | None, template: Template) -> dict[str, Any]:
+    """The engine's verdict parts (recommendation.verdict_parts) in the words of `template`
+    (the reader's language where the deck has it), for the page to phrase: the names of the
+    stacks and the titles of the cases it names. The rule that chose them is the engine's."""
+    parts = (recommendation or {}).get("verdict_parts")
+    if not parts:
         return {}
-    ranking = recommendation["ranking"]
-    top = ranking[0]
-    favourite = next((r for r in ranking if r["stack"] == template.favourite), None)
-    if favourite is not None and favourite["stack"] == top["stack"]:
-        return {"stack": top["name"], "favourite": top["name"], "is_favourite": True, "reasons": []}
-
-    def values(row: dict[str, Any] | None) -> dict[str, float]:
-        return {} if row is None else {c["case"]: c["value"] for c in row["contributions"]}
-
-    ours, theirs = values(top), values(favourite)
-    edges = [
-        (ours.get(c.id, 0.0) - theirs.get(c.id, 0.0), index, c.title)
-        for index, c in enumerate(template.cases)
-    ]
-    reasons = [title for edge, _, title in sorted(edges, key=lambda e: (-e[0], e[1])) if edge > 0]
+    titles = {c.id: c.title for c in template.cases}
+    favourite = parts["favourite"]
     return {
-        "stack": top["name"],
-        "favourite": None if favourite is None else favourite["name"],
-        "is_favourite": False,
-        "reasons": reasons[:2],
+        "stack": template.stack_name(parts["stack"]),
+        "favourite": None if favourite is None else template.stack_name(favourite),
+        "is_favourite": parts["kind"] == "django",
+        "reasons": [titles.get(c, c) for c in parts["reasons"]],
     }
 
 
