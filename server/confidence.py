@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import statistics
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
@@ -27,11 +28,20 @@ INTERVAL = (0.05, 0.95)
 # Binomial tail terms below this share of the sum are past float precision.
 _NEGLIGIBLE = 1e-18
 
-Confidence = Literal["clear", "leaning", "toss_up"]
+Confidence = Literal["clear", "leaning", "toss_up", "too_few"]
+# Fewer people than this scoring the revealed questions (the median over them) make the
+# resampled figures meaningless: two voters who agree resample to "100 %" every time.
+FEW = 3
 
 
-def label(top_share: float) -> Confidence:
-    # Rule: clear when the winner wins at least 80 % of resamples, leaning from 60 %.
+def label(top_share: float, scorers: Sequence[int] = ()) -> Confidence:
+    """How sure the verdict is, from the winner's share of resamples and how many people
+    scored each revealed case (`scorers`; none given: not judged on it)."""
+    # Rule: too few while the revealed cases' median number of scores is under 3, whatever
+    # the resampling says; else clear when the winner wins at least 80 % of resamples,
+    # leaning from 60 %.
+    if scorers and statistics.median(scorers) < FEW:
+        return "too_few"
     if top_share >= 0.8:
         return "clear"
     if top_share >= 0.6:

@@ -509,7 +509,9 @@ def recommend(
         contested=tuple(
             c.id for c in cases if revote_suggested(c.band, c.iqr, c.consensus, c.earlier)
         ),
-        confidence=confidence.label(top.win_share),
+        confidence=confidence.label(
+            top.win_share, [sum(c.histogram) for c in cases if c.histogram is not None]
+        ),
         # Rule: the flip named on its own is the runner-up's.
         flip=ranking[1].flip if len(ranking) > 1 else None,
     )

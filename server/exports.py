@@ -201,6 +201,7 @@ _CONFIDENCE = {
     "clear": "clear",
     "leaning": "leaning",
     "toss_up": "a toss-up",
+    "too_few": "too few scores to tell",
 }
 
 
@@ -208,12 +209,21 @@ def _how_sure(advice: dict[str, Any]) -> list[str]:
     """How often each stack wins when the team's scores are resampled, the range of its
     score, and the smallest change of medians that would make it win."""
     top = advice["ranking"][0]
+    if advice["confidence"] == "too_few":
+        said = (
+            "Confidence: too few scores to tell. Fewer than 3 people scored the revealed "
+            "questions, so drawing their scores again at random says nothing yet."
+        )
+    else:
+        said = (
+            f"Confidence: {_CONFIDENCE.get(advice['confidence'], advice['confidence'])}. "
+            f"Drawing the team's scores again at random, {md_text(top['name'])} "
+            f"comes first {top['win_share']:.0%} of the time."
+        )
     lines = [
         "### How sure",
         "",
-        f"Confidence: {_CONFIDENCE.get(advice['confidence'], advice['confidence'])}. "
-        f"Drawing the team's scores again at random, {md_text(top['name'])} "
-        f"comes first {top['win_share']:.0%} of the time.",
+        said,
         "",
         "| Stack | Wins | Score range (90 %) | What it would take |",
         "|---|---:|---|---|",
@@ -228,10 +238,8 @@ def _how_sure(advice: dict[str, Any]) -> list[str]:
         else:
             takes = "Cannot win with any scores."
         low, high = entry["interval"]
-        lines.append(
-            f"| {md_text(entry['name'])} | {entry['win_share']:.0%} | "
-            f"{low:+.2f} to {high:+.2f} | {takes} |"
-        )
+        wins = NO_VALUE if advice["confidence"] == "too_few" else f"{entry['win_share']:.0%}"
+        lines.append(f"| {md_text(entry['name'])} | {wins} | {low:+.2f} to {high:+.2f} | {takes} |")
     return [*lines, ""]
 
 

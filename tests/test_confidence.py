@@ -151,3 +151,20 @@ def test_another_session_draws_other_resamples() -> None:
         for seed in ("s1", "s2", "s3")
     }
     assert len(set(shares.values())) > 1
+
+
+def test_two_voters_are_too_few_to_say_how_sure() -> None:
+    stacks = [StackInfo("django", "Django"), StackInfo("node", "Node.js")]
+    two = CaseInput("realtime", "Live", 2.0, {"node": 2, "django": -2}, histogram=(0, 1, 0, 1, 0))
+    advice = recommend([two], stacks, favourite="django", seed="s")
+    assert advice is not None and advice.confidence == "too_few"
+    # Three people scoring (the median over the revealed cases) make the figures count.
+    three = CaseInput("events", "Many", 3.0, {"node": 2, "django": -2}, histogram=(0, 1, 0, 1, 1))
+    other = CaseInput("team", "Team", 3.0, {"node": 1}, histogram=(0, 0, 1, 1, 1))
+    advice = recommend([three, other, two], stacks, favourite="django", seed="s")
+    assert advice is not None and advice.confidence != "too_few"
+    mostly_two = recommend([two, two, three], stacks, favourite="django", seed="s")
+    assert mostly_two is not None and mostly_two.confidence == "too_few"
+    # Without histograms (hand-made inputs) there is nothing to judge it on.
+    assert confidence.label(1.0, ()) == "clear"
+    assert confidence.label(1.0, [2, 2, 5]) == "too_few"

@@ -91,3 +91,27 @@ def test_a_revote_shows_round_two_beside_round_one(
     expect(title).to_have_text("Every round")
     expect(history.nth(0)).to_contain_text("agreement grew by")
     expect(history.nth(1)).to_contain_text("Round 1: median 2")
+
+
+def test_two_voters_are_too_few_for_a_percentage(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    created = create_session(server.url)
+    fran = person().page
+    join(fran, created["facilitator_url"], "Fran")
+    ana = person().page
+    join(ana, f"{server.url}/s/{created['id']}", "Ana")
+    fran.get_by_test_id("control-open-realtime").click()
+    scored(fran, "realtime", 1)
+    scored(ana, "realtime", 3)
+    fran.get_by_test_id("control-reveal-realtime").click()
+    sure = ana.get_by_test_id("rec-sure")
+    expect(sure).to_have_attribute("data-confidence", "too_few")
+    expect(sure).to_contain_text("Too few scores to say how sure this is")
+    expect(sure).not_to_contain_text("%")
+    expect(ana.get_by_test_id("ranking").locator(".ranking__share")).to_have_count(0)
+    expect(ana.locator("#recommendation")).not_to_contain_text("A clear result")
+    record = ana.context.request.get(f"{server.url}/api/sessions/{created['id']}/results.md").text()
+    assert "Confidence: too few scores to tell." in record
+    ana.goto(f"{server.url}/s/{created['id']}/results")
+    expect(ana.get_by_test_id("sure")).to_contain_text("Too few scores")

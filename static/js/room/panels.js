@@ -164,6 +164,10 @@ export function sureSentence(recommendation) {
   if (!top || top.win_share === undefined) return "";
   const values = { stack: top.name, share: percent(top.win_share) };
   switch (recommendation.confidence) {
+    case "too_few":
+      // Two people who agree resample to "100 %" every time: no percentage until it means
+      // something.
+      return t("Too few scores to say how sure this is: the figures will mean something once at least 3 people have scored the revealed questions.");
     case "clear":
       return t("A clear result: with the team's scores resampled, {stack} comes first {share} of the time.", values);
     case "leaning":
@@ -239,6 +243,8 @@ export function renderRecommendation(dom, recommendation, titleOf) {
   const scores = ranking.map((r) => r.score);
   const min = Math.min(0, ...scores);
   const max = Math.max(0, ...scores);
+  // With too few scores the resampled shares and ranges mean nothing: none are shown.
+  const few = recommendation.confidence === "too_few";
 
   dom.ranking.replaceChildren(
     ...ranking.map((row, index) => {
@@ -257,14 +263,14 @@ export function renderRecommendation(dom, recommendation, titleOf) {
             { class: "ranking__name" },
             el("span", { class: "ranking__label", text: row.name }),
             // Only stacks that come first in some resamples: a column of "0%" says nothing.
-            !row.win_share
+            !row.win_share || few
               ? null
               : el("span", { class: "ranking__share", text: ` ${percent(row.win_share)}` }),
           ),
           scoreTrack(row.score, min, max),
           el("span", { class: "ranking__score", text: formatSigned(row.score) }),
         ),
-        odds(row, index, titleOf, nameOf),
+        odds(row, index, titleOf, nameOf, few),
         el(
           "ul",
           {
@@ -304,13 +310,14 @@ export function renderRecommendation(dom, recommendation, titleOf) {
 }
 
 /** A stack's chances: how often it comes first, its likely score, and what would make it win. */
-function odds(row, index, titleOf, nameOf) {
+function odds(row, index, titleOf, nameOf, few = false) {
   if (row.win_share === undefined) return null;
   const [lo, hi] = row.interval || [row.score, row.score];
   let flip = "";
   if (index === 0) flip = t("Recommended now.");
   else if (row.flip) flip = flipSentence(row.flip, titleOf, nameOf);
   else if (row.can_win === false) flip = t("It cannot come first, whatever the scores.");
+  if (few) return flip ? el("p", { class: "ranking__odds", dataset: { stack: row.stack } }, flip) : null;
   return el(
     "p",
     { class: "ranking__odds", dataset: { stack: row.stack } },
