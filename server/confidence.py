@@ -28,20 +28,24 @@ INTERVAL = (0.05, 0.95)
 # Binomial tail terms below this share of the sum are past float precision.
 _NEGLIGIBLE = 1e-18
 
-Confidence = Literal["clear", "leaning", "toss_up", "too_few"]
+Confidence = Literal["clear", "leaning", "toss_up", "too_few", "tied"]
 # Fewer people than this scoring the revealed questions (the median over them) make the
 # resampled figures meaningless: two voters who agree resample to "100 %" every time.
 FEW = 3
 
 
-def label(top_share: float, scorers: Sequence[int] = ()) -> Confidence:
-    """How sure the verdict is, from the winner's share of resamples and how many people
-    scored each revealed case (`scorers`; none given: not judged on it)."""
+def label(top_share: float, scorers: Sequence[int] = (), *, tied: bool = False) -> Confidence:
+    """How sure the verdict is, from the winner's share of resamples, how many people scored
+    each revealed case (`scorers`; none given: not judged on it) and whether other stacks
+    score exactly what the winner does (`tied`)."""
     # Rule: too few while the revealed cases' median number of scores is under 3, whatever
-    # the resampling says; else clear when the winner wins at least 80 % of resamples,
-    # leaning from 60 %.
+    # the resampling says; else tied while the top is shared (the scores cannot separate the
+    # stacks there, whatever the resampling); else clear when the winner wins at least 80 %
+    # of resamples, leaning from 60 %.
     if scorers and statistics.median(scorers) < FEW:
         return "too_few"
+    if tied:
+        return "tied"
     if top_share >= 0.8:
         return "clear"
     if top_share >= 0.6:
@@ -154,9 +158,10 @@ def _sampler(histogram: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[float, 
 
 @dataclass(frozen=True)
 class Resampled:
-    """Per stack (in the order given): resamples won and the 90 % interval of its score."""
+    """Per stack (in the order given): resamples won (a resample that k stacks top together
+    counts 1/k for each) and the 90 % interval of its score."""
 
-    wins: tuple[int, ...]
+    wins: tuple[float, ...]
     intervals: tuple[tuple[float, float], ...]
     resamples: int
 
@@ -179,10 +184,12 @@ def resample(
 ) -> Resampled:
     """Resample every case's median and rank the stacks again, `resamples` times.
 
-    Each case table lists the stacks in tie order (the favourite first, then template order),
-    so a resample's winner is the first stack with the highest score rounded to `digits`
-    (the ranking's tie rule). Scores are exact sums (fsum) of the same contributions the
-    ranking adds up, so a resample with the revealed medians ranks exactly as the ranking does.
+    Each case table lists the stacks in tie order (the favourite first, then template order).
+    A resample's winners are the stacks with the highest score rounded to `digits`: a tie is
+    shared (each of k tied stacks gets 1/k of it), since the team's scores did not put one
+    ahead; the tie rule only orders the ranking. Scores are exact sums (fsum) of the same
+    contributions the ranking adds up, so a resample with the revealed medians ranks exactly
+    as the ranking does.
     """
     # Not for secrets: a reproducible stream is the point.
     rnd = random.Random(seed_for(session, cases))  # noqa: S311
@@ -199,12 +206,15 @@ def resample(
     # Resamples that land on the same medians rank the same: rank each combination once.
     combos = Counter(zip(*columns, strict=True))
     stacks = len(tables[0][0]) if tables else 0
-    wins = [0] * stacks
+    wins = [0.0] * stacks
     seen: list[list[tuple[float, int]]] = [[] for _ in range(stacks)]
     for combo, count in combos.items():
         scores = list(map(math.fsum, zip(*map(tuple.__getitem__, tables, combo), strict=True)))
         rounded = [round(s, digits) for s in scores]
-        wins[rounded.index(max(rounded))] += count
+        best = max(rounded)
+        tied = [i for i, r in enumerate(rounded) if r == best]
+        for i in tied:
+            wins[i] += count / len(tied)
         for s, score in enumerate(scores):
             seen[s].append((score, count))
     intervals = tuple(

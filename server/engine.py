@@ -183,6 +183,9 @@ class RankedStack:
     interval: tuple[float, float] = (0.0, 0.0)
     flip: Flip | None = None
     can_win: bool = True
+    # The stacks that score exactly what this one does (the team's scores cannot separate
+    # them; the tie rule orders them).
+    tied_with: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,7 @@ class Recommendation:
                     "interval": [_r3(r.interval[0]), _r3(r.interval[1])],
                     "flip": None if r.flip is None else r.flip.as_dict(),
                     "can_win": r.can_win,
+                    "tied_with": list(r.tied_with),
                 }
                 for r in self.ranking
             ],
@@ -281,6 +285,11 @@ def _close_call(
 
 def _join(phrases: Sequence[str]) -> str:
     return " and ".join(phrases)
+
+
+def _same_score(a: float, b: float) -> bool:
+    # The ranking's tie rule: scores equal to _TIE_DIGITS places are the same score.
+    return round(a, _TIE_DIGITS) == round(b, _TIE_DIGITS)
 
 
 def _tie_order(stacks: Sequence[StackInfo], favourite: str | None) -> list[StackInfo]:
@@ -404,9 +413,11 @@ def revote_suggested(
 @dataclass(frozen=True)
 class VerdictParts:
     """What the verdict says, as data, so every page phrases it in its reader's language
-    (`verdict` is the English sentence made from these parts). `kind`: "django" when the
-    favourite comes first, else "alternative"; `reasons`: the (up to two) cases that put the
-    winner ahead of the favourite the most; `tied_with`: the stacks level with the winner."""
+    (`verdict` is the English sentence made from these parts). `kind`: "none" when every
+    stack scores zero, "tied" when other stacks score what the winner does, else "django"
+    when the favourite comes first, else "alternative"; `reasons`: the (up to two) cases
+    that put the winner ahead of the favourite the most; `tied_with`: the stacks level with
+    the winner."""
 
     kind: str
     stack: str
@@ -436,10 +447,18 @@ def _verdict_parts(
     # ahead of the favourite the most (its edge over the favourite, not its raw score: a case
     # that helps both, and the favourite more, is no reason to switch).
     top = ranking[0]
-    tied = tuple(r.stack for r in ranking[1:] if abs(r.score - top.score) < 1e-9)
+    tied = top.tied_with
+    rival = favourite.id if favourite is not None else None
+    if all(_same_score(r.score, 0.0) for r in ranking):
+        # Rule: nothing revealed moves any stack (every case there applies not at all, or
+        # weighs on nothing): there is no verdict to give yet.
+        return VerdictParts("none", top.stack, rival, (), tied, close_call)
+    if tied:
+        # Rule: a shared top is not a win: the verdict names the stacks the scores cannot
+        # separate (the tie rule put the first of them on top).
+        return VerdictParts("tied", top.stack, rival, (), tied, close_call)
     if favourite is not None and top.stack == favourite.id:
         return VerdictParts("django", top.stack, favourite.id, (), tied, close_call)
-    rival = favourite.id if favourite is not None else None
     edges = [
         (_contribution(c, top.stack) - (_contribution(c, rival) if rival else 0.0), c)
         for c in cases
@@ -452,6 +471,11 @@ def _verdict_parts(
 def _verdict(parts: VerdictParts, names: Mapping[str, str], titles: Mapping[str, str]) -> str:
     """The verdict in English, from its parts."""
     name = names[parts.stack]
+    if parts.kind == "none":
+        return "No revealed question favours any stack yet."
+    if parts.kind == "tied":
+        level = _phrases([name, *(names[s] for s in parts.tied_with)])
+        return f"{level} score the same: the team's scores cannot separate them yet."
     if parts.kind == "django":
         return f"{name} fits this project."
     reasons = _join([f'"{titles[c]}"' for c in parts.reasons])
@@ -481,6 +505,11 @@ def recommend(
     flips = _flips(cases, stacks, favourite)
     ranked = _rank(cases, stacks, favourite)
     winner = ranked[0][0].id
+    level = {
+        s.id: tuple(o.id for o, other in ranked if o.id != s.id and _same_score(score, other))
+        for s, score in ranked
+    }
+    top_score = ranked[0][1]
     ranking = tuple(
         RankedStack(
             s.id,
@@ -490,7 +519,9 @@ def recommend(
             win_share=shares[s.id],
             interval=intervals[s.id],
             flip=_shown(flips[s.id]) if s.id != winner else None,
-            can_win=flips[s.id] is not None,
+            # A stack level with the winner shares first place already.
+            can_win=flips[s.id] is not None or _same_score(score, top_score),
+            tied_with=level[s.id],
         )
         for s, score in ranked
     )
@@ -510,7 +541,9 @@ def recommend(
             c.id for c in cases if revote_suggested(c.band, c.iqr, c.consensus, c.earlier)
         ),
         confidence=confidence.label(
-            top.win_share, [sum(c.histogram) for c in cases if c.histogram is not None]
+            top.win_share,
+            [sum(c.histogram) for c in cases if c.histogram is not None],
+            tied=bool(top.tied_with),
         ),
         # Rule: the flip named on its own is the runner-up's.
         flip=ranking[1].flip if len(ranking) > 1 else None,

@@ -202,14 +202,29 @@ _CONFIDENCE = {
     "leaning": "leaning",
     "toss_up": "a toss-up",
     "too_few": "too few scores to tell",
+    "tied": "a tie",
 }
+
+
+def _phrases(phrases: list[str]) -> str:
+    # "a", "a and b", "a, b and c".
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
 def _how_sure(advice: dict[str, Any]) -> list[str]:
     """How often each stack wins when the team's scores are resampled, the range of its
     score, and the smallest change of medians that would make it win."""
     top = advice["ranking"][0]
-    if advice["confidence"] == "too_few":
+    if advice["confidence"] == "tied":
+        level = [
+            top["name"],
+            *(r["name"] for r in advice["ranking"] if r["stack"] in top["tied_with"]),
+        ]
+        said = (
+            f"Confidence: a tie. {md_text(_phrases(level))} score the same, so they share first "
+            f"place; the tie rule lists {md_text(top['name'])} first."
+        )
+    elif advice["confidence"] == "too_few":
         said = (
             "Confidence: too few scores to tell. Fewer than 3 people scored the revealed "
             "questions, so drawing their scores again at random says nothing yet."
@@ -231,6 +246,8 @@ def _how_sure(advice: dict[str, Any]) -> list[str]:
     for entry in advice["ranking"]:
         if entry is top:
             takes = "Recommended now."
+        elif top["stack"] in entry.get("tied_with", ()):
+            takes = f"Level with {md_text(top['name'])}: the scores cannot separate them yet."
         elif entry["flip"] is not None:
             takes = md_text(entry["flip"]["sentence"])
         elif entry["can_win"]:

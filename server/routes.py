@@ -426,10 +426,13 @@ def verdict_words(recommendation: dict[str, Any] | None, template: Template) -> 
     titles = {c.id: c.title for c in template.cases}
     favourite = parts["favourite"]
     return {
+        "kind": parts["kind"],
         "stack": template.stack_name(parts["stack"]),
         "favourite": None if favourite is None else template.stack_name(favourite),
         "is_favourite": parts["kind"] == "django",
         "reasons": [titles.get(c, c) for c in parts["reasons"]],
+        # The stacks level at the top, the one the tie rule put first among them first.
+        "level": [template.stack_name(s) for s in (parts["stack"], *parts["tied_with"])],
     }
 
 

@@ -466,11 +466,21 @@ def test_verdict_with_single_reason() -> None:
     assert rec.verdict == 'Go fits this project best: "live updates are central".'
 
 
-def test_verdict_without_reasons() -> None:
-    # Every score is zero, so Django wins by template order with nothing to explain; raising
-    # "moot" would only help Django, so the answer is also robust.
+def test_verdict_when_nothing_revealed_moves_any_stack() -> None:
+    # Every score is zero: the tie rule lists Django first, but there is nothing to say yet.
     rec = _rec([CaseInput("moot", "moot", 0.0, {"django": 1})])
-    assert rec.verdict == "Django fits this project best."
+    assert rec.verdict == "No revealed question favours any stack yet."
+    assert rec.verdict_parts is not None and rec.verdict_parts.kind == "none"
+
+
+def test_a_shared_top_is_a_tie_not_a_win() -> None:
+    rec = _rec([CaseInput("live", "live", 4.0, {"go": 1, "node": 1})], favourite="django")
+    assert rec.verdict_parts is not None
+    assert (rec.verdict_parts.kind, rec.verdict_parts.tied_with) == ("tied", ("node",))
+    assert (
+        rec.verdict == "Go and Node.js score the same: the team's scores cannot separate them yet."
+    )
+    assert rec.ranking[0].win_share == pytest.approx(0.5)
 
 
 def test_verdict_counts_a_case_against_the_favourite_as_a_reason() -> None:
@@ -540,6 +550,7 @@ def test_recommendation_as_dict_shape() -> None:
                 "interval": [0.25, 0.25],
                 "flip": None,
                 "can_win": True,
+                "tied_with": [],
             },
             {
                 "stack": "django",
@@ -552,6 +563,7 @@ def test_recommendation_as_dict_shape() -> None:
                 "interval": [0.0, 0.0],
                 "flip": flip,
                 "can_win": True,
+                "tied_with": [],
             },
         ],
         "verdict": d["verdict"],

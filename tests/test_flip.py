@@ -150,9 +150,13 @@ def test_a_stack_with_no_positive_weight_cannot_win() -> None:
 
 
 def test_no_flip_when_the_runner_up_cannot_win() -> None:
-    # Go scores exactly as Django does and loses every tie to it.
+    # Go scores exactly as Django does on every case: no scores can put it ahead, but it
+    # shares first place already (never "cannot come first").
     cases = [CaseInput("a", "a", 2.0, {"go": 1, "django": 1})]
     rec = recommend(cases, (DJANGO, GO), "django", seed="s1")
     assert rec is not None
     assert rec.flip is None
-    assert rec.ranking[1].can_win is False
+    assert (rec.ranking[1].can_win, rec.ranking[1].tied_with) == (True, ("django",))
+    # Behind for good: cannot come first.
+    behind = recommend([CaseInput("a", "a", 2.0, {"django": 1})], (DJANGO, GO), "django", seed="s")
+    assert behind is not None and behind.ranking[1].can_win is False

@@ -259,14 +259,15 @@ def verdict_on_page(page: str) -> str:
     "outcome",
     [
         {"realtime": 0, "content_admin": 4},  # the favourite wins
-        {"realtime": 4},  # another stack wins, for one reason
-        {"realtime": 4, "event_driven": 4, "team_skills": 3},  # for two reasons
+        {"mobile_backend": 4},  # another stack wins, for one reason
+        {"realtime": 4, "event_driven": 4, "performance": 2},  # for two reasons
+        {"realtime": 4},  # a tie: Node.js, Go and Phoenix score the same
     ],
 )
 def test_the_pages_verdict_is_told_from_its_parts(
     client: TestClient, store: MemoryStore, outcome: dict[str, int]
 ) -> None:
-    session = team("Alice", session_id=f"verdict-{len(outcome)}", now=time.time())
+    session = team("Alice", session_id="verdict-" + "-".join(outcome), now=time.time())
     for case_id, score in outcome.items():
         session = scored(session, case_id, {"alice": score})
     put(store, session)
@@ -277,7 +278,7 @@ def test_the_pages_verdict_is_told_from_its_parts(
     german = verdict_on_page(client.get(f"/s/{session.id}/results?lang=de").text)
     german_deck = localized(session.template, "de")
     assert german != english
-    assert "passt" in german or "in Betracht" in german
+    assert any(word in german for word in ("passt", "in Betracht", "dieselbe Punktzahl"))
     # The cases it names, in the German deck's words.
     deck = {
         c.title: g.title for c, g in zip(session.template.cases, german_deck.cases, strict=True)

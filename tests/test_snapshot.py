@@ -331,33 +331,38 @@ def test_a_revealed_case_produces_an_explained_recommendation() -> None:
     }
     ranking = advice["ranking"]
     assert len(ranking) == 9
-    # A unanimous team: every resample gives the same answer.
+    # A unanimous team: every resample gives the same answer, and on this one case Go and
+    # Phoenix score exactly as Node.js does: the three share first place, a third each.
     assert ranking[0] == {
         "stack": "node",
         "name": "Node.js",
         "score": 2.0,
         "contributions": [{"case": "realtime", "value": 2.0}],
-        "win_share": 1.0,
+        "win_share": 0.3333,
         "interval": [2.0, 2.0],
         "flip": None,
         "can_win": True,
+        "tied_with": ["go", "phoenix"],
     }
-    assert advice["confidence"] == "clear"
+    assert advice["confidence"] == "tied"
     assert advice["verdict_parts"] == {
-        "kind": "alternative",
+        "kind": "tied",
         "stack": "node",
         "favourite": "django",
-        "reasons": ["realtime"],
+        "reasons": [],
         "tied_with": ["go", "phoenix"],
         "close_call": None,
     }
-    # Go and Phoenix score as Node.js does on this case and lose the tie to it, always.
+    # Nothing separates them yet, and a tied stack is never "unable to come first".
     assert advice["flip"] is None
-    assert (ranking[1]["stack"], ranking[1]["can_win"]) == ("go", False)
+    assert (ranking[1]["stack"], ranking[1]["can_win"]) == ("go", True)
+    assert ranking[1]["tied_with"] == ["node", "phoenix"]
     assert ranking[-1]["stack"] == "django"
     assert ranking[-1]["score"] == -2.0
-    assert advice["verdict"].startswith("Consider Node.js instead of Django")
-    assert "Live updates are core" in advice["verdict"]
+    assert advice["verdict"] == (
+        "Node.js, Go and Phoenix (Elixir) score the same: the team's scores cannot separate "
+        "them yet."
+    )
     assert advice["contested"] == []
 
 

@@ -102,19 +102,22 @@ def test_a_german_room_speaks_german_from_the_deck_to_the_verdict(
     expect(anna.get_by_test_id("score-realtime-0")).to_have_attribute("title", "0: Gar nicht")
     expect(anna.locator("#case-realtime .scale-key")).to_contain_text("Sehr stark")
 
-    fran.get_by_test_id("control-open-realtime").click()
-    expect(anna.get_by_test_id("roombar-status")).to_contain_text("Live-Updates sind zentral")
-    anna.get_by_test_id("score-realtime-4").click()
-    fran.get_by_test_id("score-realtime-3").click()
-    fran.get_by_test_id("control-reveal-realtime").click()
-    german = "Zieht Node.js statt Django in Betracht: „Live-Updates sind zentral“."
+    mobile = "Vor allem ein Backend für eine mobile App"
+    fran.get_by_test_id("control-open-mobile_backend").click()
+    expect(anna.get_by_test_id("roombar-status")).to_contain_text(mobile)
+    anna.get_by_test_id("score-mobile_backend-4").click()
+    fran.get_by_test_id("score-mobile_backend-3").click()
+    fran.get_by_test_id("control-reveal-mobile_backend").click()
+    german = f"Zieht Firebase / Supabase statt Django in Betracht: „{mobile}“."
     expect(anna.get_by_test_id("verdict")).to_have_text(german)
     # The API keeps the English sentence; its parts are what the page phrased.
     advice = api_state(server.url, created["id"])["recommendation"]
-    assert advice["verdict"] == 'Consider Node.js instead of Django: "Live updates are core".'
-    assert advice["verdict_parts"]["reasons"] == ["realtime"]
+    assert advice["verdict"] == (
+        'Consider Firebase / Supabase instead of Django: "Mostly a backend for a mobile app".'
+    )
+    assert advice["verdict_parts"]["reasons"] == ["mobile_backend"]
 
     screen = person().page
     screen.goto(f"{server.url}/s/{created['id']}/present?lang=de")
     expect(screen.get_by_test_id("verdict")).to_have_text(german)
-    expect(screen.locator("#view-results")).to_contain_text("Live-Updates sind zentral")
+    expect(screen.locator("#view-results")).to_contain_text(mobile)

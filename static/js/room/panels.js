@@ -164,6 +164,13 @@ export function sureSentence(recommendation) {
   if (!top || top.win_share === undefined) return "";
   const values = { stack: top.name, share: percent(top.win_share) };
   switch (recommendation.confidence) {
+    case "tied": {
+      const level = [top, ...recommendation.ranking.filter((r) => top.tied_with?.includes(r.stack))];
+      return t("A tie: {stacks} score the same, so they share first place; the tie rule lists {stack} first.", {
+        stacks: listNames(level.map((r) => r.name), level.length),
+        stack: top.name,
+      });
+    }
     case "too_few":
       // Two people who agree resample to "100 %" every time: no percentage until it means
       // something.
@@ -183,8 +190,11 @@ export function sureSentence(recommendation) {
  */
 function flipLine(recommendation, titleOf, nameOf) {
   if (recommendation.flip) return flipSentence(recommendation.flip, titleOf, nameOf);
-  const [, runnerUp, ...rest] = recommendation.ranking || [];
+  const [top, runnerUp, ...rest] = recommendation.ranking || [];
   if (!runnerUp) return "";
+  if (top.tied_with?.length) {
+    return t("The revealed questions weigh on them alike: only questions where they differ can separate them.");
+  }
   const closest = rest
     .filter((r) => r.flip)
     .sort((a, b) => (a.flip.steps ?? 0) - (b.flip.steps ?? 0))[0];
@@ -270,7 +280,7 @@ export function renderRecommendation(dom, recommendation, titleOf) {
           scoreTrack(row.score, min, max),
           el("span", { class: "ranking__score", text: formatSigned(row.score) }),
         ),
-        odds(row, index, titleOf, nameOf, few),
+        odds(row, index, titleOf, nameOf, few, ranking[0]?.stack),
         el(
           "ul",
           {
@@ -310,11 +320,12 @@ export function renderRecommendation(dom, recommendation, titleOf) {
 }
 
 /** A stack's chances: how often it comes first, its likely score, and what would make it win. */
-function odds(row, index, titleOf, nameOf, few = false) {
+function odds(row, index, titleOf, nameOf, few = false, top = null) {
   if (row.win_share === undefined) return null;
   const [lo, hi] = row.interval || [row.score, row.score];
   let flip = "";
   if (index === 0) flip = t("Recommended now.");
+  else if (row.tied_with?.includes(top)) flip = t("Level with {stack}: the scores cannot separate them yet.", { stack: nameOf(top) });
   else if (row.flip) flip = flipSentence(row.flip, titleOf, nameOf);
   else if (row.can_win === false) flip = t("It cannot come first, whatever the scores.");
   if (few) return flip ? el("p", { class: "ranking__odds", dataset: { stack: row.stack } }, flip) : null;

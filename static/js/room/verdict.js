@@ -4,6 +4,12 @@
 
 import { t } from "../i18n.js";
 
+/** "A and B", "A, B and C": every name, none left out. */
+function listAll(names) {
+  if (names.length <= 1) return names.join("");
+  return t("{first} and {last}", { first: names.slice(0, -1).join(", "), last: names.at(-1) });
+}
+
 /**
  * "Consider Node.js instead of Django: "Live updates are core"." from the parts, with the
  * question titles and stack names of this page (`titleOf`, `nameOf`: id -> words).
@@ -12,6 +18,13 @@ export function verdictSentence(recommendation, titleOf, nameOf) {
   const parts = recommendation?.verdict_parts;
   if (!parts) return recommendation?.verdict ?? "";
   const stack = nameOf(parts.stack);
+  if (parts.kind === "none") return t("No revealed question favours any stack yet.");
+  if (parts.kind === "tied") {
+    const level = [parts.stack, ...(parts.tied_with || [])].map(nameOf);
+    return t("{stacks} score the same: the team's scores cannot separate them yet.", {
+      stacks: listAll(level),
+    });
+  }
   if (parts.kind === "django") return t("{stack} fits this project.", { stack });
   const [first, second] = (parts.reasons || []).map(titleOf);
   if (parts.favourite == null) {
