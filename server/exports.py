@@ -469,6 +469,12 @@ def to_adr(document: dict[str, Any], now: datetime) -> str:
         if advice and chosen and advice["ranking"][0]["name"] != chosen:
             lines += ["", f"The recommendation was different: {md_text(advice['verdict'])}"]
         lines += ["", f"Recorded by {md_text(decision['by'])}."]
+    elif advice and (advice.get("verdict_parts") or {}).get("kind") in ("tied", "none"):
+        # A shared top (or nothing revealed that moves any stack) proposes nothing.
+        lines.append(
+            f"Nothing is proposed yet: {md_text(advice['verdict'])} "
+            "(the team has not recorded its decision yet)."
+        )
     elif advice:
         top = advice["ranking"][0]
         lines.append(

@@ -159,3 +159,11 @@ def test_the_adr_s_consequences_are_those_of_the_option_chosen() -> None:
     assert "because Go fits" not in consequences
     none = rules.decide(decided_session(), FACILITATOR, None, "Something else.", 6.0)
     assert "fits *" not in exports.to_adr(exports.results(none), NOW).split("### Consequences")[1]
+
+
+def test_an_adr_proposes_nothing_while_the_top_is_shared() -> None:
+    # Node.js, Go and Phoenix weigh "live updates" alike: no option to propose yet.
+    session = scored(team("Ann"), "realtime", {"ann": 4, "fay": 4})
+    adr = exports.to_adr(exports.results(session), NOW)
+    assert "Nothing is proposed yet: Node.js, Go and Phoenix (Elixir) score the same" in adr
+    assert "Proposed option" not in adr
