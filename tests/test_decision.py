@@ -99,7 +99,7 @@ def test_the_adr_is_madr_shaped() -> None:
 
 
 def test_until_the_team_decides_the_adr_proposes_the_recommendation() -> None:
-    session = scored(team("Ann"), "realtime", {"ann": 4, "fay": 4})
+    session = scored(team("Ann"), "mobile_backend", {"ann": 4, "fay": 4})
     adr = exports.to_adr(exports.results(session), NOW)
     assert "status: proposed" in adr
     assert 'Proposed option: "' in adr and "has not recorded its decision yet" in adr
