@@ -75,7 +75,12 @@ async def test_a_whole_session_reaches_an_explained_recommendation(server: LiveS
 
     advice = fay.state["recommendation"]
     assert advice["ranking"][0]["stack"] in ("node", "go")
-    assert advice["verdict"].startswith("Consider ")
+    # Node.js and Go weigh these four questions alike: the verdict is a tie, said as one.
+    assert advice["verdict_parts"]["kind"] == "tied"
+    assert advice["verdict"] == (
+        "Node.js and Go score the same: the team's scores cannot separate them yet."
+    )
+    assert advice["ranking"][0]["tied_with"] == ["go"]
     top = advice["ranking"][0]
     assert {c["case"] for c in top["contributions"]} >= {"realtime", "event_driven"}
 
@@ -574,19 +579,22 @@ async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: Live
     advice = seen[1]["recommendation"]
     assert all(state["recommendation"] == advice for state in seen)
 
-    # Go wins on the medians; resampled, the speed median is 2 or 4 (Go) in 11 of 16 draws.
+    # Go leads on the medians, and Rust scores exactly as Go does on both questions: a tie,
+    # whose resampled wins the two share (the speed median is 2 or 4, theirs, in 11 of 16).
     ranking = {r["stack"]: r for r in advice["ranking"]}
     assert advice["ranking"][0]["stack"] == "go"
-    assert advice["confidence"] == "leaning"
-    assert 0.6 < ranking["go"]["win_share"] < 0.8
+    assert advice["confidence"] == "tied"
+    assert ranking["go"]["win_share"] == ranking["rust"]["win_share"]
+    assert 0.6 < ranking["go"]["win_share"] + ranking["rust"]["win_share"] < 0.8
     assert ranking["go"]["interval"] == [0.0, 2.0]
-    # Rust scores as Go does everywhere and loses every tie to it: the runner-up cannot win.
+    # Nothing revealed can separate them, and Rust shares first place: never "cannot win".
     assert advice["ranking"][1]["stack"] == "rust"
     assert (ranking["rust"]["can_win"], ranking["rust"]["flip"], advice["flip"]) == (
-        False,
+        True,
         None,
         None,
     )
+    assert (ranking["go"]["tied_with"], ranking["rust"]["tied_with"]) == (["rust"], ["go"])
     sentence = "Django would win if \u201cRaw speed is critical\u201d were 1 instead of 2."
     assert ranking["django"]["flip"]["sentence"] == sentence
     assert ranking["django"]["flip"]["changes"] == [{"case": "performance", "from": 2.0, "to": 1.0}]
@@ -599,10 +607,11 @@ async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: Live
         document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
         record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
     assert document["recommendation"] == advice
-    assert "Confidence: leaning." in record
+    assert "Confidence: a tie. Go and Rust score the same" in record
     # Django's row: its score range and what it would take (its share moves with the seed).
     assert f"| -1.00 to +1.00 | {sentence} |" in record
-    assert "| Rust | " in record and "Cannot win with any scores." in record
+    rust = next(line for line in record.splitlines() if line.startswith("| Rust | "))
+    assert rust.endswith("| Level with Go: the scores cannot separate them yet. |")
     await leave(*everyone)
 
 
