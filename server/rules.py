@@ -193,7 +193,7 @@ LINK_DEAD = N_(
     "a participant."
 )
 # The link of a facilitator whose own link is being made (by the instance holding their
-# socket, which alone can hand them its token: realtime.RoomNamespace.give_link).
+# socket, which alone can hand them its token: realtime.RoomNamespace.ensure_link).
 LINK_PENDING = "-"
 
 
