@@ -326,7 +326,7 @@ def _median_text(median: float) -> str:
     return f"{median:g}"
 
 
-def _phrases(phrases: Sequence[str]) -> str:
+def phrases(phrases: Sequence[str]) -> str:
     # "a", "a and b", "a, b and c".
     if len(phrases) <= 2:
         return " and ".join(phrases)
@@ -367,7 +367,7 @@ def _flips(
         titles = {c.id: c.title for c in cases}
         sentence = (
             f"{stack.name} would win if "
-            + _phrases(
+            + phrases(
                 [
                     f"\u201c{titles[ch.case]}\u201d were {_median_text(ch.new)} "
                     f"instead of {_median_text(ch.old)}"
@@ -474,7 +474,7 @@ def _verdict(parts: VerdictParts, names: Mapping[str, str], titles: Mapping[str,
     if parts.kind == "none":
         return "No revealed question favours any stack yet."
     if parts.kind == "tied":
-        level = _phrases([name, *(names[s] for s in parts.tied_with)])
+        level = phrases([name, *(names[s] for s in parts.tied_with)])
         return f"{level} score the same: the team's scores cannot separate them yet."
     if parts.kind == "django":
         return f"{name} fits this project."

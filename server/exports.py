@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from server import snapshot
+from server import engine, snapshot
 from server.models import Round, Session
 
 _STAT_KEYS = (
@@ -75,12 +75,7 @@ def results(session: Session) -> dict[str, Any]:
 def _person(session: Session, pid: str, name: str, role: str, *, left: bool) -> dict[str, Any]:
     """A participant in the record. `voted`: whether they hold a ballot on any case, in any
     round (skips count); null in an anonymous session, which never says who voted."""
-    voted = None
-    if not session.anonymous:
-        voted = any(
-            pid in case.ballots or any(pid in past.ballots for past in case.history)
-            for case in session.cases
-        )
+    voted = None if session.anonymous else session.holds_ballot(pid)
     return {"id": pid, "name": name, "role": role, "left": left, "voted": voted}
 
 
@@ -206,11 +201,6 @@ _CONFIDENCE = {
 }
 
 
-def _phrases(phrases: list[str]) -> str:
-    # "a", "a and b", "a, b and c".
-    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-
-
 def _how_sure(advice: dict[str, Any]) -> list[str]:
     """How often each stack wins when the team's scores are resampled, the range of its
     score, and the smallest change of medians that would make it win."""
@@ -221,8 +211,8 @@ def _how_sure(advice: dict[str, Any]) -> list[str]:
             *(r["name"] for r in advice["ranking"] if r["stack"] in top["tied_with"]),
         ]
         said = (
-            f"Confidence: a tie. {md_text(_phrases(level))} score the same, so they share first "
-            f"place; the tie rule lists {md_text(top['name'])} first."
+            f"Confidence: a tie. {md_text(engine.phrases(level))} score the same, so they "
+            f"share first place; the tie rule lists {md_text(top['name'])} first."
         )
     elif advice["confidence"] == "too_few":
         said = (

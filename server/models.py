@@ -291,6 +291,17 @@ class Session(Struct, frozen=True, dict=True):
         is anonymous and fewer than MIN_CROWD people scored."""
         return not self.anonymous or scored(ballots) >= MIN_CROWD
 
+    def holds_ballot(self, pid: str) -> bool:
+        """Whether `pid` has a ballot on some case, in its current round or an earlier one."""
+        return any(
+            pid in case.ballots or any(pid in past.ballots for past in case.history)
+            for case in self.cases
+        )
+
+    def waiting(self, case: CaseState) -> int:
+        """How many people here who vote hold no ballot on `case` (the room waits for them)."""
+        return sum(1 for p in self.participants if p.counts and p.here and p.id not in case.ballots)
+
     def tally(self, case: CaseState) -> Tally:
         """Who voted on `case`, of whom. `voted` is every ballot of its round (skips too, and
         the ballots of people who left, which stay counted); `of` adds everyone here who
@@ -301,10 +312,7 @@ class Session(Struct, frozen=True, dict=True):
         if self.anonymous:
             here = sum(1 for p in self.participants if p.counts and p.here)
             return Tally(voted, max(voted, here))
-        waiting = sum(
-            1 for p in self.participants if p.counts and p.here and p.id not in case.ballots
-        )
-        return Tally(voted, voted + waiting)
+        return Tally(voted, voted + self.waiting(case))
 
     def withheld(self, case: CaseState) -> bool:
         """A case closed without showing its results: too few people scored it in an

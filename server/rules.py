@@ -678,11 +678,6 @@ def everyone_here_voted(session: Session, case: CaseState) -> bool:
     return online
 
 
-def _waiting(session: Session, case: CaseState) -> bool:
-    """Whether someone here who votes holds no ballot on `case`."""
-    return any(p.counts and p.here and p.id not in case.ballots for p in session.participants)
-
-
 def _reveal_when_all_voted(session: Session, case_id: str | None = None) -> Session:
     """With auto-reveal on, reveal the cases being voted on (or just `case_id`) that everyone
     present has voted on. Part of the change that completed them, so every instance replaying
@@ -722,7 +717,7 @@ def nudge(session: Session, participant_id: str, case_id: str | None, now: float
         voting = [case]
     # Only where someone here who votes has not (the facilitator, who sends it, included:
     # clients do not show her own reminder to her).
-    cases = {c.id: c.round for c in voting if _waiting(session, c)}
+    cases = {c.id: c.round for c in voting if session.waiting(c)}
     if not cases:
         raise RuleError(N_("Everyone here has voted already, so there is nobody to remind."))
     last = session.nudge
@@ -891,7 +886,7 @@ def _drop(session: Session, whom: str, keep_ballots: bool) -> Session:
         cases = tuple(_without(c, whom) for c in session.cases)
     gone = session.participant(whom)
     dropped = _keep_first_link(session, evolve(session, participants=participants, cases=cases))
-    if gone is not None and _holds_ballot(dropped, whom):
+    if gone is not None and dropped.holds_ballot(whom):
         # Their ballots stay in the results: so does who they were.
         who = Former(name=gone.name, role=gone.role)
         dropped = evolve(dropped, former={**session.former, whom: who})
@@ -995,24 +990,16 @@ def next_expiry(session: Session, after: float) -> float | None:
         if not p.sids and p.role != "facilitator"
     )
     for since, pid in offline:
-        if not _holds_ballot(session, pid):
+        if not session.holds_ballot(pid):
             return since + after
     return None
-
-
-def _holds_ballot(session: Session, pid: str) -> bool:
-    """Whether `pid` has a ballot on some case, in its current round or an earlier one."""
-    return any(
-        pid in case.ballots or any(pid in past.ballots for past in case.history)
-        for case in session.cases
-    )
 
 
 def _idle(session: Session, gone: Callable[[Participant], bool]) -> set[str]:
     return {
         p.id
         for p in session.participants
-        if p.role != "facilitator" and gone(p) and not _holds_ballot(session, p.id)
+        if p.role != "facilitator" and gone(p) and not session.holds_ballot(p.id)
     }
 
 

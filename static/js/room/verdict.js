@@ -3,12 +3,7 @@
 // when a recommendation carries no parts (an older server).
 
 import { t } from "../i18n.js";
-
-/** "A and B", "A, B and C": every name, none left out. */
-function listAll(names) {
-  if (names.length <= 1) return names.join("");
-  return t("{first} and {last}", { first: names.slice(0, -1).join(", "), last: names.at(-1) });
-}
+import { listNames } from "./dom.js";
 
 /**
  * "Consider Node.js instead of Django: "Live updates are core"." from the parts, with the
@@ -22,7 +17,7 @@ export function verdictSentence(recommendation, titleOf, nameOf) {
   if (parts.kind === "tied") {
     const level = [parts.stack, ...(parts.tied_with || [])].map(nameOf);
     return t("{stacks} score the same: the team's scores cannot separate them yet.", {
-      stacks: listAll(level),
+      stacks: listNames(level, Infinity),
     });
   }
   if (parts.kind === "django") return t("{stack} fits this project.", { stack });
