@@ -61,8 +61,8 @@ def timed(label: str, work: object) -> None:
     times = []
     for _ in range(RUNS):
         confidence.resample.cache_clear()
-        confidence._sampler.cache_clear()
-        flip.smallest_flips.cache_clear()
+        confidence._distribution.cache_clear()
+        flip.smallest_flip.cache_clear()
         start = time.perf_counter()
         work()  # type: ignore[operator]
         times.append((time.perf_counter() - start) * 1000)

@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import edge, i18n, logs, ops, protocol, routes, rules
+from server.advice import Advisor
 from server.deadlines import Deadlines
 from server.fanout import Fanout
 from server.load import Load
@@ -248,10 +249,14 @@ def create_app(
     # Rooms keep this instance's copies of its sessions and store changes; the fan-out sends
     # each room what changed. (Instances hear each other's changes through the store's feed,
     # not through a Socket.IO manager: see server/rooms.py.)
+    # The engine's advice is worked out off the event loop; the room hears when it is ready.
+    advisor = Advisor(lambda session_id: fanout.advised(session_id))
+    metrics.advice.set_function(lambda: advisor.worked_out)
     fanout = Fanout(
         lambda session_id: rooms.current(session_id),
         window=settings.coalesce_ms / 1000,
         metrics=metrics,
+        advisor=advisor if settings.advice == "thread" else None,
     )
     # Countdowns: each instance holding a session closes voting at its deadlines.
     deadlines = Deadlines(
@@ -310,6 +315,7 @@ def create_app(
         throttle=throttle,
         load=load,
         metrics=metrics,
+        advisor=advisor,
     )
     sio.register_namespace(namespace)
     throttle.on_strikeout = lambda sid: sio.hang_up(sid, "too many refused events")
@@ -320,6 +326,7 @@ def create_app(
             protocol.CONTROL: namespace.on_control,
             protocol.SYNC: namespace.on_sync,
             protocol.LEAVE: namespace.on_leave,
+            protocol.FLIP: namespace.on_flip,
         }
     )
     upkeep = Upkeep(namespace, store, rooms)
@@ -341,6 +348,7 @@ def create_app(
             deadlines.close()
             away.close()
             expiry.close()
+            advisor.close()
             await store.close()
 
     # For the operator (Prometheus scrapes each instance directly); the public proxy refuses it.
@@ -366,6 +374,7 @@ def create_app(
     site.state.sio = sio
     site.state.throttle = throttle
     site.state.fanout = fanout
+    site.state.advisor = advisor
     site.state.rooms = rooms
     site.state.deadlines = deadlines
     site.state.metrics = metrics

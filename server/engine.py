@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -182,7 +182,8 @@ class RankedStack:
     win_share: float = 0.0
     interval: tuple[float, float] = (0.0, 0.0)
     flip: Flip | None = None
-    can_win: bool = True
+    # None: not worked out (recommend without every_flip; flip_of answers it).
+    can_win: bool | None = True
     # The stacks that score exactly what this one does (the team's scores cannot separate
     # them; the tie rule orders them).
     tied_with: tuple[str, ...] = ()
@@ -307,19 +308,16 @@ def _half_step(median: float) -> int:
 def _resampled(
     cases: Sequence[CaseInput], order: Sequence[StackInfo], seed: str
 ) -> confidence.Resampled:
+    def units(case: CaseInput) -> tuple[int, ...]:
+        return tuple(flip.units(case.fit.get(s.id, 0.0)) for s in order)
+
     tables = tuple(
-        (
-            c.histogram,
-            tuple(
-                tuple(_value(j / 2, c.fit, s.id) for s in order)
-                for j in range(confidence.HALF_STEPS)
-            ),
-        )
+        (c.histogram, tuple(tuple(j * u for u in units(c)) for j in range(confidence.HALF_STEPS)))
         if c.histogram is not None
-        else (None, (tuple(_contribution(c, s.id) for s in order),))
+        else (None, (tuple(round(2 * c.median * u) for u in units(c)),))
         for c in cases
     )
-    return confidence.resample(seed, tables, _TIE_DIGITS)
+    return confidence.resample(seed, tables)
 
 
 def _median_text(median: float) -> str:
@@ -334,19 +332,24 @@ def phrases(phrases: Sequence[str]) -> str:
 
 
 def _flips(
-    cases: Sequence[CaseInput], stacks: Sequence[StackInfo], favourite: str | None
+    cases: Sequence[CaseInput],
+    stacks: Sequence[StackInfo],
+    favourite: str | None,
+    only: Collection[str] | None = None,
 ) -> dict[str, Flip | None]:
-    """Per stack, the smallest flip (None for a stack that cannot win); the winner's is a flip
-    of no changes. The search counts fits in millionths; each answer is checked against the
-    ranking itself before it is reported."""
+    """Per stack (of `only`, or all), the smallest flip (None for a stack that cannot win);
+    the winner's is a flip of no changes. The search counts fits in millionths; each answer
+    is checked against the ranking itself before it is reported."""
     order = _tie_order(stacks, favourite)
+    wanted = [(t, s) for t, s in enumerate(order) if only is None or s.id in only]
     if not all(c.median * 2 in range(2 * SCALE_MAX + 1) for c in cases):
         # Medians off the scale's half steps come from no ballot; there is nothing to search.
-        return dict.fromkeys((s.id for s in stacks), _NO_ANSWER)
+        return dict.fromkeys((s.id for _, s in wanted), _NO_ANSWER)
     medians = tuple(_half_step(c.median) for c in cases)
     fits = tuple(tuple(flip.units(c.fit.get(s.id, 0.0)) for s in order) for c in cases)
     found: dict[str, Flip | None] = {}
-    for stack, outcome in zip(order, flip.smallest_flips(medians, fits), strict=True):
+    for t, stack in wanted:
+        outcome = flip.smallest_flip(medians, fits, t)
         if not isinstance(outcome, flip.Flip):
             # "unknown" (the search gave up without an answer) is not a proof it cannot win.
             found[stack.id] = None if outcome == "impossible" else _NO_ANSWER
@@ -490,9 +493,16 @@ def recommend(
     stacks: Sequence[StackInfo],
     favourite: str | None = None,
     seed: str = "",
+    *,
+    every_flip: bool = True,
 ) -> Recommendation | None:
     """The explained recommendation. `seed` (the session id) seeds the resampling together
-    with a digest of the inputs, so the same inputs always give the same figures."""
+    with a digest of the inputs, so the same inputs always give the same figures.
+
+    `every_flip`: work out every stack's smallest flip. Without it only the runner-up's (the
+    recommendation's `flip`) and those of stacks level with the top are searched, the search
+    being most of the cost; the other rows carry `flip` and `can_win` None (not worked out:
+    ask `flip_of`)."""
     # With nothing revealed (or nothing to choose from) there is no recommendation to make.
     if not cases or not stacks:
         return None
@@ -502,7 +512,6 @@ def recommend(
         s.id: wins / resampled.resamples for s, wins in zip(order, resampled.wins, strict=True)
     }
     intervals = dict(zip((s.id for s in order), resampled.intervals, strict=True))
-    flips = _flips(cases, stacks, favourite)
     ranked = _rank(cases, stacks, favourite)
     winner = ranked[0][0].id
     level = {
@@ -510,6 +519,10 @@ def recommend(
         for s, score in ranked
     }
     top_score = ranked[0][1]
+    # Rule: the room is told the runner-up's flip and those of the stacks level with the top
+    # (what would separate them); the others' when it asks (flip_of).
+    eager = {s.id for s, _ in ranked[1:2]} | set(level[winner])
+    flips = _flips(cases, stacks, favourite, None if every_flip else eager)
     ranking = tuple(
         RankedStack(
             s.id,
@@ -518,9 +531,11 @@ def recommend(
             _contributions(cases, s.id),
             win_share=shares[s.id],
             interval=intervals[s.id],
-            flip=_shown(flips[s.id]) if s.id != winner else None,
+            flip=_shown(flips.get(s.id)) if s.id != winner else None,
             # A stack level with the winner shares first place already.
-            can_win=flips[s.id] is not None or _same_score(score, top_score),
+            can_win=True
+            if _same_score(score, top_score)
+            else (flips[s.id] is not None if s.id in flips else None),
             tied_with=level[s.id],
         )
         for s, score in ranked
@@ -548,6 +563,19 @@ def recommend(
         # Rule: the flip named on its own is the runner-up's.
         flip=ranking[1].flip if len(ranking) > 1 else None,
     )
+
+
+def flip_of(
+    cases: Sequence[CaseInput], stacks: Sequence[StackInfo], favourite: str | None, stack: str
+) -> tuple[Flip | None, bool]:
+    """One stack's smallest flip and whether it can come first at all (a stack level with
+    the top can: it shares first place)."""
+    ranked = _rank(cases, stacks, favourite)
+    if ranked[0][0].id == stack:
+        return None, True
+    found = _flips(cases, stacks, favourite, {stack})[stack]
+    score = next(score for s, score in ranked if s.id == stack)
+    return _shown(found), found is not None or _same_score(score, ranked[0][1])
 
 
 def _shown(found: Flip | None) -> Flip | None:

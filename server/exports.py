@@ -26,9 +26,14 @@ _STAT_KEYS = (
 )
 
 
-def results(session: Session) -> dict[str, Any]:
+# results()' advice when none is given: worked out there and then.
+_WORK_IT_OUT: Any = object()
+
+
+def results(session: Session, advice: dict[str, Any] | None = _WORK_IT_OUT) -> dict[str, Any]:
     """The results document (GET /api/sessions/<id>/results); hidden scores (and the reasons
-    given with them) stay hidden. `history` holds each earlier round in full: its results,
+    given with them) stay hidden. `advice`: the recommendation with every stack's flip, if
+    worked out already (server.advice). `history` holds each earlier round in full: its results,
     ballots and reasons, as they were revealed before the re-vote, and `change`: how much
     consensus grew since the round before."""
     titles = {c.id: c.title for c in session.template.cases}
@@ -68,7 +73,9 @@ def results(session: Session) -> dict[str, Any]:
         ],
         "cases": cases,
         "stacks": [{"id": s.id, "name": s.name} for s in session.template.stacks],
-        "recommendation": snapshot.recommendation(session),
+        "recommendation": (
+            snapshot.recommendation(session, every_flip=True) if advice is _WORK_IT_OUT else advice
+        ),
     }
 
 

@@ -61,9 +61,13 @@ class Fanout:
         window: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        advisor: snapshot.Advisor | None = None,
     ) -> None:
-        """`current(session_id)`: this instance's copy of the session, as it is now."""
+        """`current(session_id)`: this instance's copy of the session, as it is now.
+        `advisor`: where the rooms' advice is worked out (server.advice; call `advised`
+        when it has some); None: each delta works it out on the spot."""
         self.current = current
+        self.advisor = advisor
         self.window = window
         self.clock = clock
         self.rooms: dict[str, _Room] = {}
@@ -116,6 +120,14 @@ class Fanout:
             room.first_change = self.clock()
         self._schedule(session_id, room)
 
+    def advised(self, session_id: str) -> None:
+        """The advice for a room is known: the next delta brings it."""
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        room.marks.advice = True
+        self._schedule(session_id, room)
+
     def _schedule(self, session_id: str, room: _Room) -> None:
         if room.timer is not None:
             return
@@ -160,26 +172,32 @@ class Fanout:
             return
         first_change, room.first_change = room.first_change, None
         if room.view is None:
-            room.view = snapshot.View(session)
+            room.view = snapshot.View(session, self.advisor)
             room.unsynced |= room.sockets.keys()
             room.marks = snapshot.Marks()
         elif room.marks or session.version != room.view.version:
             delta = room.view.delta(session, room.marks)
             room.marks = snapshot.Marks()
-            message = Message(protocol.DELTA, delta)
-            self.deltas += 1
-            for sid, outlet in room.sockets.items():
-                if sid in room.unsynced or sid in room.behind:
-                    continue
-                if outlet.send(message):
-                    self.messages += 1
-                else:
-                    room.behind.add(sid)
+            # A delta that changes nothing the clients see (advice that came out as it
+            # was) is not sent.
+            if delta.keys() != {"base", "version"} or delta["base"] != delta["version"]:
+                self._send_delta(room, delta)
             if first_change is not None:
                 self._change_to_delta.observe(self.clock() - first_change)
         self._send_snapshots(room, session)
         if room.behind:
             self._check_later(session_id, room)
+
+    def _send_delta(self, room: _Room, delta: dict[str, object]) -> None:
+        message = Message(protocol.DELTA, delta)
+        self.deltas += 1
+        for sid, outlet in room.sockets.items():
+            if sid in room.unsynced or sid in room.behind:
+                continue
+            if outlet.send(message):
+                self.messages += 1
+            else:
+                room.behind.add(sid)
 
     def _send_snapshots(self, room: _Room, session: Session) -> None:
         for sid in list(room.behind):
@@ -206,7 +224,14 @@ class Fanout:
     def _state(self, room: _Room | None, session: Session) -> msgspec.Raw:
         if room is not None and room.state is not None and room.state[0] == session.version:
             return room.state[1]
-        encoded = msgspec.Raw(_encode(snapshot.state(session)))
+        # The room's clients hold the advice its view holds (the newest may be on its way).
+        view = room.view if room is not None else None
+        advice = (
+            view.recommendation
+            if view is not None and view.version == session.version
+            else snapshot.recommendation(session)
+        )
+        encoded = msgspec.Raw(_encode(snapshot.state(session, advice)))
         self.snapshots_built += 1
         if room is not None:
             room.state = (session.version, encoded)

@@ -50,14 +50,19 @@ class Flip:
 Outcome = Flip | Literal["impossible", "unknown"]
 
 
-@lru_cache(maxsize=512)
 def smallest_flips(
     medians: tuple[int, ...], fits: tuple[tuple[int, ...], ...]
 ) -> tuple[Outcome, ...]:
     """For every stack (columns of `fits`, in tie order: a tie goes to the earlier stack), the
     cheapest medians that put it first; "impossible" when no medians can."""
     stacks = len(fits[0]) if fits else 0
-    return tuple(_search(medians, fits, t) for t in range(stacks))
+    return tuple(smallest_flip(medians, fits, t) for t in range(stacks))
+
+
+@lru_cache(maxsize=2048)
+def smallest_flip(medians: tuple[int, ...], fits: tuple[tuple[int, ...], ...], t: int) -> Outcome:
+    """The cheapest medians that put stack `t` (a column of `fits`) first."""
+    return _search(medians, fits, t)
 
 
 def winner(medians: Sequence[int], fits: Sequence[Sequence[int]]) -> int:

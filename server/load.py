@@ -17,7 +17,9 @@ class Load:
         self.busy_after = busy_after
         self.every = every
         self.lag = 0.0
-        (metrics or Metrics()).event_loop_lag.set_function(lambda: self.lag)
+        metrics = metrics or Metrics()
+        metrics.event_loop_lag.set_function(lambda: self.lag)
+        self._late = metrics.event_loop_late
 
     @property
     def busy(self) -> bool:
@@ -30,4 +32,5 @@ class Load:
             await asyncio.sleep(self.every)
             # The newest measurement counts most, but one late tick alone does not decide.
             late = max(0.0, loop.time() - started - self.every)
+            self._late.observe(late)
             self.lag = late if late > self.lag else 0.5 * self.lag + 0.5 * late

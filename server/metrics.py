@@ -74,6 +74,18 @@ class Metrics:
             "STACKVOTE_BUSY_LAG_MS).",
             registry=r,
         )
+        self.event_loop_late = Histogram(
+            "stackvote_event_loop_late_seconds",
+            "How late each tick of the event loop's 100 ms timer fired (the worst wait any "
+            "task had in that moment).",
+            buckets=MS_BUCKETS,
+            registry=r,
+        )
+        self.advice = CounterReading(
+            "stackvote_advice_worked_out",
+            "Recommendations worked out off the event loop (server.advice).",
+            r,
+        )
         self.feed_channels = Gauge(
             "stackvote_feed_channels",
             "Change channels (one per session, in Redis) this instance follows.",

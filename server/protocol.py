@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
-from server.models import Mode, Score, Title
+from server.models import Ident, Mode, Score, Title
 from server.rules import COMMANDS, COUNTDOWN_MAX, NOTE_MAX, REASON_MAX, Command
 from server.text import N_, Text
 
@@ -31,9 +31,12 @@ VOTE = "vote"
 CONTROL = "control"
 SYNC = "sync"
 LEAVE = "leave"
+# What would put a stack first: {"stack"} -> ack {"ok", "stack", "flip", "can_win"} (the room
+# is sent the runner-up's flip only; the others are worked out when someone asks).
+FLIP = "flip"
 # The only events a client may emit; any other name (`connect` and `disconnect` included) is
 # refused before it reaches a handler (server.gate).
-CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC, LEAVE})
+CLIENT_EVENTS = frozenset({VOTE, CONTROL, SYNC, LEAVE, FLIP})
 
 Token = Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -168,6 +171,12 @@ class Control(Struct, forbid_unknown_fields=True):
                 )
         if self.action in _NOT_ABOUT_A_CASE and self.case is not None:
             raise _invalid(N_("%(action)s is not about a case; leave case out", action=self.action))
+
+
+class FlipQuery(Struct, forbid_unknown_fields=True):
+    """Which stack's smallest flip a client wants."""
+
+    stack: Ident
 
 
 class Leave(Struct, forbid_unknown_fields=True):

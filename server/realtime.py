@@ -15,6 +15,7 @@ import socketio
 from prometheus_client import Counter
 
 from server import i18n, ops, protocol, rules, snapshot
+from server.advice import Advisor
 from server.fanout import Fanout
 from server.load import Load
 from server.logs import CONNECTION
@@ -38,6 +39,8 @@ UNAVAILABLE = N_("The server cannot reach its storage right now; please try agai
 BUSY = N_("The server is busy right now; this was not counted, please try again in a moment.")
 BUSY_CONNECTING = N_("The server is busy right now; please try again in a moment.")
 GONE = N_("This session no longer exists.")
+UNKNOWN_STACK = N_("This session has no such stack.")
+NOTHING_REVEALED = N_("Nothing is revealed yet, so no stack is ahead of another.")
 REMOVED = N_("The facilitator removed you from this session.")
 NO_SESSION = N_("There is no session at this link; it may have expired.")
 TOO_MANY_CONNECTIONS = N_("Too many connections from your address; wait a minute and try again.")
@@ -200,8 +203,10 @@ class RoomNamespace(Namespace):
         load: Load,
         namespace: str = "/",
         metrics: Metrics | None = None,
+        advisor: Advisor | None = None,
     ) -> None:
         super().__init__(namespace)
+        self.advisor = advisor or Advisor()
         self.store = store
         self.rooms = rooms
         self.fanout = fanout
@@ -626,6 +631,22 @@ class RoomNamespace(Namespace):
         session_id, participant_id = self._whom(sid)
         op = ops.Leave(participant_id, request.keep_ballots)
         return protocol.ok(await self.rooms.apply(session_id, op))
+
+    @acknowledged()
+    async def on_flip(self, sid: str, data: Any) -> dict[str, Any]:
+        query = protocol.parse(protocol.FlipQuery, data)
+        session_id = self.watching.get(sid) or self._whom(sid)[0]
+        if self.load.busy:
+            raise Busy("flip")
+        session = self.rooms.current(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        if all(s.id != query.stack for s in session.template.stacks):
+            raise rules.RuleError(UNKNOWN_STACK)
+        answer = await self.advisor.flip_of(session, query.stack)
+        if answer is None:
+            raise rules.RuleError(NOTHING_REVEALED)
+        return {"ok": True, **answer}
 
     @acknowledged()
     async def on_sync(self, sid: str, data: Any = None) -> Any:

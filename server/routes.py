@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from server import edge, exports, i18n, protocol, rules, snapshot
+from server.advice import Advisor
 from server.decks import (
     DEFAULT_TEMPLATE,
     TemplateError,
@@ -246,13 +247,25 @@ async def facilitator_link(request: Request) -> Response:
     return JSONResponse({"valid": True, "facilitator": facilitator})
 
 
+def _advisor(request: Request) -> Advisor:
+    advisor: Advisor = request.app.state.advisor
+    return advisor
+
+
 async def session_state(request: Request) -> Response:
-    return JSONResponse(snapshot.state(await _session_or_404(request)))
+    session = await _session_or_404(request)
+    return JSONResponse(snapshot.state(session, await _advisor(request).advice(session)))
+
+
+async def _record(request: Request, session: Session) -> dict[str, Any]:
+    """The results document, its advice worked out off the event loop."""
+    advice = await _advisor(request).advice(session, every_flip=True)
+    return exports.results(session, advice)
 
 
 async def session_results(request: Request) -> Response:
     session = await _session_or_404(request)
-    document = exports.results(session)
+    document = await _record(request, session)
     fmt = request.path_params.get("fmt", "json")
     if fmt not in ("json", "csv", "md", "adr.md"):
         raise HTTPException(404, N_("results come as .json, .csv, .md or .adr.md"))
@@ -398,7 +411,7 @@ async def join_by_code(request: Request) -> Response:
 
 async def results_page(request: Request) -> Response:
     session = await _session_or_404(request)
-    document = exports.results(session)
+    document = await _record(request, session)
     template = localized(session.template, i18n.current())
     return _pages(request).TemplateResponse(
         request,

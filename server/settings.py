@@ -114,6 +114,10 @@ class Settings:
     # "auto": the fast connection layer when this install's libraries have what it needs (else
     # the stock one, with a warning); "stock": python-socketio and uvicorn as they come.
     connections: str = "auto"
+    # Where the engine's advice (resampling, flips) is worked out at a reveal: "thread" (a
+    # worker thread; the room sees the reveal at once and the advice a moment later) or
+    # "loop" (on the event loop, within the delta: every other room waits meanwhile).
+    advice: str = "thread"
 
     @property
     def public_urls(self) -> list[str]:
@@ -187,6 +191,8 @@ class Settings:
             raise SettingsError("redis_wait_replicas must be 0 (do not wait) or more")
         if not math.isfinite(self.redis_wait_ms) or self.redis_wait_ms <= 0:
             raise SettingsError("redis_wait_ms must be a positive number of milliseconds")
+        if self.advice not in ("thread", "loop"):
+            raise SettingsError('advice must be "thread" or "loop"')
         if self.connections not in ("auto", "stock"):
             raise SettingsError("connections must be 'auto' (the default) or 'stock'")
         if self.redis_channels not in ("room", "shared"):

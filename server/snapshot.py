@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import is_not
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -122,9 +122,40 @@ def ballots_in_join_order(session: Session, ballots: dict[str, int | None]) -> l
     return listed
 
 
-def recommendation(session: Session) -> dict[str, Any] | None:
-    """The engine's advice over the revealed cases (in open mode too: live scores are still
-    moving, so only what the facilitator revealed counts towards the decision)."""
+@dataclass(frozen=True)
+class AdviceInputs:
+    """What the engine's advice over a session depends on: the revealed cases as counted,
+    the stacks and the tie rule. `key` tells equal inputs apart from unequal ones (the
+    template of a session never changes, so its id stands for the fits and titles)."""
+
+    key: tuple[Any, ...]
+    cases: tuple[engine.CaseInput, ...]
+    stacks: tuple[engine.StackInfo, ...]
+    favourite: str | None
+    seed: str
+
+    def recommend(self, *, every_flip: bool = False) -> dict[str, Any] | None:
+        advice = engine.recommend(
+            self.cases, self.stacks, self.favourite, self.seed, every_flip=every_flip
+        )
+        return None if advice is None else advice.as_dict()
+
+    def flip_of(self, stack: str) -> dict[str, Any] | None:
+        """One stack's smallest flip: {"stack", "flip", "can_win"}; None for a stack the
+        template does not have or while nothing is revealed."""
+        if not self.cases or all(s.id != stack for s in self.stacks):
+            return None
+        found, can_win = engine.flip_of(self.cases, self.stacks, self.favourite, stack)
+        return {
+            "stack": stack,
+            "flip": None if found is None else found.as_dict(),
+            "can_win": can_win,
+        }
+
+
+def advice_inputs(session: Session) -> AdviceInputs:
+    """The inputs of the engine's advice: the revealed cases (in open mode too: live scores
+    are still moving, so only what the facilitator revealed counts towards the decision)."""
     template = session.template
     inputs = []
     for case in session.cases:
@@ -147,11 +178,27 @@ def recommendation(session: Session) -> dict[str, Any] | None:
                 earlier=_consensus_by_round(history(session, case)),
             )
         )
-    stacks = [engine.StackInfo(id=s.id, name=s.name) for s in template.stacks]
+    key = (
+        session.id,
+        template.id,
+        tuple((c.id, c.median, c.histogram, c.iqr, c.consensus, c.band, c.earlier) for c in inputs),
+    )
     # Seeded by the session (the engine adds a digest of its inputs): the same figures on
     # every instance and reload, moving only when a reveal, lock or re-vote changes them.
-    advice = engine.recommend(inputs, stacks, favourite=template.favourite, seed=session.id)
-    return None if advice is None else advice.as_dict()
+    return AdviceInputs(
+        key,
+        tuple(inputs),
+        tuple(engine.StackInfo(id=s.id, name=s.name) for s in template.stacks),
+        template.favourite,
+        session.id,
+    )
+
+
+def recommendation(session: Session, *, every_flip: bool = False) -> dict[str, Any] | None:
+    """The engine's advice over the revealed cases, worked out here and now (server.advice
+    works it out off the event loop). `every_flip`: every stack's smallest flip, as the
+    record gives them; else the runner-up's only, as the room is sent it."""
+    return advice_inputs(session).recommend(every_flip=every_flip)
 
 
 def summary(session: Session) -> dict[str, Any]:
@@ -214,15 +261,30 @@ def case_view(session: Session, c: CaseState) -> dict[str, Any]:
     }
 
 
-def state(session: Session) -> dict[str, Any]:
-    """The snapshot every participant of the session receives (the `state` event)."""
+# state()'s advice when none is given: worked out there and then.
+_WORK_IT_OUT: Any = object()
+
+
+def state(session: Session, advice: dict[str, Any] | None = _WORK_IT_OUT) -> dict[str, Any]:
+    """The snapshot every participant of the session receives (the `state` event).
+    `advice`: its recommendation, when it has been worked out already (a room's View holds
+    the one its clients were sent)."""
     return {
         "version": session.version,
         "session": summary(session),
         "participants": [participant_view(session, p) for p in session.participants],
         "cases": [case_view(session, c) for c in session.cases],
-        "recommendation": recommendation(session),
+        "recommendation": recommendation(session) if advice is _WORK_IT_OUT else advice,
     }
+
+
+class Advisor(Protocol):
+    """Where a View gets the advice for a session (server.advice.Advisor)."""
+
+    def lookup(self, session: Session) -> tuple[bool, dict[str, Any] | None]:
+        """(True, the advice) when it is known for the session as it is; else (False, None),
+        and it is being worked out: the caller hears when it is ready."""
+        ...
 
 
 @dataclass
@@ -232,12 +294,15 @@ class Marks:
     session: bool = False
     participants: set[str] = field(default_factory=set)
     cases: set[str] = field(default_factory=set)
+    # The advice for the session was worked out since.
+    advice: bool = False
 
     def __bool__(self) -> bool:
-        return self.session or bool(self.participants) or bool(self.cases)
+        return self.session or bool(self.participants) or bool(self.cases) or self.advice
 
     def add(self, other: Marks) -> None:
         self.session |= other.session
+        self.advice |= other.advice
         self.participants |= other.participants
         self.cases |= other.cases
 
@@ -280,7 +345,10 @@ class View:
     """What the clients of one room were last sent, part by part, so that the next delta
     lists exactly the parts whose view changed since (SPEC §5 `delta`)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, advisor: Advisor | None = None) -> None:
+        """`advisor`: where deltas get the advice, off the event loop (None: each delta that
+        needs it works it out); the first view works it out at once."""
+        self.advisor = advisor
         snapshot = state(session)
         self.version: int = snapshot["version"]
         self.session: dict[str, Any] = snapshot["session"]
@@ -326,9 +394,15 @@ class View:
                 cases.append(view)
         if cases:
             delta["cases"] = cases
-        if decided:
-            advice = recommendation(session)
-            if advice != self.recommendation:
+        if decided or changed.advice:
+            # Off the loop, the advice may come a moment after the cases it covers: then
+            # this delta leaves it out and a later one (marked `advice`) brings it.
+            known, advice = (
+                (True, recommendation(session))
+                if self.advisor is None
+                else self.advisor.lookup(session)
+            )
+            if known and advice != self.recommendation:
                 self.recommendation = delta["recommendation"] = advice
         return delta
 

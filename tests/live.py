@@ -203,6 +203,21 @@ class Member:
     async def until_version(self, version: int, timeout: float = 5.0) -> dict[str, Any]:
         return await self.until(lambda s: s["version"] >= version, timeout)
 
+    async def until_advised(
+        self, base_url: str, version: int, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Wait for a snapshot at `version` or later holding the advice the server gives for
+        the session now (worked out off the event loop, it may follow the reveal a moment
+        later, in a delta of its own)."""
+        await self.until_version(version, timeout)
+        session = self.state["session"]["id"]
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            public = (await http.get(f"/api/sessions/{session}")).json()
+        expected = public["recommendation"]
+        return await self.until(
+            lambda s: s["version"] >= version and s["recommendation"] == expected, timeout
+        )
+
 
 async def facilitate(base_url: str, created: dict[str, Any], name: str = "Fay") -> Member:
     """Join a session as its facilitator, as the facilitator link does."""
@@ -237,12 +252,16 @@ async def join(base_url: str, auth: dict[str, Any], *, refuse_ok: bool = False) 
         # What the browser does: apply a delta that follows from our state; after a gap, ask
         # for a fresh snapshot.
         member.events.append(("delta", data))
-        if not member.states or data["version"] <= member.state["version"]:
+        if not member.states:
             return
         applied = apply_delta(member.state, data)
         if applied is not None:
-            on_state(applied)
+            # A delta may keep the version (the advice, worked out after the reveal).
+            member.states.append(applied)
+            member._changed.set()
             return
+        if data["version"] <= member.state["version"]:
+            return  # late
         member.gaps += 1
         fresh = await client.call("sync", timeout=10)
         if fresh.get("version", 0) > member.state["version"]:

@@ -172,3 +172,81 @@ def test_two_voters_are_too_few_to_say_how_sure() -> None:
     # Without histograms (hand-made inputs) there is nothing to judge it on.
     assert confidence.label(1.0, ()) == "clear"
     assert confidence.label(1.0, [2, 2, 5]) == "too_few"
+
+
+# --- the packed resampling, against counting each resample by hand
+
+fit_units = st.sampled_from([-2_000_000, -1_000_000, -500_000, 0, 250_000, 1_000_000, 2_000_000])
+tables = st.lists(
+    st.tuples(histograms, st.lists(fit_units, min_size=3, max_size=3)), min_size=1, max_size=6
+)
+
+
+def case_tables(decks: list[tuple[list[int], list[int]]]) -> tuple[confidence.CaseTable, ...]:
+    return tuple(
+        (tuple(h), tuple(tuple(j * u for u in units) for j in range(confidence.HALF_STEPS)))
+        for h, units in decks
+    )
+
+
+@given(tables, st.text(max_size=4))
+def test_the_packed_resamples_rank_as_counting_each_one_does(
+    decks: list[tuple[list[int], list[int]]], seed: str
+) -> None:
+    cases = case_tables(decks)
+    columns = confidence.resampled_scores(seed, cases, 400)
+    scores = [[v - confidence._BIAS for v in column] for column in columns]
+    # Every resample's score is a sum of one half step's row per case.
+    possible = [
+        {
+            sum(combo)
+            for combo in itertools.product(*(set(t[1][j][s] for j in range(9)) for t in cases))
+        }
+        for s in range(3)
+    ]
+    assert all(set(scores[s]) <= possible[s] for s in range(3))
+    wins = [0.0] * 3
+    for r in range(400):
+        best = max(column[r] for column in scores)
+        tied = [s for s in range(3) if scores[s][r] == best]
+        for s in tied:
+            wins[s] += 1 / len(tied)
+    confidence.resample.cache_clear()
+    done = confidence.resample(seed, cases, 400)
+    assert done.wins == pytest.approx(wins)
+    for s in range(3):
+        points = [v / confidence.UNITS_PER_POINT for v in scores[s]]
+        cuts = statistics.quantiles(points, n=20, method="inclusive")
+        assert done.intervals[s] == pytest.approx((cuts[0], cuts[-1]))
+
+
+def test_a_case_drawn_in_a_group_keeps_its_own_distribution() -> None:
+    # Three cases drawn together (one draw from their joint distribution): each case's
+    # medians still come up as often as its own distribution says.
+    histograms_ = [(1, 2, 0, 3, 1), (0, 4, 4, 0, 2), (2, 0, 0, 0, 3)]
+    places = (1, 10, 100)
+    cases = case_tables([(list(h), [0, 0, p]) for h, p in zip(histograms_, places, strict=True)])
+    assert len(confidence._groups(cases)) == 1
+    [column] = confidence.resampled_scores("s", cases, 40_000)[2:]
+    # Stack 2's score is j_a + 10 j_b + 100 j_c, one decimal digit per case's half step.
+    for place, histogram in zip(places, histograms_, strict=True):
+        drawn = Counter((v - confidence._BIAS) // place % 10 for v in column)
+        expected = confidence.median_distribution(histogram)
+        for j in range(confidence.HALF_STEPS):
+            assert drawn[j] / 40_000 == pytest.approx(expected[j], abs=0.012)
+
+
+def test_the_largest_scores_a_deck_can_reach_unpack_exactly() -> None:
+    # 30 cases (the most a deck has), every one at the top of the scale with fit +2 for one
+    # stack and -2 for another: the packed fields neither overflow nor borrow.
+    top = (0, 0, 0, 0, 5)
+    cases = case_tables([(list(top), [2_000_000, -2_000_000, 0])] * 30)
+    columns = confidence.resampled_scores("s", cases, 10)
+    units = 30 * 8 * 2_000_000
+    assert [set(c) for c in columns] == [
+        {confidence._BIAS + units},
+        {confidence._BIAS - units},
+        {confidence._BIAS},
+    ]
+    done = confidence.resample("s", cases, 10)
+    assert done.intervals[0] == (60.0, 60.0) and done.intervals[1] == (-60.0, -60.0)

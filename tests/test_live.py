@@ -29,6 +29,23 @@ async def start(
     return created, facilitator, members
 
 
+def same_but_flips(record: dict[str, Any], room: dict[str, Any]) -> bool:
+    """Whether the record's advice is the room's, but for the flips the room was not told
+    (can_win None: the record works them all out; the room gets them when it asks)."""
+    asked_for = {r["stack"] for r in room["ranking"] if r["can_win"] is None}
+
+    def trimmed(advice: dict[str, Any]) -> dict[str, Any]:
+        rows = [
+            {k: v for k, v in r.items() if k not in ("flip", "can_win")}
+            if r["stack"] in asked_for
+            else r
+            for r in advice["ranking"]
+        ]
+        return {**advice, "ranking": rows}
+
+    return trimmed(record) == trimmed(room)
+
+
 async def leave(*members: Member) -> None:
     for member in members:
         if member.client.connected:
@@ -60,10 +77,15 @@ async def test_a_whole_session_reaches_an_explained_recommendation(server: LiveS
         assert case_of(state, "prototype")["votes_in"] == 1
         assert all(c["results"] is None for c in state["cases"]), "hidden scores leaked"
         assert state["recommendation"] is None
+    early = await voters[0].call("flip", {"stack": "go"})
+    assert early == {
+        "ok": False,
+        "error": "Nothing is revealed yet, so no stack is ahead of another.",
+    }
 
     reveal = await fay.control("reveal_all")
     for member in everyone:
-        state = await member.until_version(reveal["version"])
+        state = await member.until_advised(server.url, reveal["version"])
         for case, per_member in scores.items():
             expected = engine.case_results(per_member).as_dict()
             results = case_of(state, case)["results"]
@@ -87,7 +109,7 @@ async def test_a_whole_session_reaches_an_explained_recommendation(server: LiveS
     async with httpx.AsyncClient(base_url=server.url) as http:
         document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
         record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
-    assert document["recommendation"] == advice
+    assert same_but_flips(document["recommendation"], advice)
     assert advice["verdict"].split(":")[0] in record.replace("\\", "")
     await leave(*everyone)
 
@@ -575,7 +597,7 @@ async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: Live
         assert (await member.vote("performance", speed))["ok"]
         assert (await member.vote("data_model", 2))["ok"]
     ack = await fay.control("reveal_all")
-    seen = [await member.until_version(ack["version"]) for member in everyone]
+    seen = [await member.until_advised(server.url, ack["version"]) for member in everyone]
     advice = seen[1]["recommendation"]
     assert all(state["recommendation"] == advice for state in seen)
 
@@ -595,9 +617,16 @@ async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: Live
         None,
     )
     assert (ranking["go"]["tied_with"], ranking["rust"]["tied_with"]) == (["rust"], ["go"])
+    # The room is sent the runner-up's flip only; the others' come when someone asks.
+    assert (ranking["django"]["flip"], ranking["django"]["can_win"]) == (None, None)
+    asked = await voters[0].call("flip", {"stack": "django"})
     sentence = "Django would win if \u201cRaw speed is critical\u201d were 1 instead of 2."
-    assert ranking["django"]["flip"]["sentence"] == sentence
-    assert ranking["django"]["flip"]["changes"] == [{"case": "performance", "from": 2.0, "to": 1.0}]
+    assert (asked["ok"], asked["stack"], asked["can_win"]) == (True, "django", True)
+    assert asked["flip"]["sentence"] == sentence
+    assert asked["flip"]["changes"] == [{"case": "performance", "from": 2.0, "to": 1.0}]
+    for wrong in ({"stack": "cobol"}, {"stack": 3}, {}, "django", {"stack": "go", "x": 1}):
+        refused = await voters[0].call("flip", wrong)
+        assert refused["ok"] is False and refused["error"], wrong
     # The split case is worth another round; the agreed one is not.
     assert advice["contested"] == ["performance"]
     assert case_of(seen[0], "performance")["results"]["revote_suggested"] is True
@@ -606,7 +635,10 @@ async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: Live
     async with httpx.AsyncClient(base_url=server.url) as http:
         document = (await http.get(f"/api/sessions/{created['id']}/results")).json()
         record = (await http.get(f"/api/sessions/{created['id']}/results.md")).text
-    assert document["recommendation"] == advice
+    assert same_but_flips(document["recommendation"], advice)
+    # The record has every stack's flip, the same as the room is told when it asks.
+    django = next(r for r in document["recommendation"]["ranking"] if r["stack"] == "django")
+    assert (django["flip"], django["can_win"]) == (asked["flip"], True)
     assert "Confidence: a tie. Go and Rust score the same" in record
     # Django's row: its score range and what it would take (its share moves with the seed).
     assert f"| -1.00 to +1.00 | {sentence} |" in record
@@ -626,7 +658,7 @@ async def test_rounds_show_whether_agreement_grew(server: LiveServer) -> None:
     for member, speed in zip(everyone, [0, 4, 4, 4], strict=True):
         await member.vote("performance", speed)
     ack = await fay.control("reveal", "performance")
-    state = await voters[0].until_version(ack["version"])
+    state = await voters[0].until_advised(server.url, ack["version"])
     results = case_of(state, "performance")["results"]
     [first] = results["history"]
     assert (first["round"], first["consensus"], first["change"]) == (1, 0.0, None)

@@ -566,7 +566,7 @@ function render() {
   renderWaiting(dom, snapshot, view);
   renderPresence(dom, snapshot, { me: room.me, facilitator, offline });
   placeRecommendation(snapshot);
-  renderRecommendation(dom, snapshot.recommendation, titleOf);
+  renderRecommendation(dom, snapshot.recommendation, titleOf, askFlip);
   decisionPanel.render(snapshot, { facilitator, offline });
 }
 
@@ -671,6 +671,16 @@ function vote(caseId, score) {
       "info",
     );
   }
+}
+
+/** Ask the server what would put a stack first: its answer, or null when there is none now. */
+function askFlip(stack) {
+  return new Promise((resolve) => {
+    if (!socket?.connected) return resolve(null);
+    socket.timeout(ACK_TIMEOUT_MS).emit("flip", { stack }, (err, ack) => {
+      resolve(!err && ack?.ok ? ack : null);
+    });
+  });
 }
 
 /** Send a vote until the server answers it; a timeout or a dropped connection means "again". */

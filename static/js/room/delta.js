@@ -62,6 +62,10 @@ export class Follower {
   take(snapshot) {
     if (!snapshot || typeof snapshot.version !== "number") return;
     if (snapshot.version <= this.version) return; // older than what is on screen
+    this.show(snapshot);
+  }
+
+  show(snapshot) {
     const previous = this.snapshot;
     this.snapshot = snapshot;
     this.version = snapshot.version;
@@ -70,10 +74,15 @@ export class Follower {
 
   delta(delta) {
     if (!delta || typeof delta.version !== "number" || !this.snapshot) return;
-    if (delta.version <= this.version) return;
+    if (delta.base !== this.version) {
+      // A change was missed (an older delta is just late: nothing to do).
+      if (delta.version > this.version) this.resync();
+      return;
+    }
+    // A delta may keep the version: it brings what the server worked out since (the
+    // recommendation comes a moment after the reveal it follows).
     const next = applyDelta(this.snapshot, delta);
-    if (next) this.take(next);
-    else this.resync();
+    if (next) this.show(next);
   }
 
   resync() {

@@ -195,23 +195,63 @@ function flipLine(recommendation, titleOf, nameOf) {
   if (top.tied_with?.length) {
     return t("The revealed questions weigh on them alike: only questions where they differ can separate them.");
   }
+  if (runnerUp.can_win !== false) return "";
+  // The other rows' flips are worked out when someone asks (askFlip); a record has them all.
   const closest = rest
     .filter((r) => r.flip)
     .sort((a, b) => (a.flip.steps ?? 0) - (b.flip.steps ?? 0))[0];
-  if (runnerUp.can_win !== false || !closest) return "";
-  return (
-    t("{stack} cannot come first, whatever the scores.", { stack: runnerUp.name }) +
-    " " +
-    flipSentence(closest.flip, titleOf, nameOf)
-  );
+  const cannot = t("{stack} cannot come first, whatever the scores.", { stack: runnerUp.name });
+  return closest ? cannot + " " + flipSentence(closest.flip, titleOf, nameOf) : cannot;
 }
 
-export function renderRecommendation(dom, recommendation, titleOf) {
+// Answers to "what would put it first?", by recommendation and stack: a re-render keeps them,
+// and a new recommendation (whose flips may differ) starts afresh.
+const asked = new Map();
+
+/** What a flip answer says: the smallest change, that there is none, or that none was found. */
+function flipAnswer(answer, titleOf, nameOf) {
+  if (answer.flip) return flipSentence(answer.flip, titleOf, nameOf);
+  if (answer.can_win === false) return t("It cannot come first, whatever the scores.");
+  return t("It could come first, but no small change of the medians that shows it was found.");
+}
+
+/**
+ * A button that asks the server what would put a stack first (the room is sent the
+ * runner-up's flip only), and is replaced by the answer.
+ */
+function askButton(row, key, titleOf, nameOf, askFlip) {
+  const button = el("button", {
+    type: "button",
+    class: "ranking__ask",
+    text: t("What would put it first?"),
+  });
+  const out = el("span", { class: "ranking__flip", "aria-live": "polite" }, button);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.textContent = t("Working it out…");
+    const answer = await askFlip(row.stack);
+    if (!answer) {
+      button.disabled = false;
+      button.textContent = t("That could not be worked out just now. Try again?");
+      return;
+    }
+    asked.set(key, answer);
+    out.replaceChildren(flipAnswer(answer, titleOf, nameOf));
+  });
+  return out;
+}
+
+/**
+ * The recommendation panel. `askFlip(stack)`: a promise of the server's answer to "what would
+ * put this stack first?" ({flip, can_win}, or null when it could not say).
+ */
+export function renderRecommendation(dom, recommendation, titleOf, askFlip = null) {
   setHidden(dom.recommendation, !recommendation);
   if (!recommendation) return;
   const key = JSON.stringify(recommendation);
   if (dom.recommendation.dataset.key === key) return;
   dom.recommendation.dataset.key = key;
+  for (const seen of asked.keys()) if (!seen.startsWith(key + "\n")) asked.delete(seen);
 
   const ranking = recommendation.ranking || [];
   const names = new Map(ranking.map((r) => [r.stack, r.name]));
@@ -280,7 +320,10 @@ export function renderRecommendation(dom, recommendation, titleOf) {
           scoreTrack(row.score, min, max),
           el("span", { class: "ranking__score", text: formatSigned(row.score) }),
         ),
-        odds(row, index, titleOf, nameOf, few, ranking[0]?.stack),
+        odds(row, index, titleOf, nameOf, few, ranking[0]?.stack, {
+          key: key + "\n" + row.stack,
+          askFlip,
+        }),
         el(
           "ul",
           {
@@ -320,7 +363,7 @@ export function renderRecommendation(dom, recommendation, titleOf) {
 }
 
 /** A stack's chances: how often it comes first, its likely score, and what would make it win. */
-function odds(row, index, titleOf, nameOf, few = false, top = null) {
+function odds(row, index, titleOf, nameOf, few = false, top = null, ask = {}) {
   if (row.win_share === undefined) return null;
   const [lo, hi] = row.interval || [row.score, row.score];
   let flip = "";
@@ -328,6 +371,8 @@ function odds(row, index, titleOf, nameOf, few = false, top = null) {
   else if (row.tied_with?.includes(top)) flip = t("Level with {stack}: the scores cannot separate them yet.", { stack: nameOf(top) });
   else if (row.flip) flip = flipSentence(row.flip, titleOf, nameOf);
   else if (row.can_win === false) flip = t("It cannot come first, whatever the scores.");
+  else if (row.can_win == null && asked.has(ask.key)) flip = flipAnswer(asked.get(ask.key), titleOf, nameOf);
+  else if (row.can_win == null && ask.askFlip) flip = askButton(row, ask.key, titleOf, nameOf, ask.askFlip);
   if (few) return flip ? el("p", { class: "ranking__odds", dataset: { stack: row.stack } }, flip) : null;
   return el(
     "p",
@@ -337,6 +382,7 @@ function odds(row, index, titleOf, nameOf, few = false, top = null) {
       lo: formatSigned(lo),
       hi: formatSigned(hi),
     }),
-    flip ? " " + flip : "",
+    flip ? " " : "",
+    flip || "",
   );
 }
