@@ -75,9 +75,12 @@ async def test_a_room_that_moved_on_is_worked_out_for_its_newest_inputs_only() -
     advisor = Advisor()
     # Hold the worker, so that three reveals queue up behind it.
     held, release = threading.Event(), threading.Event()
-    blocker = asyncio.get_running_loop().run_in_executor(
-        advisor._pool, lambda: (held.set(), release.wait(5))
-    )
+
+    def hold() -> None:
+        held.set()
+        release.wait(5)
+
+    blocker = asyncio.get_running_loop().run_in_executor(advisor._pool, hold)
     await asyncio.to_thread(held.wait, 5)
     for case in CASES[:3]:
         room.change(ops.Control("fay", "reveal", case))
