@@ -157,7 +157,8 @@ class Server:
         command = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
         if shutil.which("taskset"):
             command = ["taskset", "-c", "0", *command]
-        env = {**os.environ, "STACKVOTE_LOG_LEVEL": "warning"}
+        # In memory: what is measured is the server, not a disk.
+        env = {**os.environ, "STACKVOTE_LOG_LEVEL": "warning", "STACKVOTE_REDIS_URL": "memory://"}
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
         )

@@ -65,6 +65,8 @@ class Scenario:
     servers: tuple[str, ...]
     instances: int = 1
     redis: bool = False
+    # The built-in store's file (the default of `stackvote serve`) instead of memory.
+    sqlite: bool = False
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -85,6 +87,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("idle", idle, everyone),
         Scenario("storm2", storm, ("stackvote",), instances=2, redis=True),
         Scenario("small-rooms-redis", small, ("stackvote",), redis=True),
+        Scenario("small-rooms-sqlite", small, ("stackvote",), sqlite=True),
     ]
 
 
@@ -136,7 +139,12 @@ def servers(kind: str, scenario: Scenario, tmp: Path) -> Iterator[Running]:
                 **os.environ,
                 **GENEROUS_LIMITS,
                 "STACKVOTE_LOG_LEVEL": "warning",
+                # Like the Node peers, sessions in memory (the built-in store's file is
+                # measured on its own: scenario small-rooms-sqlite).
+                "STACKVOTE_REDIS_URL": "memory://",
             }
+            if scenario.sqlite:
+                env["STACKVOTE_REDIS_URL"] = f"sqlite:///{tmp / 'stackvote.sqlite3'}"
             if scenario.redis:
                 redis = stack.enter_context(redis_process(tmp))
                 env["STACKVOTE_REDIS_URL"] = redis.url

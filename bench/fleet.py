@@ -185,8 +185,9 @@ def fleet(config: Config, tmp: Path) -> Iterator[Fleet]:
                 "STACKVOTE_LOG_LEVEL": "warning",
                 "STACKVOTE_METRICS": "on",
             }
+            # One instance without Redis: sessions in memory, like the Node peers.
+            env["STACKVOTE_REDIS_URL"] = running.redis_url or "memory://"
             if running.redis_url:
-                env["STACKVOTE_REDIS_URL"] = running.redis_url
                 env["STACKVOTE_REDIS_CHANNELS"] = config.channels
             servers: list[LiveServer] = []
             for n in range(config.instances):

@@ -226,6 +226,7 @@ def run(advice: str, rooms: int, people: int, how: str, root: Path) -> dict[str,
         **GENEROUS_LIMITS,
         "STACKVOTE_LOG_LEVEL": "warning",
         "STACKVOTE_ADVICE": advice,
+        "STACKVOTE_REDIS_URL": "memory://",
     }
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from server import logs, sio
 from server.app import create_app
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 from server.store import urls
 
 
@@ -31,7 +31,7 @@ def check_redis(url: str) -> str | None:
     except (RedisError, OSError, ValueError) as exc:
         return (
             f"cannot reach Redis at {target.shown} ({exc}); check --redis-url or "
-            "STACKVOTE_REDIS_URL, or leave it unset to use the built-in memory store"
+            "STACKVOTE_REDIS_URL, or leave it unset to use the built-in store"
         )
     return None
 
@@ -43,7 +43,15 @@ def run(settings: Settings) -> int:
         if problem:
             print(f"stackvote: {problem}", file=sys.stderr)
             return 2
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # the data directory in use by another server, say
+        print(f"stackvote: {exc}", file=sys.stderr)
+        return 2
+    if settings.store_kind == "sqlite":
+        print(f"stackvote keeps its sessions in {settings.sqlite_path}", flush=True)
+    elif settings.store_kind == "memory":
+        print("stackvote keeps its sessions in memory only: a restart forgets them", flush=True)
     path: sio.Choice = "stock" if settings.connections == "stock" else "auto"
     print(f"stackvote is listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(

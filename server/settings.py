@@ -8,10 +8,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 PREFIX = "STACKVOTE_"
+SQLITE = "sqlite:///"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -24,9 +26,14 @@ class SettingsError(ValueError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    # None runs the embedded in-memory store; "redis://host:6379/0" switches to Redis, and
-    # redis+sentinel://... or redis+cluster://... to Sentinel or Cluster (server/store/urls.py).
+    # None runs the embedded store, an SQLite file in data_dir; "sqlite:///PATH" names the
+    # file; "memory://" keeps sessions in memory only (tests, throwaway runs);
+    # "redis://host:6379/0" switches to Redis, and redis+sentinel://... or redis+cluster://...
+    # to Sentinel or Cluster (server/store/urls.py).
     redis_url: str | None = None
+    # Where the embedded store keeps its file (empty: the user's data directory, e.g.
+    # ~/.local/share/stackvote).
+    data_dir: str = ""
     # With replicas: a change is acknowledged only once this many replicas have it (Redis'
     # WAIT, up to redis_wait_ms); 0 acknowledges once the primary has it, and a failover may
     # then lose the last changes.
@@ -154,7 +161,28 @@ class Settings:
 
     @property
     def uses_redis(self) -> bool:
-        return self.redis_url is not None and self.redis_url != "memory://"
+        return self.store_kind == "redis"
+
+    @property
+    def store_kind(self) -> str:
+        """ "sqlite" (the default), "memory" or "redis"."""
+        if self.redis_url is None or self.redis_url.startswith(SQLITE):
+            return "sqlite"
+        return "memory" if self.redis_url == "memory://" else "redis"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The embedded store's file: sqlite:///relative/path, sqlite:////absolute/path, else
+        stackvote.sqlite3 in data_dir (or the user's data directory)."""
+        if self.redis_url is not None and self.redis_url.startswith(SQLITE):
+            return Path(self.redis_url.removeprefix(SQLITE)).expanduser()
+        if self.data_dir:
+            directory = Path(self.data_dir).expanduser()
+        else:
+            import platformdirs  # only when the default is used
+
+            directory = platformdirs.user_data_path("stackvote", appauthor=False)
+        return directory / "stackvote.sqlite3"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -185,7 +213,7 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(
                     f"redis url {_without_password(self.redis_url)!r}: {exc} "
-                    "(or memory:// for the built-in store)"
+                    "(or sqlite:///PATH or memory:// for the built-in store)"
                 ) from None
         if self.redis_wait_replicas < 0:
             raise SettingsError("redis_wait_replicas must be 0 (do not wait) or more")

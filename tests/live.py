@@ -67,14 +67,16 @@ class LiveServer:
 def live_server(
     tmp_dir: Path, env: Mapping[str, str] | None = None, *args: str
 ) -> Iterator[LiveServer]:
-    """Run `python -m server serve` on a free port until the block ends."""
+    """Run `python -m server serve` on a free port until the block ends (with the built-in
+    store in a data directory of its own, unless `env` says otherwise)."""
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
+    data = {"STACKVOTE_DATA_DIR": str(tmp_dir / f"data-{port}")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--port", str(port), *args],
             cwd=ROOT,
-            env={**os.environ, **GENEROUS_LIMITS, **(env or {})},
+            env={**os.environ, **GENEROUS_LIMITS, **data, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -55,7 +55,7 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def http() -> TestClient:
-    generous = Settings(limit_creates="100000/minute")
+    generous = Settings(redis_url="memory://", limit_creates="100000/minute")
     return TestClient(create_app(generous), raise_server_exceptions=False)
 
 

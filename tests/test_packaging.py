@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -76,9 +77,13 @@ def test_an_installed_wheel_serves_the_app(wheel: Path, tmp_path: Path) -> None:
     assert str(venv) in where, "the test must run the installed copy, not the checkout"
     port = free_port()
     log = tmp_path / "server.log"
+    # The README's command as it is: the built-in store in the user's data directory (here
+    # one of the test's own, through XDG_DATA_HOME, as platformdirs reads it).
+    xdg = tmp_path / "xdg"
     process = subprocess.Popen(
         [str(venv / "bin" / "stackvote"), "serve", "--port", str(port)],
         cwd=tmp_path,
+        env={**os.environ, "XDG_DATA_HOME": str(xdg), "STACKVOTE_DATA_DIR": ""},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -88,6 +93,7 @@ def test_an_installed_wheel_serves_the_app(wheel: Path, tmp_path: Path) -> None:
         page = httpx.get(server.url + "/")
         assert page.status_code == 200 and "/static/css/app.css" in page.text
         assert httpx.get(server.url + "/static/js/room.js").status_code == 200
+        assert (xdg / "stackvote" / "stackvote.sqlite3").exists()
     finally:
         process.terminate()
         process.wait(timeout=15)

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -30,6 +31,7 @@ from server.store import (
     Updated,
 )
 from server.store.redis import RedisStore
+from server.store.sqlite import SqliteStore
 from tests.factories import (
     case_in,
     cast,
@@ -43,8 +45,9 @@ from tests.factories import (
 )
 from tests.redis_server import RedisServer
 
-# "cluster": the same Redis store on a Redis Cluster (sharded pub/sub, scripts per hash slot).
-BACKENDS = ["memory", "redis", "cluster"]
+# "sqlite": the embedded default on disk; "cluster": the same Redis store on a Redis Cluster
+# (sharded pub/sub, scripts per hash slot).
+BACKENDS = ["memory", "sqlite", "redis", "cluster"]
 
 StoreFactory = Callable[..., Store]
 
@@ -55,10 +58,14 @@ def open_backend(
     max_sessions: int = 10_000,
     ttl_seconds: float = 86400,
     redis_url: str | None = None,
+    directory: Path | None = None,
 ) -> Store:
     """A fresh, empty store of the given kind."""
     if kind == "memory":
         return MemoryStore(max_sessions=max_sessions, lifetimes=lasting(ttl_seconds))
+    if kind == "sqlite" and directory is not None:
+        path = directory / f"store-{next(_prefixes)}.sqlite3"
+        return SqliteStore(path, max_sessions=max_sessions, lifetimes=lasting(ttl_seconds))
     if kind in ("redis", "cluster") and redis_url is not None:
         # A prefix of its own makes the store empty without flushing the shared server.
         return RedisStore(
@@ -80,9 +87,15 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFacto
     if request.param in ("redis", "cluster"):
         url = request.getfixturevalue(request.param).url
 
+    directory = request.getfixturevalue("tmp_path")
+
     def make(*, max_sessions: int = 10_000, ttl_seconds: float = 86400) -> Store:
         store = open_backend(
-            request.param, max_sessions=max_sessions, ttl_seconds=ttl_seconds, redis_url=url
+            request.param,
+            max_sessions=max_sessions,
+            ttl_seconds=ttl_seconds,
+            redis_url=url,
+            directory=directory,
         )
         opened.append(store)
         return store
@@ -303,6 +316,9 @@ async def clocked(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, 
     store: Store
     if request.param == "memory":
         store = MemoryStore(lifetimes=lifetimes, max_sessions=2, clock=clock)
+    elif request.param == "sqlite":
+        path = request.getfixturevalue("tmp_path") / "clocked.sqlite3"
+        store = SqliteStore(path, lifetimes=lifetimes, max_sessions=2, clock=clock)
     else:
         url = request.getfixturevalue("redis").url
         prefix = f"test{next(_prefixes)}"

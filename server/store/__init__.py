@@ -1,5 +1,6 @@
-"""Session stores, chosen by URL: none or memory:// for the embedded store; redis://,
-redis+sentinel:// or redis+cluster:// for Redis (server/store/urls.py)."""
+"""Session stores, chosen by URL: none or sqlite:///PATH for the embedded store on disk,
+memory:// for one in memory only; redis://, redis+sentinel:// or redis+cluster:// for Redis
+(server/store/urls.py)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,14 @@ def open_store(settings: Settings) -> Store:
         idle_seconds=settings.idle_minutes * 60,
     )
     url = settings.redis_url
-    if url is None or not settings.uses_redis:
+    if settings.store_kind == "memory":
         return MemoryStore(lifetimes=lifetimes, max_sessions=settings.max_sessions)
+    if settings.store_kind == "sqlite" or url is None:
+        from server.store.sqlite import SqliteStore
+
+        return SqliteStore(
+            settings.sqlite_path, lifetimes=lifetimes, max_sessions=settings.max_sessions
+        )
     from server.store.redis import RedisStore  # imported only when Redis is asked for
 
     try:
