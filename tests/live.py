@@ -65,22 +65,27 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    tmp_dir: Path, env: Mapping[str, str] | None = None, *args: str
+    tmp_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *args: str,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[LiveServer]:
-    """Run `python -m server serve` on a free port until the block ends (with the built-in
-    store in a data directory of its own, unless `env` says otherwise)."""
-    port = free_port()
-    log_path = tmp_dir / f"server-{port}.log"
-    data = {"STACKVOTE_DATA_DIR": str(tmp_dir / f"data-{port}")}
+    """Run `python -m server serve` on `host` and a free port (or `port`) until the block
+    ends (with the built-in store in a data directory of its own, unless `env` says
+    otherwise)."""
+    port = port or free_port()
+    log_path = tmp_dir / f"server-{host}-{port}.log"
+    data = {"STACKVOTE_DATA_DIR": str(tmp_dir / f"data-{host}-{port}")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "server", "serve", "--host", host, "--port", str(port), *args],
             cwd=ROOT,
             env={**os.environ, **GENEROUS_LIMITS, **data, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    server = LiveServer(f"http://{host}:{port}", process, log_path)
     try:
         wait_ready(server)
         yield server

@@ -79,24 +79,38 @@ def nginx_binary() -> str:
 
 @contextmanager
 def nginx_in_front_of(
-    backends: list[LiveServer], tmp: Path, port: int | None = None
+    backends: list[LiveServer], tmp: Path, port: int | None = None, *, one_name: bool = False
 ) -> Iterator[str]:
-    """Run the repo's nginx.conf, pointed at local instances instead of the compose service."""
+    """Run the repo's nginx.conf, pointed at local instances instead of the compose service:
+    each by its address, or (`one_name`) all under one name that resolves to every one of
+    their addresses, as Docker's DNS answers for a scaled service (nginx then runs with an
+    /etc/hosts of its own, in a mount namespace of its own)."""
     port = port or free_port()
-    servers = "\n".join(
-        f"        server {b.url.removeprefix('http://')} max_fails=1 fail_timeout=5s;"
-        for b in backends
-    )
     conf = NGINX_CONF.read_text()
-    conf = re.sub(r"^\s*server app:8000.*$", servers, conf, flags=re.M)
+    command = [nginx_binary(), "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
+               "-g", f"daemon off; pid {tmp}/nginx.pid;"]  # fmt: skip
+    if one_name:
+        ports = {b.url.rsplit(":", 1)[1] for b in backends}
+        assert len(ports) == 1, "one name, one port: the backends differ by address"
+        hosts = tmp / "hosts"
+        hosts.write_text(
+            "127.0.0.1 localhost\n"
+            + "".join(f"{b.url.removeprefix('http://').rsplit(':', 1)[0]} app\n" for b in backends)
+        )
+        conf = re.sub(r"\bapp:8000\b", f"app:{ports.pop()}", conf)
+        command = ["unshare", "--mount", "sh", "-c",
+                   f'mount --bind "{hosts}" /etc/hosts && exec "$0" "$@"', *command]  # fmt: skip
+    else:
+        servers = "\n".join(
+            f"        server {b.url.removeprefix('http://')} max_fails=1 fail_timeout=5s;"
+            for b in backends
+        )
+        conf = re.sub(r"^\s*server app:8000.*$", servers, conf, flags=re.M)
     conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     (tmp / "nginx.conf").write_text(conf)
     process = subprocess.Popen(
-        [nginx_binary(), "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
-         "-g", f"daemon off; pid {tmp}/nginx.pid;"],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "nginx.log").open("wb"),
-    )  # fmt: skip
+        command, stdout=subprocess.DEVNULL, stderr=(tmp / "nginx.log").open("wb")
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 10
@@ -266,16 +280,39 @@ def test_the_proxy_refuses_metrics_which_the_app_serves(tmp_path: Path) -> None:
         assert httpx.get(proxy + "/healthz").status_code == 200
 
 
+def can_give_nginx_its_own_hosts() -> bool:
+    """Whether this machine lets a process have an /etc/hosts of its own (root, unshare)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount --bind /etc/hosts /etc/hosts"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("one_name", [False, True], ids=["by-address", "one-service-name"])
 async def test_the_proxy_keeps_the_sockets_of_a_room_on_one_instance(
-    redis: RedisServer, tmp_path: Path
+    redis: RedisServer, tmp_path: Path, one_name: bool
 ) -> None:
     nginx_binary()
+    if one_name and not can_give_nginx_its_own_hosts():
+        missing("PROXY", "needs root and unshare to give nginx a name with several addresses")
+    port = free_port()
     with ExitStack() as stack:
         backends = [
-            stack.enter_context(live_server(tmp_path, {"STACKVOTE_REDIS_URL": redis.url}))
-            for _ in range(3)
+            stack.enter_context(
+                live_server(
+                    tmp_path,
+                    {"STACKVOTE_REDIS_URL": redis.url},
+                    # As a scaled compose service: one port, one address per replica.
+                    host=f"127.0.0.{n + 2}" if one_name else "127.0.0.1",
+                    port=port if one_name else None,
+                )
+            )
+            for n in range(3)
         ]
-        proxy = stack.enter_context(nginx_in_front_of(backends, tmp_path))
+        proxy = stack.enter_context(nginx_in_front_of(backends, tmp_path, one_name=one_name))
         client = redis_lib.Redis(port=redis.port)
         members = []
         for n in range(6):
