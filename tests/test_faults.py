@@ -15,7 +15,8 @@ import httpx
 import pytest
 import socketio
 
-from tests.factories import ballots_of, case_of
+from server.store.redis import RedisStore
+from tests.factories import ballots_of, case_of, team
 from tests.live import Member, create_session, facilitate, free_port, join, live_server
 from tests.redis_server import RedisServer, redis_server
 
@@ -287,3 +288,18 @@ async def test_leaving_during_an_outage_shows_offline_once_redis_is_back(
         state = await fay.until(lambda s: not participant(s, ann.id)["online"], timeout=15)
         assert participant(state, fay.id)["online"]
         await fay.client.disconnect()
+
+
+async def test_after_redis_restarts_reads_find_a_fresh_connection(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url, prefix="fresh")
+    session = team("Ann", session_id="fresh-1", now=time.time())
+    await store.create(session)
+    # Several connections in the pool, idle when Redis goes.
+    await asyncio.gather(*(store.get(session.id) for _ in range(5)))
+    own_redis.stop()
+    own_redis.start()
+    # Each pooled connection is dead now; the first read on one must not say "unavailable".
+    await store.ping()
+    for _ in range(6):
+        assert await store.versions([session.id]) in ({session.id: session.version}, {})
+    await store.close()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -39,6 +39,8 @@ from server.store.base import (
 from server.store.feed import ChannelFeed, Feed, FeedHandler, ShardedFeed, SharedFeed
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Field writes, as prepared by server.store.layout: for each key, its index in KEYS, the number
 # of fields, then field/value pairs; an empty value deletes the field.
@@ -329,8 +331,25 @@ class RedisStore(Store):
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def find_join_code(self, code: str) -> str | None:
+    async def _read(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run a read (or a write that may safely happen twice) once more, on a fresh
+        connection, if the first try finds its pooled connection dead: after Redis restarts,
+        the pool's idle connections are all dead, and the first command on each would fail
+        although Redis is fine. A write whose fate is unknown is never sent again here."""
         try:
+            return await work()
+        except (RedisConnectionError, ConnectionResetError, BrokenPipeError):
+            await self._drop_idle_connections()
+            return await work()
+
+    async def _drop_idle_connections(self) -> None:
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            with contextlib.suppress(*_UNREACHABLE):
+                await pool.disconnect(inuse_connections=False)
+
+    async def find_join_code(self, code: str) -> str | None:
+        async def read() -> str | None:
             raw = await self._redis.get(self._code_key(code))
             if raw is None:
                 return None
@@ -338,22 +357,32 @@ class RedisStore(Store):
             # An evicted session's code may outlive it by a moment: only a live one counts.
             if not await self._redis.exists(self.keys(session_id).meta):
                 return None
+            return session_id
+
+        try:
+            return await self._read(read)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return session_id
 
     async def get(self, session_id: str) -> Session | None:
         keys = self.keys(session_id)
+
+        async def read() -> tuple[list[str], list[Any]] | None:
+            meta = await self._redis.hgetall(keys.meta)
+            case_ids = layout.case_ids(meta)
+            if case_ids is None:
+                return None
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in keys.all(case_ids):
+                    pipe.hgetall(key)
+                return case_ids, await pipe.execute()
+
         try:
             async with self._timed("get"):
-                meta = await self._redis.hgetall(keys.meta)
-                case_ids = layout.case_ids(meta)
-                if case_ids is None:
-                    return None
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    for key in keys.all(case_ids):
-                        pipe.hgetall(key)
-                    raw = await pipe.execute()
+                found = await self._read(read)
+            if found is None:
+                return None
+            case_ids, raw = found
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return layout.load(session_id, raw, case_ids)
@@ -474,11 +503,16 @@ class RedisStore(Store):
 
     async def versions(self, session_ids: Collection[str]) -> dict[str, int]:
         ids = list(session_ids)
-        try:
-            async with self._timed("versions"), self._redis.pipeline(transaction=False) as pipe:
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in ids:
                     pipe.hget(self.keys(session_id).meta, "v")
-                raw = await pipe.execute()
+                return await pipe.execute()
+
+        try:
+            async with self._timed("versions"):
+                raw = await self._read(read)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return {i: int(v) for i, v in zip(ids, raw, strict=True) if v is not None}
@@ -554,7 +588,7 @@ class RedisStore(Store):
     async def ping(self) -> None:
         try:
             async with self._timed("ping"):
-                await self._redis.ping()
+                await self._read(self._redis.ping)
         except (*_UNREACHABLE, RedisError) as exc:
             raise StoreUnavailable(f"cannot reach Redis: {exc}") from exc
 
