@@ -96,6 +96,15 @@ def main() -> None:
         "whole recommendation (every case split)",
         lambda: engine.recommend(split, stacks, "django", "bench"),
     )
+    timed(
+        "as the room gets it: the runner-up's flip only (typical)",
+        lambda: engine.recommend(typical, stacks, "django", "bench", every_flip=False),
+    )
+    ten = team_cases(random.Random(7), 10)
+    timed(
+        "as the room gets it, 10 voters (typical)",
+        lambda: engine.recommend(ten, stacks, "django", "bench", every_flip=False),
+    )
 
 
 if __name__ == "__main__":

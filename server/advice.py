@@ -10,8 +10,9 @@ room is sent the revealed cases at once and the advice a moment later.
 The interpreter lock still lets only one thread run Python at a time, but the loop takes it
 back at least every switch interval (5 ms), so a vote waits a few milliseconds, not the whole
 wave. Answers are remembered by their inputs (an LRU of `remember` entries), so the rooms and
-requests that ask for the same advice get it once; a room that changed again before its turn
-came is worked out for its newest inputs only.
+requests that ask for the same advice get it once. A room has at most one job waiting, which
+works out its newest inputs when its turn comes: however fast a room changes, the queue holds
+one job per room, never one per change.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class Advisor:
         self.remember = remember
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackvote-advice")
         self._known: OrderedDict[Hashable, Advice] = OrderedDict()
-        self._running: dict[Hashable, asyncio.Future[Any]] = {}
-        # The inputs each room last asked about: older ones are skipped when their turn comes.
-        self._wanted: dict[str, Hashable] = {}
+        # Per room: the newest inputs it asked about, and whether a job for it is waiting
+        # (at most one is: it works out the newest inputs when its turn comes).
+        self._wanted: dict[str, tuple[Hashable, snapshot.AdviceInputs]] = {}
+        self._queued: set[str] = set()
         self.worked_out = 0
         self.skipped = 0
 
@@ -57,35 +59,49 @@ class Advisor:
         if key in self._known:
             self._known.move_to_end(key)
             return True, self._known[key]
-        self._wanted[session.id] = key
-        if key not in self._running:
+        # The newest inputs first, then whether a job is waiting for this room: a waiting
+        # job works out whatever is newest when its turn comes (see _room_job).
+        self._wanted[session.id] = (key, inputs)
+        if session.id not in self._queued:
+            self._queued.add(session.id)
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._pool, self._room_job, session.id, key, inputs)
-            self._running[key] = future
-            future.add_done_callback(lambda done: self._room_done(session.id, key, done))
+            future = loop.run_in_executor(self._pool, self._room_job, session.id)
+            future.add_done_callback(lambda done: self._room_done(session.id, done))
         return False, None
 
-    def _room_job(self, session_id: str, key: Hashable, inputs: snapshot.AdviceInputs) -> Any:
-        # On the worker thread. Reading a dict entry the loop writes is atomic.
-        if self._wanted.get(session_id) != key:
+    def _room_job(self, session_id: str) -> Any:
+        # On the worker thread; each step below is one atomic operation on a dict or set.
+        # Leave the queue first, then read the newest inputs: a lookup in between either
+        # sees no job waiting and queues one, or has written what this job reads.
+        self._queued.discard(session_id)
+        wanted = self._wanted.get(session_id)
+        if wanted is None or wanted[0] in self._known:
             return _STALE
-        return inputs.recommend()
+        key, inputs = wanted
+        return key, inputs.recommend()
 
-    def _room_done(self, session_id: str, key: Hashable, done: asyncio.Future[Any]) -> None:
-        self._running.pop(key, None)
-        if self._wanted.get(session_id) == key:
-            del self._wanted[session_id]
+    def _room_done(self, session_id: str, done: asyncio.Future[Any]) -> None:
         if done.cancelled():
             return
         error = done.exception()
         if error is not None:
             log.error("working out the advice for %s failed", session_id, exc_info=error)
-            result: Advice = None
-        else:
-            result = done.result()
-            if result is _STALE:
-                self.skipped += 1
-                return
+            wanted = self._wanted.pop(session_id, None)
+            if wanted is not None:
+                self._remember(wanted[0], None)
+            return
+        if done.result() is _STALE:
+            # Known already (a page asked for the same): the room still has to hear of it.
+            self.skipped += 1
+            wanted = self._wanted.get(session_id)
+            if wanted is not None and wanted[0] in self._known:
+                del self._wanted[session_id]
+                if self.on_ready is not None:
+                    self.on_ready(session_id)
+            return
+        key, result = done.result()
+        if self._wanted.get(session_id, (None,))[0] == key:
+            del self._wanted[session_id]
         self._remember(key, result)
         if self.on_ready is not None:
             self.on_ready(session_id)
