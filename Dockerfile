@@ -12,11 +12,15 @@ FROM python:3.12.8-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     STACKVOTE_HOST=0.0.0.0 \
-    STACKVOTE_PORT=8000
+    STACKVOTE_PORT=8000 \
+    STACKVOTE_DATA_DIR=/data
 COPY --from=build /dist/*.whl /tmp/
+# /data: the built-in store's file when no Redis is configured (docker run -v NAME:/data keeps
+# it); compose sets STACKVOTE_REDIS_URL, so its instances never use it.
 RUN pip install --no-cache-dir --disable-pip-version-check /tmp/*.whl \
     && rm /tmp/*.whl \
-    && useradd --system --uid 10001 --no-create-home stackvote
+    && useradd --system --uid 10001 --no-create-home stackvote \
+    && mkdir /data && chown stackvote /data
 USER stackvote
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

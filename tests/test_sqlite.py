@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from server.models import evolve
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 from server.store.sqlite import DataDirInUse, SqliteStore
 from tests.factories import scored, team
 from tests.live import (
@@ -57,6 +57,15 @@ async def test_a_second_store_on_the_same_file_is_refused_saying_why(tmp_path: P
     await store.close()
     # Closed, the file is free again.
     await SqliteStore(path).close()
+
+
+def test_a_data_directory_that_cannot_be_written_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    with pytest.raises(SettingsError, match="STACKVOTE_DATA_DIR to a directory"):
+        SqliteStore(blocked / "store.sqlite3")
 
 
 def test_the_default_file_is_in_the_data_directory(tmp_path: Path) -> None:

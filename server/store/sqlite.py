@@ -94,10 +94,16 @@ def holding_lock(path: Path) -> Iterator[int]:
 
 
 def take_lock(path: Path) -> int:
-    """Lock the store at `path` for this process, or raise DataDirInUse saying who holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = lock_path(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    """Lock the store at `path` for this process, or raise DataDirInUse saying who holds it
+    (SettingsError when the directory cannot be used at all)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot use {path.parent} for the sessions' file ({exc.strerror}); set "
+            "STACKVOTE_DATA_DIR to a directory this user can write to"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
