@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 import uvicorn
@@ -12,6 +13,8 @@ from server import logs, sio
 from server.app import create_app
 from server.settings import Settings, SettingsError
 from server.store import urls
+
+log = logging.getLogger(__name__)
 
 
 def check_redis(url: str) -> str | None:
@@ -49,9 +52,9 @@ def run(settings: Settings) -> int:
         print(f"stackvote: {exc}", file=sys.stderr)
         return 2
     if settings.store_kind == "sqlite":
-        print(f"stackvote keeps its sessions in {settings.sqlite_path}", flush=True)
+        log.info("sessions are kept in %s", settings.sqlite_path)
     elif settings.store_kind == "memory":
-        print("stackvote keeps its sessions in memory only: a restart forgets them", flush=True)
+        log.warning("sessions are kept in memory only: a restart forgets them")
     path: sio.Choice = "stock" if settings.connections == "stock" else "auto"
     print(f"stackvote is listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(

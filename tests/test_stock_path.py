@@ -23,7 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Overrides the session's live server for this module: the same app on the stock path."""
     env = {"STACKVOTE_CONNECTIONS": "stock"}
-    with live_server(Path(tmp_path_factory.mktemp("stock")), env) as running:
+    # A folder whose name is not "stock": the log (which names the data file) must not say it.
+    with live_server(Path(tmp_path_factory.mktemp("as-they-come")), env) as running:
         yield running
 
 
