@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # While a socket of a room is behind, how often to look whether it has caught up.
 BEHIND_CHECK = 0.5
+# How long a reveal's delta may wait for its advice (worked out off the loop, usually in a few
+# ms): past it, the delta goes without and the advice follows in a delta of its own.
+ADVICE_HOLD = 0.15
 
 _encode = msgspec.json.Encoder().encode
 
@@ -51,6 +54,8 @@ class _Room:
     first_change: float | None = None
     # The snapshot of the room at one version, encoded once for every newcomer and `sync`.
     state: tuple[int, msgspec.Raw] | None = None
+    # Since when the room's changes wait for their advice (None: they do not).
+    held_since: float | None = None
 
 
 class Fanout:
@@ -121,11 +126,18 @@ class Fanout:
         self._schedule(session_id, room)
 
     def advised(self, session_id: str) -> None:
-        """The advice for a room is known: the next delta brings it."""
+        """The advice for a room is known: the next delta brings it (at once, if the room's
+        changes are waiting for it)."""
         room = self.rooms.get(session_id)
         if room is None:
             return
         room.marks.advice = True
+        if room.held_since is not None:
+            if room.timer is not None:
+                room.timer.cancel()
+                room.timer = None
+            self._flush_safely(session_id)
+            return
         self._schedule(session_id, room)
 
     def _schedule(self, session_id: str, room: _Room) -> None:
@@ -160,8 +172,10 @@ class Fanout:
         except Exception:
             log.exception("sending the changes of %s failed", session_id)
 
-    def flush(self, session_id: str) -> None:
-        """Send what changed since the last flush (a delta) and snapshots to those who need one."""
+    def flush(self, session_id: str, *, force: bool = False) -> None:
+        """Send what changed since the last flush (a delta) and snapshots to those who need
+        one. A change that needs new advice waits for it up to ADVICE_HOLD (unless `force`),
+        so a reveal and its advice usually reach the room together."""
         room = self.rooms.get(session_id)
         if room is None:
             return
@@ -170,6 +184,9 @@ class Fanout:
         session = self.current(session_id)
         if session is None:
             return
+        if not force and room.view is not None and self._hold_for_advice(session_id, room, session):
+            return
+        room.held_since = None
         first_change, room.first_change = room.first_change, None
         if room.view is None:
             room.view = snapshot.View(session, self.advisor)
@@ -187,6 +204,21 @@ class Fanout:
         self._send_snapshots(room, session)
         if room.behind:
             self._check_later(session_id, room)
+
+    def _hold_for_advice(self, session_id: str, room: _Room, session: Session) -> bool:
+        """Whether to wait for the advice before sending: `advised` flushes the room when it
+        comes, and the timer set here sends what there is once ADVICE_HOLD is over."""
+        assert room.view is not None
+        if not room.view.advice_pending(session, room.marks):
+            return False
+        now = self.clock()
+        if room.held_since is None:
+            room.held_since = now
+        left = room.held_since + ADVICE_HOLD - now
+        if left <= 0:
+            return False
+        room.timer = asyncio.get_running_loop().call_later(left, self._flush_safely, session_id)
+        return True
 
     def _send_delta(self, room: _Room, delta: dict[str, object]) -> None:
         message = Message(protocol.DELTA, delta)
@@ -250,5 +282,5 @@ class Fanout:
         if room.timer is not None:
             room.timer.cancel()
             room.timer = None
-        self.flush(session_id)
+        self.flush(session_id, force=True)
         return room.view.version if room.view is not None else None

@@ -356,6 +356,18 @@ class View:
         self.cases = {c["id"]: c for c in snapshot["cases"]}
         self.recommendation: dict[str, Any] | None = snapshot["recommendation"]
 
+    def advice_pending(self, session: Session, changed: Marks) -> bool:
+        """Whether the next delta would need advice the advisor does not have yet (it is then
+        being worked out). Cheap unless a revealed or locked case changed."""
+        if self.advisor is None or not changed.cases:
+            return False
+        decides = any(
+            _counts(self.cases.get(c.id)) or c.status in ("revealed", "locked")
+            for c in session.cases
+            if c.id in changed.cases
+        )
+        return decides and not self.advisor.lookup(session)[0]
+
     def delta(self, session: Session, changed: Marks) -> dict[str, Any]:
         """The delta from the last view to `session` (which `changed` describes), and take it
         as the view from now on."""

@@ -597,8 +597,13 @@ async def test_a_split_team_sees_how_sure_the_verdict_is_everywhere(server: Live
         assert (await member.vote("performance", speed))["ok"]
         assert (await member.vote("data_model", 2))["ok"]
     ack = await fay.control("reveal_all")
+    # The reveal's delta waits for its advice (a few ms, off the loop): at the ack's version
+    # the room already has it.
+    at_ack = await voters[0].until_version(ack["version"])
+    assert at_ack["recommendation"] is not None
     seen = [await member.until_advised(server.url, ack["version"]) for member in everyone]
     advice = seen[1]["recommendation"]
+    assert at_ack["recommendation"] == advice
     assert all(state["recommendation"] == advice for state in seen)
 
     # Go leads on the medians, and Rust scores exactly as Go does on both questions: a tie,
