@@ -89,6 +89,8 @@ class Advisor:
             wanted = self._wanted.pop(session_id, None)
             if wanted is not None:
                 self._remember(wanted[0], None)
+            if self.on_ready is not None:
+                self.on_ready(session_id)
             return
         if done.result() is _STALE:
             # Known already (a page asked for the same): the room still has to hear of it.
