@@ -17,7 +17,7 @@ import pytest
 
 from server.models import evolve
 from server.settings import Settings, SettingsError
-from server.store.sqlite import DataDirInUse, SqliteStore
+from server.store.sqlite import DataDirInUse, SqliteStore, lock_path
 from tests.factories import scored, team
 from tests.live import (
     GENEROUS_LIMITS,
@@ -42,6 +42,9 @@ async def test_sessions_are_there_after_the_store_is_opened_again(tmp_path: Path
         scored(session, "realtime", {"ann": 3, "bob": None}), version=session.version + 1
     )
     await store.commit(session, voted, ())
+    # Hidden scores and token hashes: readable by this user only, journal included.
+    made = [path, path.with_name(path.name + "-wal"), lock_path(path)]
+    assert all(f.exists() and f.stat().st_mode & 0o077 == 0 for f in made), made
     await store.close()
     again = SqliteStore(path, clock=lambda: 1_001.0)
     assert await again.get(session.id) == voted

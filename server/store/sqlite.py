@@ -97,7 +97,8 @@ def take_lock(path: Path) -> int:
     """Lock the store at `path` for this process, or raise DataDirInUse saying who holds it
     (SettingsError when the directory cannot be used at all)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A directory made here is this user's only (one given may be shared on purpose).
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise SettingsError(
@@ -118,7 +119,14 @@ def take_lock(path: Path) -> int:
     return fd
 
 
+def private_file(path: Path) -> None:
+    """Create `path` readable by this user only, if it is not there yet: it holds hidden
+    scores and token hashes, and SQLite gives its journal files the same permissions."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 def connect(path: Path) -> sqlite3.Connection:
+    private_file(path)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
@@ -427,6 +435,7 @@ def backup(source: Path, target: Path) -> None:
     if not source.exists():
         raise SettingsError(f"there is no data file at {source}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    private_file(target)
     # Readers never block the server's writes (WAL); the backup reads one moment of the file.
     with (
         contextlib.closing(sqlite3.connect(source)) as db,
