@@ -16,7 +16,7 @@ from server.advice import Advisor
 from server.decks import builtin_templates
 from server.fanout import ADVICE_HOLD, Fanout
 from tests.live import apply_delta
-from tests.test_fanout import Room, connect, join_op, settle
+from tests.test_fanout import FakeConnection, Room, connect, join_op, settle
 
 CASES = [c.id for c in builtin_templates()["django"].cases]
 
@@ -34,12 +34,18 @@ def scored_room(scores: dict[str, list[int]]) -> Room:
     return room
 
 
-async def test_a_reveal_and_its_advice_reach_the_room_together() -> None:
+async def watched_room() -> tuple[Room, Advisor, Fanout, FakeConnection]:
+    """A scored room with its advisor and fan-out, and one socket that has its snapshot."""
     room = scored_room({"realtime": [4, 4, 3, 1], "performance": [0, 4, 0, 4]})
     advisor = Advisor(lambda session_id: fanout.advised(session_id))
     fanout = Fanout(lambda _: room.session, window=0.01, advisor=advisor)
     watcher = connect(fanout, "a")
     await settle(fanout)
+    return room, advisor, fanout, watcher
+
+
+async def test_a_reveal_and_its_advice_reach_the_room_together() -> None:
+    room, advisor, fanout, watcher = await watched_room()
     fanout.changed("s1", *room.change(ops.Control("fay", "reveal_all")))
     await asyncio.sleep(0.1)
     # The delta waited the few milliseconds the advice took: one delta holds both.
@@ -51,11 +57,7 @@ async def test_a_reveal_and_its_advice_reach_the_room_together() -> None:
 
 
 async def test_a_reveal_goes_out_without_advice_that_takes_long_and_the_advice_follows() -> None:
-    room = scored_room({"realtime": [4, 4, 3, 1], "performance": [0, 4, 0, 4]})
-    advisor = Advisor(lambda session_id: fanout.advised(session_id))
-    fanout = Fanout(lambda _: room.session, window=0.01, advisor=advisor)
-    watcher = connect(fanout, "a")
-    await settle(fanout)
+    room, advisor, fanout, watcher = await watched_room()
     # The worker is busy (a wave of reveals elsewhere) for longer than a delta may wait.
     release = threading.Event()
     blocker = asyncio.get_running_loop().run_in_executor(advisor._pool, release.wait, 5)

@@ -217,12 +217,13 @@ class SqliteStore(Store):
         return await self._run(self._get, session_id)
 
     def _get(self, session_id: str) -> Session | None:
-        if not self._live(self._db, session_id):
-            row = self._row(self._db, session_id)
-            if row is not None:
-                # Expired: forgotten now (the memory store does the same).
-                with _transaction(self._db) as db:
-                    _forget(db, session_id)
+        row = self._row(self._db, session_id)
+        if row is None:
+            return None
+        if self._expired(row):
+            # Forgotten now (the memory store does the same).
+            with _transaction(self._db) as db:
+                _forget(db, session_id)
             return None
         # One statement reads one version: writes happen on this same connection, in turn.
         return _load(self._db, session_id)
