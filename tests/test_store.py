@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from server import rules
-from server.models import Round, Session, dump_session, load_session
+from server.models import Round, Session, dump_session, evolve, load_session
 from server.rules import RuleError
 from server.store import (
+    Conflict,
     JoinCodeTaken,
     Lifetimes,
     MemoryStore,
@@ -59,8 +60,10 @@ def open_backend(
     ttl_seconds: float = 86400,
     redis_url: str | None = None,
     directory: Path | None = None,
+    prefix: str | None = None,
 ) -> Store:
-    """A fresh, empty store of the given kind."""
+    """A fresh, empty store of the given kind (or, with `prefix`, a second client of the
+    Redis store that uses it: another instance of the same deployment)."""
     if kind == "memory":
         return MemoryStore(max_sessions=max_sessions, lifetimes=lasting(ttl_seconds))
     if kind == "sqlite" and directory is not None:
@@ -72,7 +75,7 @@ def open_backend(
             redis_url,
             max_sessions=max_sessions,
             lifetimes=lasting(ttl_seconds),
-            prefix=f"test{next(_prefixes)}",
+            prefix=prefix or f"test{next(_prefixes)}",
         )
     raise LookupError(f"no test backend called {kind!r}")
 
@@ -89,13 +92,18 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFacto
 
     directory = request.getfixturevalue("tmp_path")
 
-    def make(*, max_sessions: int = 10_000, ttl_seconds: float = 86400) -> Store:
+    def make(
+        *, max_sessions: int = 10_000, ttl_seconds: float = 86400, twin_of: Store | None = None
+    ) -> Store:
+        if twin_of is not None and not isinstance(twin_of, RedisStore):
+            pytest.skip(f"{request.param} is one instance's store: no second instance shares it")
         store = open_backend(
             request.param,
             max_sessions=max_sessions,
             ttl_seconds=ttl_seconds,
             redis_url=url,
             directory=directory,
+            prefix=twin_of._prefix if isinstance(twin_of, RedisStore) else None,
         )
         opened.append(store)
         return store
@@ -263,6 +271,52 @@ async def test_concurrent_votes_are_all_kept_with_exact_versions(store: Store) -
     assert final.version == opened.version + len(changes)
     for case_id, scores in expected.items():
         assert case_in(final, case_id).ballots == scores
+
+
+async def test_a_commit_from_a_stale_version_is_refused_and_stores_nothing(store: Store) -> None:
+    session = fresh("Alice")
+    await store.create(session)
+    opened = (await store.update(session.id, lambda s: control(s, "open", "realtime"))).session
+    vote = partial(rules.vote, participant_id="alice", case_id="realtime")
+    first = evolve(vote(opened, score=1), version=opened.version + 1)
+    await store.commit(opened, first, ())
+    # A second writer read the same version and lost the race.
+    late = evolve(vote(opened, score=4), version=opened.version + 1)
+    with pytest.raises(Conflict) as refused:
+        await store.commit(opened, late, ())
+    assert refused.value.current == first.version
+    stored = await store.get(session.id)
+    assert stored is not None
+    assert stored.version == first.version
+    assert case_in(stored, "realtime").ballots == {"alice": 1}
+
+
+async def test_instances_racing_on_one_session_keep_every_change(
+    make_store: StoreFactory,
+) -> None:
+    """Two instances of one deployment: their writers meet only at the compare-and-set."""
+    one = make_store()
+    other = make_store(twin_of=one)
+    voters = [f"Voter {i:02d}" for i in range(20)]
+    session = fresh(*voters)
+    await one.create(session)
+    opened = (await one.update(session.id, lambda s: control(s, "open_all"))).session
+    case_ids = [c.id for c in opened.cases][:4]
+    changes = [
+        (i % 2, partial(rules.vote, participant_id=f"voter-{i:02d}", case_id=case, score=i % 5))
+        for case in case_ids
+        for i in range(20)
+    ]
+    stores = (one, other)
+    results = await asyncio.gather(*(stores[s].update(session.id, c) for s, c in changes))
+
+    assert sorted(r.session.version for r in results) == list(
+        range(opened.version + 1, opened.version + len(changes) + 1)
+    )
+    final = await other.get(session.id)
+    assert final is not None
+    for case in case_ids:
+        assert case_in(final, case).ballots == {f"voter-{i:02d}": i % 5 for i in range(20)}
 
 
 async def test_concurrent_changes_to_one_ballot_leave_one_of_them(store: Store) -> None:

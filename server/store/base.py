@@ -7,6 +7,7 @@ import abc
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -91,6 +92,8 @@ class Store(abc.ABC):
     Conflict and stores nothing. A write that changes only a few ballots writes only those.
     """
 
+    _turns: weakref.WeakValueDictionary[str, asyncio.Lock]  # update()'s queue per session
+
     @abc.abstractmethod
     async def create(self, session: Session) -> None:
         """Save a new session (raises StoreFull when at capacity, JoinCodeTaken when another
@@ -113,7 +116,26 @@ class Store(abc.ABC):
         """Apply an arbitrary change atomically (read, change, commit; again on conflict).
 
         For changes that are not ops (tools, tests): instances following the session reload it
-        instead of replaying the change."""
+        instead of replaying the change.
+
+        Changes to one session made through this store object queue for their turn: racing
+        each other on the compare-and-set would only redo their reads (a herd of n writers
+        costs n² reads and, on Redis, waits for pooled connections). The compare-and-set
+        still settles races with other instances."""
+        async with self._turn(session_id):
+            return await self._update(session_id, change)
+
+    def _turn(self, session_id: str) -> asyncio.Lock:
+        try:
+            turns = self._turns
+        except AttributeError:
+            turns = self._turns = weakref.WeakValueDictionary()
+        lock = turns.get(session_id)
+        if lock is None:
+            lock = turns[session_id] = asyncio.Lock()
+        return lock
+
+    async def _update(self, session_id: str, change: Change) -> Updated:
         for attempt in range(100):
             current = await self.get(session_id)
             if current is None:

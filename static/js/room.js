@@ -21,6 +21,8 @@ import { verdictSentence } from "./room/verdict.js";
 
 const ACK_TIMEOUT_MS = 8000;
 const RETRY_DELAY_MS = 1000;
+// How often a control refused "for now" is sent again before the refusal is shown.
+const CONTROL_RETRIES = 4;
 const FINISH_CONFIRM_MS = 5000;
 const NAME_MAX = 40;
 
@@ -734,7 +736,13 @@ function control(action, caseId, button, focusAfter, extra = {}) {
   if (inDecision) decisionPanel.showError("");
   button?.setAttribute("aria-disabled", "true");
   return new Promise((resolve) => {
-    socket.timeout(ACK_TIMEOUT_MS).emit("control", payload, (err, ack) => {
+    const send = (attempt) => socket.timeout(ACK_TIMEOUT_MS).emit("control", payload, (err, ack) => {
+      if (ack && !ack.ok && ack.retry && attempt < CONTROL_RETRIES && socket.connected) {
+        // Refused for now only (busy, or storage down), so nothing was done and asking
+        // again is safe: a click that lands in a busy moment still takes effect.
+        setTimeout(() => send(attempt + 1), RETRY_DELAY_MS + Math.random() * 1000);
+        return;
+      }
       button?.removeAttribute("aria-disabled");
       render(); // the toolbar's buttons get their state back from the snapshot
       if (err) refuse(t("The server didn't answer in time. Please try again."));
@@ -744,6 +752,7 @@ function control(action, caseId, button, focusAfter, extra = {}) {
       }
       resolve(!err && ack && ack.ok ? ack : null);
     });
+    send(0);
   });
 }
 

@@ -3,12 +3,13 @@ changes show up, focus and keys, reasons, timers, auto-reveal, earlier rounds, p
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import Page, ViewportSize, WebSocketRoute, expect
 
 from tests.e2e.conftest import PHONE, Person, api_state, join
 from tests.live import LiveServer, create_session
@@ -92,6 +93,8 @@ def test_a_round_is_announced_by_its_moments_not_by_each_ballot(
     expect(listener.get_by_test_id("waiting")).to_be_hidden()
     fran.get_by_test_id("control-reveal-realtime").click()
     expect(listener.get_by_test_id("results-realtime")).to_be_visible()
+    # The live region is given its text a frame after the change (so a repeat is heard again).
+    listener.wait_for_function("() => window.__spoken.some((s) => s.includes('Scores revealed'))")
 
     said = " | ".join(spoken(listener))
     assert re.search(r"Voting is open: Live updates are core\.", said), said
@@ -273,6 +276,49 @@ def test_auto_reveal_shows_the_scores_once_everyone_has_voted(
     # A reload keeps the switch as the server has it.
     fran.reload()
     expect(fran.get_by_test_id("auto-reveal")).to_be_checked()
+
+
+def test_a_switch_refused_for_now_stays_as_clicked_and_is_sent_again(
+    server: LiveServer, person: Callable[..., Person]
+) -> None:
+    """A click that lands while the server is busy ("retry": nothing was done) is not lost:
+    the switch keeps what was asked for, the control goes again, and no error is shown."""
+    created, url = room(server)
+    fran = person().page
+    refused: list[str] = []
+
+    def refuse_the_first_switch(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            # Socket.IO over Engine.IO: "42" an event, then its namespace and ack id.
+            found = re.fullmatch(r"42(/[^,]*,)?(\d+)(\[.*)", str(message), re.DOTALL)
+            if found and not refused and '"auto_reveal"' in found[3]:
+                refused.append(found[3])
+                busy = {"ok": False, "error": "The server is busy.", "retry": True}
+                ws.send(f"43{found[1] or ''}{found[2]}{json.dumps([busy])}")
+                return
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    fran.route_web_socket(re.compile(r"/socket\.io/"), refuse_the_first_switch)
+    join(fran, created["facilitator_url"], "Fran")
+    ana = person().page
+    join(ana, url, "Ana")
+
+    fran.get_by_test_id("auto-reveal").check()
+    # The switch stays on while the control goes again (a second or two later).
+    expect(fran.get_by_test_id("auto-reveal")).to_be_checked()
+    for _ in range(100):
+        if api_state(server.url, created["id"])["session"]["auto_reveal"]:
+            break
+        fran.wait_for_timeout(100)
+    assert refused, "the page's first switch was not the one refused"
+    assert api_state(server.url, created["id"])["session"]["auto_reveal"] is True
+    expect(fran.get_by_test_id("auto-reveal")).to_be_checked()
+    expect(fran.get_by_test_id("toolbar-error")).to_be_hidden()
+    expect(fran.locator("#toast")).to_be_empty()
 
 
 def test_a_revote_keeps_the_earlier_round_in_view(
