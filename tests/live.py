@@ -19,6 +19,7 @@ import httpx
 import pytest
 import socketio
 import websockets
+from websockets.asyncio.client import connect as ws_connect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -340,7 +341,7 @@ class RawSocket:
 @asynccontextmanager
 async def raw_socket(base_url: str) -> AsyncIterator[RawSocket]:
     url = base_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-    async with websockets.connect(url, origin=websockets.Origin(base_url)) as ws:
+    async with ws_connect(url, origin=websockets.Origin(base_url)) as ws:
         opening = await ws.recv()
         assert str(opening).startswith("0{"), opening
         yield RawSocket(ws)

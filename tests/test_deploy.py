@@ -66,6 +66,12 @@ def test_the_image_is_small_pinned_and_unprivileged() -> None:
     assert bases and all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", b) for b in bases)
     assert re.search(r"^USER (?!root)\w+", dockerfile, flags=re.M)
     assert "HEALTHCHECK" in dockerfile and "/readyz" in dockerfile
+    # Installed offline, from the wheels of exactly the pinned versions.
+    assert "pip install --no-cache-dir --no-index --find-links /tmp/wheels stackvote" in dockerfile
+    pins = (ROOT / "constraints" / "image.txt").read_text().splitlines()
+    assert all(re.fullmatch(r"[\w.-]+==[\w.]+( ; .+)?", p) for p in pins if not p.startswith("#"))
+    # Only the uvicorn extras the server runs on.
+    assert not {"watchfiles", "python-dotenv", "pyyaml"} & {p.split("==")[0] for p in pins}
 
 
 def nginx_binary() -> str:

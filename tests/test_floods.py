@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from websockets.asyncio.client import connect as ws_connect
 
 from server.settings import Settings
 from tests.live import LiveServer, Member, create_session, facilitate, join, live_server, raw_socket
@@ -141,7 +142,7 @@ async def unread_socket(server: LiveServer) -> AsyncIterator[Any]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
     url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-    async with websockets.connect(url, sock=sock, origin=websockets.Origin(server.url)) as ws:
+    async with ws_connect(url, sock=sock, origin=websockets.Origin(server.url)) as ws:
         await ws.recv()
         yield ws
 
@@ -220,15 +221,13 @@ async def test_a_websocket_that_never_joins_is_closed(tmp_path: Path) -> None:
 async def test_one_address_holds_a_bounded_number_of_websockets(tmp_path: Path) -> None:
     with live_server(tmp_path, {"STACKVOTE_MAX_CONNECTIONS_PER_ADDRESS": "5"}) as server:
         url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        held = [
-            await websockets.connect(url, origin=websockets.Origin(server.url)) for _ in range(5)
-        ]
+        held = [await ws_connect(url, origin=websockets.Origin(server.url)) for _ in range(5)]
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(url, origin=websockets.Origin(server.url))
+            await ws_connect(url, origin=websockets.Origin(server.url))
         assert refused.value.response.status_code == 403
         await held[0].close()
         await asyncio.sleep(0.2)
-        again = await websockets.connect(url, origin=websockets.Origin(server.url))
+        again = await ws_connect(url, origin=websockets.Origin(server.url))
         for ws in [again, *held[1:]]:
             await ws.close()
 

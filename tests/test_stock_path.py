@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from websockets.asyncio.client import connect as ws_connect
 
 from tests.live import LiveServer, create_session, join, live_server, raw_socket
 from tests.test_live import *  # noqa: F403  (every test of the live suite, collected here too)
@@ -75,12 +76,12 @@ async def test_one_address_holds_a_bounded_number_of_websockets_on_the_stock_pat
     with live_server(tmp_path, env) as capped:
         url = capped.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
         origin = websockets.Origin(capped.url)
-        held = [await websockets.connect(url, origin=origin) for _ in range(3)]
+        held = [await ws_connect(url, origin=origin) for _ in range(3)]
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(url, origin=origin)
+            await ws_connect(url, origin=origin)
         assert refused.value.response.status_code == 403
         await held[0].close()
         await asyncio.sleep(0.2)
-        again = await websockets.connect(url, origin=origin)
+        again = await ws_connect(url, origin=origin)
         for ws in [again, *held[1:]]:
             await ws.close()
