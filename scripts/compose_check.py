@@ -1,0 +1,412 @@
+"""Run the shipped Docker Compose deployment through its paces, with real Socket.IO clients on
+the published port: up, a room's sockets on one instance (2, 4 and 8 replicas), an instance
+killed while people vote, Redis restarted, scaled up and back, down and up, and the README's
+backup command. Every acknowledged vote must be there at the end of each step.
+
+    scripts/compose-check [--keep] [--rooms N]
+
+It runs as its own compose project (stackvote-check, port 18080), so a deployment of the same
+checkout is left alone. Base images are pulled where a registry answers; where none does, the
+same-named stand-ins of deploy/standins/ are built (Debian's Python 3.11, Redis 7.0 and nginx
+1.22: say so with any figures). Needs docker and either `docker compose` or `docker-compose`,
+and the test extra (`pip install -e '.[test]'`) for the clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.live import Member, create_session, facilitate, join  # noqa: E402
+
+PROJECT = "stackvote-check"
+PORT = 18080
+BASE = f"http://127.0.0.1:{PORT}"
+ENV = {**os.environ, "COMPOSE_PROJECT_NAME": PROJECT, "STACKVOTE_PORT": str(PORT)}
+figures: dict[str, Any] = {}
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def run(*args: str, check: bool = True, timeout: float = 600, stdin: Any = None) -> str:
+    done = subprocess.run(
+        args,
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=stdin is None,
+        timeout=timeout,
+        check=False,
+        stdin=stdin,
+    )
+    if check and done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(args)}\n{done.stdout}\n{done.stderr}")
+    return done.stdout if isinstance(done.stdout, str) else ""
+
+
+def compose_command() -> list[str]:
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise SystemExit("neither `docker compose` nor `docker-compose` is installed")
+
+
+COMPOSE = compose_command()
+
+
+def compose(*args: str, check: bool = True, timeout: float = 600) -> str:
+    return run(*COMPOSE, *args, check=check, timeout=timeout)
+
+
+def containers(service: str) -> list[str]:
+    return compose("ps", "-q", service).split()
+
+
+def prepare_images() -> None:
+    """The base images (pulled, or stood in for), the app's wheels, and its offline build."""
+    names = re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), flags=re.M)
+    names += ["redis:7.4.1-alpine", "nginx:1.27.3-alpine"]
+    absent = [n for n in names if run("docker", "image", "inspect", n, check=False) == ""]
+    pulled = [
+        n
+        for n in absent
+        if subprocess.run(
+            ["docker", "pull", "-q", n], capture_output=True, check=False, timeout=120
+        ).returncode
+        == 0
+    ]
+    if set(absent) - set(pulled):
+        say(f"no registry for {sorted(set(absent) - set(pulled))}: building stand-ins")
+        run("bash", "deploy/standins/build.sh", timeout=1800)
+        figures["images"] = "stand-ins (deploy/standins): Python 3.11, Redis 7.0, nginx 1.22"
+    else:
+        figures.setdefault("images", "the official base images")
+    run("scripts/image-wheels")
+    started = time.monotonic()
+    # No network in the build: everything it installs comes from deploy/wheels/.
+    run("docker", "build", "-q", "--network", "none", "-t", "stackvote:latest", ".")
+    figures["offline build seconds"] = round(time.monotonic() - started, 1)
+
+
+def wait_healthy(timeout: float = 120) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        ids = compose("ps", "-q").split()
+        states = [
+            run(
+                "docker",
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                i,
+                check=False,
+            ).strip()
+            for i in ids
+        ]
+        if (
+            ids
+            and all(s in ("running healthy", "running") for s in states)
+            and all(s.endswith("healthy") for s in states)
+        ):
+            return time.monotonic() - started
+        time.sleep(1)
+    raise SystemExit(f"not healthy within {timeout} s: {compose('ps')}")
+
+
+def feed_subscribers(session_ids: list[str]) -> dict[str, int]:
+    """How many instances follow each room's channel: 1 when its sockets are together."""
+    channels = [f"stackvote:{{{s}}}:feed" for s in session_ids]
+    out = run(
+        "docker", "exec", containers("redis")[0], "redis-cli", "PUBSUB", "NUMSUB", *channels
+    ).split()
+    counts = dict(zip(out[0::2], out[1::2], strict=True))
+    return {s: int(counts[c]) for s, c in zip(session_ids, channels, strict=True)}
+
+
+def rooms_per_instance() -> list[int]:
+    read = (
+        "import urllib.request, re; m = urllib.request.urlopen('http://127.0.0.1:8000/metrics')"
+        ".read().decode(); print(re.search(r'^stackvote_rooms (\\S+)', m, re.M)[1])"
+    )
+    return sorted(
+        int(float(run("docker", "exec", c, "python", "-c", read, check=False).strip() or 0))
+        for c in containers("app")
+    )
+
+
+@dataclass
+class Voter:
+    session: str
+    name: str
+    token: str = ""
+    member: Member | None = None
+    # What the server must hold for this voter, per case: the last acknowledged score, or a
+    # score sent since whose answer never came (it may have been stored).
+    acked: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, set[int]] = field(default_factory=dict)
+    refusals: int = 0
+    reconnects: int = 0
+
+    def url(self) -> str:
+        return f"{BASE}?room={self.session}"  # as the room page connects
+
+    async def connect(self) -> None:
+        auth = {"session": self.session}
+        auth |= {"token": self.token} if self.token else {"name": self.name}
+        self.member = await join(self.url(), auth)
+        self.token = self.member.welcome["token"]
+
+    async def vote_until(self, stop: asyncio.Event, cases: list[str]) -> None:
+        while not stop.is_set():
+            case, score = random.choice(cases), random.randint(0, 4)  # noqa: S311
+            try:
+                if self.member is None or not self.member.client.connected:
+                    self.reconnects += 1
+                    await self.connect()
+                assert self.member is not None
+                self.in_flight.setdefault(case, set()).add(score)
+                ack = await self.member.vote(case, score)
+            except Exception:  # a dropped connection, a refused connect, a lost answer
+                if self.member is not None:
+                    with contextlib.suppress(Exception):
+                        await self.member.client.disconnect()
+                self.member = None
+                await asyncio.sleep(0.5)
+                continue
+            if ack.get("ok"):
+                self.acked[case] = score
+                self.in_flight[case] = set()
+            else:
+                self.in_flight[case].discard(score)
+                self.refusals += 1
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(random.uniform(0.05, 0.3))  # noqa: S311
+
+    async def check(self) -> list[str]:
+        """Reconnect as this person and compare the ballots the server gives back."""
+        if self.member is not None:
+            with contextlib.suppress(Exception):
+                await self.member.client.disconnect()
+        for _ in range(30):
+            try:
+                await self.connect()
+                break
+            except Exception:
+                await asyncio.sleep(1)
+        assert self.member is not None, f"{self.name} cannot reconnect"
+        stored = self.member.welcome["ballots"]
+        problems = []
+        for case, score in self.acked.items():
+            allowed = {score} | self.in_flight.get(case, set())
+            if stored.get(case) not in allowed:
+                problems.append(f"{self.name} {case}: stored {stored.get(case)}, acked {score}")
+        return problems
+
+
+@dataclass
+class Meeting:
+    rooms: list[str]
+    facilitators: list[Member]
+    voters: list[Voter]
+    cases: list[str]
+
+    async def vote_for(self, seconds: float, during: Any = None) -> Any:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(v.vote_until(stop, self.cases)) for v in self.voters]
+        try:
+            result = await during() if during else None
+            await asyncio.sleep(seconds)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+        return result
+
+    async def verify(self, step: str) -> None:
+        problems = [p for v in self.voters for p in await v.check()]
+        acked = sum(len(v.acked) for v in self.voters)
+        if problems:
+            raise SystemExit(f"{step}: acknowledged votes lost: {problems[:10]}")
+        figures.setdefault("steps", {})[step] = {
+            "acknowledged ballots checked": acked,
+            "refusals (retry later)": sum(v.refusals for v in self.voters),
+            "reconnects": sum(v.reconnects for v in self.voters),
+        }
+        say(f"{step}: all {acked} acknowledged ballots are stored")
+
+    def placement(self, step: str) -> None:
+        followers = feed_subscribers(self.rooms)
+        spread = {s: n for s, n in followers.items() if n != 1}
+        per_instance = rooms_per_instance()
+        figures.setdefault("placement", {})[step] = {
+            "rooms per instance": per_instance,
+            "rooms on more than one instance": len(spread),
+        }
+        if spread:
+            raise SystemExit(f"{step}: rooms spread over instances: {spread}")
+        say(f"{step}: every room on one instance; rooms per instance {per_instance}")
+
+
+async def open_meeting(rooms: int, voters_per_room: int) -> Meeting:
+    facilitators, voters, ids, cases = [], [], [], []
+    for _ in range(rooms):
+        created = create_session(BASE, title="Compose check")
+        ids.append(created["id"])
+        chair = await facilitate(f"{BASE}?room={created['id']}", created)
+        assert (await chair.control("open_all"))["ok"]
+        cases = [c["id"] for c in chair.state["cases"]][:3]
+        facilitators.append(chair)
+        for i in range(voters_per_room):
+            voter = Voter(created["id"], f"Voter {i}")
+            await voter.connect()
+            voters.append(voter)
+    return Meeting(ids, facilitators, voters, cases)
+
+
+def probe_latencies(seconds: float) -> list[float]:
+    """Requests through the proxy, one every 100 ms: how long each took (None if it failed)."""
+    took: list[float] = []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=10) as http:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                http.get(f"{BASE}/readyz")
+                took.append(time.monotonic() - started)
+            except httpx.HTTPError:
+                took.append(float("inf"))
+            time.sleep(0.1)
+    return took
+
+
+def latency_figures(took: list[float]) -> dict[str, Any]:
+    return {
+        "requests": len(took),
+        "slowest ms": round(max(took) * 1000) if took else None,
+        "over 1 s": sum(t > 1 for t in took),
+        "over 3 s": sum(t > 3 for t in took),
+    }
+
+
+async def main(rooms: int, keep: bool) -> None:
+    prepare_images()
+    compose("down", "-v", "--remove-orphans", check=False)
+    started = time.monotonic()
+    compose("up", "-d")
+    figures["up seconds (healthy)"] = round(time.monotonic() - started + wait_healthy(), 1)
+    say(f"up and healthy in {figures['up seconds (healthy)']} s ({figures['images']})")
+
+    meeting = await open_meeting(rooms, 5)
+    meeting.placement("2 replicas")
+    await meeting.vote_for(3)
+    await meeting.verify("voting")
+
+    # An instance dies (as in a crash: the kernel kills it; Docker's policy restarts it).
+    victim = containers("app")[0]
+    pid = run("docker", "inspect", "-f", "{{.State.Pid}}", victim).strip()
+
+    async def crash() -> list[float]:
+        os.kill(int(pid), 9)
+        return await asyncio.to_thread(probe_latencies, 8)
+
+    took = await meeting.vote_for(2, crash)
+    figures["instance crash"] = latency_figures(took)
+    if figures["instance crash"]["over 3 s"]:
+        raise SystemExit(f"requests stalled after an instance died: {figures['instance crash']}")
+    await meeting.verify("instance crash")
+    wait_healthy()
+    restarted = run("docker", "inspect", "-f", "{{.RestartCount}}", victim).strip()
+    figures["instance crash"]["restarted by its policy"] = restarted != "0"
+
+    # `docker kill` is a stop on purpose: the instance stays down until `up -d`.
+    async def kill() -> list[float]:
+        run("docker", "kill", containers("app")[1])
+        return await asyncio.to_thread(probe_latencies, 8)
+
+    figures["docker kill"] = latency_figures(await meeting.vote_for(2, kill))
+    await meeting.verify("docker kill")
+    compose("up", "-d")
+    wait_healthy()
+
+    async def restart_redis() -> None:
+        compose("restart", "redis")
+
+    await meeting.vote_for(3, restart_redis)
+    wait_healthy()
+    await meeting.verify("Redis restart")
+
+    for replicas in (4, 8):
+        compose("up", "-d", "--scale", f"app={replicas}")
+        compose("restart", "proxy")
+        wait_healthy()
+        await meeting.vote_for(2)
+        await meeting.verify(f"scaled to {replicas}")
+        meeting.placement(f"{replicas} replicas")
+
+    # Back to two, the proxy not restarted: it still has the gone replicas' addresses.
+    compose("up", "-d", "--scale", "app=2")
+    figures["scaled down, proxy not restarted"] = latency_figures(probe_latencies(5))
+    compose("restart", "proxy")
+    wait_healthy()
+    figures["scaled down, proxy restarted"] = latency_figures(probe_latencies(3))
+    await meeting.vote_for(2)
+    await meeting.verify("scaled back to 2")
+
+    compose("down")
+    compose("up", "-d")
+    wait_healthy()
+    await meeting.verify("down and up")
+
+    # The README's backup command, as written.
+    readme = (ROOT / "README.md").read_text()
+    backup = re.search(r"\*\*Backups\*\*: `(.+?)`", readme, flags=re.S)
+    assert backup, "README has no backup command"
+    command = " ".join(backup[1].split()).replace("docker compose", " ".join(COMPOSE))
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(command, shell=True, cwd=folder, env=ENV, check=True)  # noqa: S602
+        archive = Path(folder) / "stackvote-redis.tgz"
+        with tarfile.open(archive) as tar:
+            names = tar.getnames()
+        figures["backup"] = {"bytes": archive.stat().st_size, "files": len(names)}
+        assert any("appendonly" in n for n in names), names
+
+    for member in meeting.facilitators:
+        await member.client.disconnect()
+    for voter in meeting.voters:
+        if voter.member is not None:
+            await voter.member.client.disconnect()
+    if not keep:
+        compose("down", "-v")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rooms", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="leave the deployment running")
+    options = parser.parse_args()
+    socketio.AsyncClient  # noqa: B018 - the test extra is installed
+    asyncio.run(main(options.rooms, options.keep))
