@@ -50,20 +50,13 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def run(*args: str, check: bool = True, timeout: float = 600, stdin: Any = None) -> str:
+def run(*args: str, check: bool = True, timeout: float = 600) -> str:
     done = subprocess.run(
-        args,
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=stdin is None,
-        timeout=timeout,
-        check=False,
-        stdin=stdin,
+        args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{done.stdout}\n{done.stderr}")
-    return done.stdout if isinstance(done.stdout, str) else ""
+    return done.stdout
 
 
 def compose_command() -> list[str]:
@@ -127,11 +120,8 @@ def wait_healthy(timeout: float = 120) -> float:
             ).strip()
             for i in ids
         ]
-        if (
-            ids
-            and all(s in ("running healthy", "running") for s in states)
-            and all(s.endswith("healthy") for s in states)
-        ):
+        # Every service of the file has a health check.
+        if ids and all(state == "running healthy" for state in states):
             return time.monotonic() - started
         time.sleep(1)
     raise SystemExit(f"not healthy within {timeout} s: {compose('ps')}")
