@@ -96,8 +96,10 @@ def prepare_images() -> None:
         say(f"no registry for {sorted(set(absent) - set(pulled))}: building stand-ins")
         run("bash", "deploy/standins/build.sh", timeout=1800)
         figures["images"] = "stand-ins (deploy/standins): Python 3.11, Redis 7.0, nginx 1.22"
+    elif pulled:
+        figures["images"] = "pulled"
     else:
-        figures.setdefault("images", "the official base images")
+        figures["images"] = "present already (see versions)"
     run("scripts/image-wheels")
     started = time.monotonic()
     # No network in the build: everything it installs comes from deploy/wheels/.
@@ -127,6 +129,25 @@ def wait_healthy(timeout: float = 120) -> float:
     raise SystemExit(f"not healthy within {timeout} s: {compose('ps')}")
 
 
+def versions() -> dict[str, str]:
+    """What actually runs (stand-ins differ from the official images: deploy/standins)."""
+
+    def inside(service: str, *command: str) -> str:
+        done = subprocess.run(
+            ["docker", "exec", containers(service)[0], *command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return (done.stdout + done.stderr).strip()
+
+    return {
+        "python": inside("app", "python", "--version"),
+        "redis": inside("redis", "redis-server", "--version").split(" sha=")[0],
+        "nginx": inside("proxy", "nginx", "-v"),
+    }
+
+
 def feed_subscribers(session_ids: list[str]) -> dict[str, int]:
     """How many instances follow each room's channel: 1 when its sockets are together."""
     channels = [f"stackvote:{{{s}}}:feed" for s in session_ids]
@@ -137,15 +158,26 @@ def feed_subscribers(session_ids: list[str]) -> dict[str, int]:
     return {s: int(counts[c]) for s, c in zip(session_ids, channels, strict=True)}
 
 
-def rooms_per_instance() -> list[int]:
+def rooms_by_instance() -> dict[str, int]:
+    """Each app container's rooms (sessions with at least one socket on it), from /metrics."""
     read = (
         "import urllib.request, re; m = urllib.request.urlopen('http://127.0.0.1:8000/metrics')"
         ".read().decode(); print(re.search(r'^stackvote_rooms (\\S+)', m, re.M)[1])"
     )
-    return sorted(
-        int(float(run("docker", "exec", c, "python", "-c", read, check=False).strip() or 0))
+    return {
+        c: int(float(run("docker", "exec", c, "python", "-c", read, check=False).strip() or 0))
         for c in containers("app")
-    )
+    }
+
+
+def rooms_per_instance() -> list[int]:
+    return sorted(rooms_by_instance().values())
+
+
+def busiest_instance() -> str:
+    """The app container with the most rooms: the one whose loss moves the most people."""
+    counts = rooms_by_instance()
+    return max(counts, key=lambda c: counts[c])
 
 
 @dataclass
@@ -160,6 +192,9 @@ class Voter:
     in_flight: dict[str, set[int]] = field(default_factory=dict)
     refusals: int = 0
     reconnects: int = 0
+    # Acknowledged votes since the step began: everyone must be voting again before it ends.
+    fresh_acks: int = 0
+    first_fresh_ack: float = 0
 
     def url(self) -> str:
         return f"{BASE}?room={self.session}"  # as the room page connects
@@ -179,7 +214,9 @@ class Voter:
                     await self.connect()
                 assert self.member is not None
                 self.in_flight.setdefault(case, set()).add(score)
-                ack = await self.member.vote(case, score)
+                ack = await self.member.client.call(
+                    "vote", {"case": case, "score": score}, timeout=3
+                )
             except Exception:  # a dropped connection, a refused connect, a lost answer
                 if self.member is not None:
                     with contextlib.suppress(Exception):
@@ -190,6 +227,9 @@ class Voter:
             if ack.get("ok"):
                 self.acked[case] = score
                 self.in_flight[case] = set()
+                self.fresh_acks += 1
+                if self.fresh_acks == 1:
+                    self.first_fresh_ack = time.monotonic()
             else:
                 self.in_flight[case].discard(score)
                 self.refusals += 1
@@ -223,16 +263,29 @@ class Meeting:
     facilitators: list[Member]
     voters: list[Voter]
     cases: list[str]
+    step_seconds: float | None = None
 
-    async def vote_for(self, seconds: float, during: Any = None) -> Any:
+    async def vote_for(self, seconds: float, during: Any = None, *, within: float = 60) -> Any:
+        """Everyone votes for `seconds` while `during` happens, and on until each voter has had
+        a vote acknowledged since the step began (at most `within` seconds more)."""
         stop = asyncio.Event()
+        for voter in self.voters:
+            voter.fresh_acks = 0
+        started = time.monotonic()
         tasks = [asyncio.create_task(v.vote_until(stop, self.cases)) for v in self.voters]
         try:
             result = await during() if during else None
             await asyncio.sleep(seconds)
+            deadline = time.monotonic() + within
+            while any(v.fresh_acks == 0 for v in self.voters):
+                if time.monotonic() > deadline:
+                    stuck = [v.name for v in self.voters if v.fresh_acks == 0]
+                    raise SystemExit(f"{len(stuck)} voters could not vote again: {stuck[:5]}")
+                await asyncio.sleep(0.2)
         finally:
             stop.set()
             await asyncio.gather(*tasks)
+        self.step_seconds = round(max(v.first_fresh_ack for v in self.voters) - started, 1)
         return result
 
     async def verify(self, step: str) -> None:
@@ -243,8 +296,12 @@ class Meeting:
         figures.setdefault("steps", {})[step] = {
             "acknowledged ballots checked": acked,
             "refusals (retry later)": sum(v.refusals for v in self.voters),
-            "reconnects": sum(v.reconnects for v in self.voters),
+            "voters who had to reconnect": sum(v.reconnects > 0 for v in self.voters),
+            "seconds until the last voter's first acknowledged vote": self.step_seconds,
         }
+        for voter in self.voters:
+            voter.refusals = voter.reconnects = 0
+        self.step_seconds = None
         say(f"{step}: all {acked} acknowledged ballots are stored")
 
     def placement(self, step: str) -> None:
@@ -293,29 +350,46 @@ def probe_latencies(seconds: float) -> list[float]:
 
 
 def latency_figures(took: list[float]) -> dict[str, Any]:
+    answered = [t for t in took if t != float("inf")]
     return {
         "requests": len(took),
-        "slowest ms": round(max(took) * 1000) if took else None,
-        "over 1 s": sum(t > 1 for t in took),
-        "over 3 s": sum(t > 3 for t in took),
+        "failed": len(took) - len(answered),
+        "slowest ms": round(max(answered) * 1000) if answered else None,
+        "over 1 s": sum(t > 1 for t in answered),
+        "over 3 s": sum(t > 3 for t in answered),
     }
 
 
 async def main(rooms: int, keep: bool) -> None:
+    opened: list[Meeting] = []
+    try:
+        await check(rooms, opened)
+    finally:
+        for meeting in opened:
+            await leave(meeting)
+        if not keep:
+            compose("down", "-v", check=False)
+        if figures:
+            print(json.dumps(figures, indent=2), file=sys.stderr)
+
+
+async def check(rooms: int, opened: list[Meeting]) -> None:
     prepare_images()
     compose("down", "-v", "--remove-orphans", check=False)
     started = time.monotonic()
     compose("up", "-d")
     figures["up seconds (healthy)"] = round(time.monotonic() - started + wait_healthy(), 1)
-    say(f"up and healthy in {figures['up seconds (healthy)']} s ({figures['images']})")
+    figures["versions"] = versions()
+    say(f"up and healthy in {figures['up seconds (healthy)']} s: {figures['versions']}")
 
     meeting = await open_meeting(rooms, 5)
+    opened.append(meeting)
     meeting.placement("2 replicas")
     await meeting.vote_for(3)
     await meeting.verify("voting")
 
     # An instance dies (as in a crash: the kernel kills it; Docker's policy restarts it).
-    victim = containers("app")[0]
+    victim = busiest_instance()
     pid = run("docker", "inspect", "-f", "{{.State.Pid}}", victim).strip()
 
     async def crash() -> list[float]:
@@ -324,7 +398,7 @@ async def main(rooms: int, keep: bool) -> None:
 
     took = await meeting.vote_for(2, crash)
     figures["instance crash"] = latency_figures(took)
-    if figures["instance crash"]["over 3 s"]:
+    if figures["instance crash"]["over 3 s"] or figures["instance crash"]["failed"]:
         raise SystemExit(f"requests stalled after an instance died: {figures['instance crash']}")
     await meeting.verify("instance crash")
     wait_healthy()
@@ -333,7 +407,7 @@ async def main(rooms: int, keep: bool) -> None:
 
     # `docker kill` is a stop on purpose: the instance stays down until `up -d`.
     async def kill() -> list[float]:
-        run("docker", "kill", containers("app")[1])
+        run("docker", "kill", busiest_instance())
         return await asyncio.to_thread(probe_latencies, 8)
 
     figures["docker kill"] = latency_figures(await meeting.vote_for(2, kill))
@@ -342,28 +416,37 @@ async def main(rooms: int, keep: bool) -> None:
     wait_healthy()
 
     async def restart_redis() -> None:
-        compose("restart", "redis")
+        await asyncio.to_thread(compose, "restart", "redis")
 
     await meeting.vote_for(3, restart_redis)
     wait_healthy()
     await meeting.verify("Redis restart")
 
+    # Scaling, the proxy left alone: it follows the replicas by itself (deploy/proxy-follow.sh).
     for replicas in (4, 8):
         compose("up", "-d", "--scale", f"app={replicas}")
-        compose("restart", "proxy")
         wait_healthy()
-        await meeting.vote_for(2)
+        took = await meeting.vote_for(8, lambda: asyncio.to_thread(probe_latencies, 8))
+        figures[f"scaled to {replicas}"] = latency_figures(took)
         await meeting.verify(f"scaled to {replicas}")
         meeting.placement(f"{replicas} replicas")
+        if sum(1 for n in rooms_per_instance() if n) < 2:
+            raise SystemExit(f"{replicas} replicas: the new ones get no rooms")
 
-    # Back to two, the proxy not restarted: it still has the gone replicas' addresses.
     compose("up", "-d", "--scale", "app=2")
-    figures["scaled down, proxy not restarted"] = latency_figures(probe_latencies(5))
-    compose("restart", "proxy")
-    wait_healthy()
-    figures["scaled down, proxy restarted"] = latency_figures(probe_latencies(3))
-    await meeting.vote_for(2)
+    took = await meeting.vote_for(8, lambda: asyncio.to_thread(probe_latencies, 8))
+    figures["scaled back to 2"] = latency_figures(took)
+    if figures["scaled back to 2"]["over 3 s"] or figures["scaled back to 2"]["failed"]:
+        raise SystemExit(f"requests stalled after scaling down: {figures['scaled back to 2']}")
     await meeting.verify("scaled back to 2")
+    meeting.placement("back to 2 replicas")
+
+    started = time.monotonic()
+    compose("restart", "proxy")
+    figures["proxy restart seconds"] = round(time.monotonic() - started, 1)
+    wait_healthy()
+    await meeting.vote_for(3)
+    await meeting.verify("proxy restart")
 
     compose("down")
     compose("up", "-d")
@@ -376,21 +459,21 @@ async def main(rooms: int, keep: bool) -> None:
     assert backup, "README has no backup command"
     command = " ".join(backup[1].split()).replace("docker compose", " ".join(COMPOSE))
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run(command, shell=True, cwd=folder, env=ENV, check=True)
+        # Run where a user would (the checkout), writing the archive elsewhere.
+        subprocess.run(command, shell=True, cwd=ROOT, env=ENV, check=True)
+        shutil.move(ROOT / "stackvote-redis.tgz", Path(folder) / "stackvote-redis.tgz")
         archive = Path(folder) / "stackvote-redis.tgz"
         with tarfile.open(archive) as tar:
             names = tar.getnames()
         figures["backup"] = {"bytes": archive.stat().st_size, "files": len(names)}
         assert any("appendonly" in n for n in names), names
 
-    for member in meeting.facilitators:
-        await member.client.disconnect()
-    for voter in meeting.voters:
-        if voter.member is not None:
-            await voter.member.client.disconnect()
-    if not keep:
-        compose("down", "-v")
-    print(json.dumps(figures, indent=2))
+
+async def leave(meeting: Meeting) -> None:
+    members = meeting.facilitators + [v.member for v in meeting.voters if v.member]
+    for member in members:
+        with contextlib.suppress(Exception):
+            await member.client.disconnect()
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -58,6 +60,71 @@ def test_the_proxy_is_the_one_published_port(compose: dict[str, Any]) -> None:
     assert proxy["depends_on"]["app"]["condition"] == "service_healthy"
     conf = NGINX_CONF.read_text()
     assert re.search(r"server app:8000\b", conf) and "listen 8080;" in conf
+
+
+FAKE_NGINX = """#!/bin/sh
+if [ "$1" = "-s" ]; then echo "$2" >> "$NGINX_LOG"; exit 0; fi
+trap 'echo quit >> "$NGINX_LOG"; exit 0' QUIT
+trap 'echo term >> "$NGINX_LOG"; exit 0' TERM
+echo started >> "$NGINX_LOG"
+while :; do sleep 0.05; done
+"""
+FAKE_GETENT = """#!/bin/sh
+[ "$1 $2" = "hosts app" ] && cat "$REPLICAS"
+"""
+
+
+def test_the_proxy_follows_the_replicas(compose: dict[str, Any], tmp_path: Path) -> None:
+    """deploy/proxy-follow.sh (the proxy's command) reloads nginx when Docker's DNS gives a
+    new set of app addresses, keeps nginx's set when the name resolves to nothing, and hands a
+    stop to nginx. Here nginx and getent are stand-ins that write down what they were asked."""
+    proxy = compose["services"]["proxy"]
+    assert proxy["command"] == ["sh", "/etc/nginx/proxy-follow.sh"]
+    assert "./deploy/proxy-follow.sh:/etc/nginx/proxy-follow.sh:ro" in proxy["volumes"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("nginx", FAKE_NGINX), ("getent", FAKE_GETENT)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log, replicas = tmp_path / "nginx.log", tmp_path / "replicas"
+    replicas.write_text("172.31.250.2 app\n172.31.250.3 app\n")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "NGINX_LOG": str(log),
+        "REPLICAS": str(replicas),
+        "STACKVOTE_FOLLOW_SECONDS": "0.1",
+    }
+    script = ROOT / "deploy" / "proxy-follow.sh"
+    follower = subprocess.Popen(
+        ["sh", str(script)], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+    def logged(expected: list[str], within: float = 5) -> None:
+        deadline = time.monotonic() + within
+        while (log.read_text().split() if log.exists() else []) != expected:
+            assert time.monotonic() < deadline, (log.read_text(), expected)
+            time.sleep(0.05)
+
+    try:
+        logged(["started"])
+        time.sleep(0.5)  # the same set, polled a few times: nothing to do
+        logged(["started"])
+        replicas.write_text("172.31.250.3 app\n172.31.250.2 app\n172.31.250.4 app\n")
+        logged(["started", "reload"])
+        replicas.write_text("")  # every replica down, or DNS busy
+        time.sleep(0.5)
+        logged(["started", "reload"])
+        replicas.write_text("172.31.250.4 app\n")
+        logged(["started", "reload", "reload"])
+        follower.send_signal(signal.SIGQUIT)  # docker stop: the image's stop signal
+        assert follower.wait(timeout=5) == 0
+        logged(["started", "reload", "reload", "quit"])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(follower.pid, signal.SIGKILL)  # the script and its nginx
+        _, errors = follower.communicate()
+    assert "replicas now 172.31.250.4 (were 172.31.250.2 172.31.250.3 172.31.250.4 )" in errors
 
 
 def test_the_image_is_small_pinned_and_unprivileged() -> None:
