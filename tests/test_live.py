@@ -202,7 +202,8 @@ async def watch(server: LiveServer, session_id: str) -> Member:
 
 async def test_a_watcher_follows_the_room_without_being_part_of_it(server: LiveServer) -> None:
     created, fay, (ann, bob) = await start(server, voters=2)
-    people = [p["id"] for p in fay.state["participants"]]
+    # The room as the server has it (fay.state may not have seen the last arrival yet).
+    people = [p["id"] for p in (await fay.call("sync"))["participants"]]
     screen = await watch(server, created["id"])
     # Nobody: no welcome, no seat, and its arrival changed nothing others could see.
     assert screen.welcome == {}
