@@ -194,7 +194,9 @@ class Voter:
     reconnects: int = 0
     # Acknowledged votes since the step began: everyone must be voting again before it ends.
     fresh_acks: int = 0
-    first_fresh_ack: float = 0
+    # The longest this voter went without an acknowledged vote in the step, and its last one.
+    longest_gap: float = 0
+    last_ack: float = 0
 
     def url(self) -> str:
         return f"{BASE}?room={self.session}"  # as the room page connects
@@ -228,8 +230,9 @@ class Voter:
                 self.acked[case] = score
                 self.in_flight[case] = set()
                 self.fresh_acks += 1
-                if self.fresh_acks == 1:
-                    self.first_fresh_ack = time.monotonic()
+                now = time.monotonic()
+                self.longest_gap = max(self.longest_gap, now - self.last_ack)
+                self.last_ack = now
             else:
                 self.in_flight[case].discard(score)
                 self.refusals += 1
@@ -266,15 +269,17 @@ class Meeting:
     step_seconds: float | None = None
 
     async def vote_for(self, seconds: float, during: Any = None, *, within: float = 60) -> Any:
-        """Everyone votes for `seconds` while `during` happens, and on until each voter has had
-        a vote acknowledged since the step began (at most `within` seconds more)."""
+        """Everyone votes while `during` happens, `seconds` more, and on until each voter has
+        had a vote acknowledged since `during` ended (at most `within` seconds more)."""
         stop = asyncio.Event()
-        for voter in self.voters:
-            voter.fresh_acks = 0
         started = time.monotonic()
+        for voter in self.voters:
+            voter.fresh_acks, voter.longest_gap, voter.last_ack = 0, 0, started
         tasks = [asyncio.create_task(v.vote_until(stop, self.cases)) for v in self.voters]
         try:
             result = await during() if during else None
+            for voter in self.voters:
+                voter.fresh_acks = 0  # from here on, everyone must vote again
             await asyncio.sleep(seconds)
             deadline = time.monotonic() + within
             while any(v.fresh_acks == 0 for v in self.voters):
@@ -285,7 +290,7 @@ class Meeting:
         finally:
             stop.set()
             await asyncio.gather(*tasks)
-        self.step_seconds = round(max(v.first_fresh_ack for v in self.voters) - started, 1)
+        self.step_seconds = round(max(v.longest_gap for v in self.voters), 1)
         return result
 
     async def verify(self, step: str) -> None:
@@ -297,7 +302,7 @@ class Meeting:
             "acknowledged ballots checked": acked,
             "refusals (retry later)": sum(v.refusals for v in self.voters),
             "voters who had to reconnect": sum(v.reconnects > 0 for v in self.voters),
-            "seconds until the last voter's first acknowledged vote": self.step_seconds,
+            "longest any voter went without an acknowledged vote, s": self.step_seconds,
         }
         for voter in self.voters:
             voter.refusals = voter.reconnects = 0
@@ -387,67 +392,68 @@ async def check(rooms: int, opened: list[Meeting]) -> None:
     meeting.placement("2 replicas")
     await meeting.vote_for(3)
     await meeting.verify("voting")
+    # Each step below happens while everyone votes (in a thread: the clients stay live).
 
     # An instance dies (as in a crash: the kernel kills it; Docker's policy restarts it).
     victim = busiest_instance()
     pid = run("docker", "inspect", "-f", "{{.State.Pid}}", victim).strip()
 
-    async def crash() -> list[float]:
+    def crash() -> list[float]:
         os.kill(int(pid), 9)
-        return await asyncio.to_thread(probe_latencies, 8)
+        took = probe_latencies(8)
+        wait_healthy()
+        return took
 
-    took = await meeting.vote_for(2, crash)
-    figures["instance crash"] = latency_figures(took)
-    if figures["instance crash"]["over 3 s"] or figures["instance crash"]["failed"]:
-        raise SystemExit(f"requests stalled after an instance died: {figures['instance crash']}")
-    await meeting.verify("instance crash")
-    wait_healthy()
+    await step(meeting, "instance crash", crash)
     restarted = run("docker", "inspect", "-f", "{{.RestartCount}}", victim).strip()
     figures["instance crash"]["restarted by its policy"] = restarted != "0"
 
     # `docker kill` is a stop on purpose: the instance stays down until `up -d`.
-    async def kill() -> list[float]:
+    def kill() -> list[float]:
         run("docker", "kill", busiest_instance())
-        return await asyncio.to_thread(probe_latencies, 8)
+        took = probe_latencies(8)
+        compose("up", "-d")
+        wait_healthy()
+        return took
 
-    figures["docker kill"] = latency_figures(await meeting.vote_for(2, kill))
-    await meeting.verify("docker kill")
-    compose("up", "-d")
-    wait_healthy()
+    await step(meeting, "docker kill, then up -d", kill)
 
-    async def restart_redis() -> None:
-        await asyncio.to_thread(compose, "restart", "redis")
+    def restart_redis() -> list[float]:
+        compose("restart", "redis")
+        took = probe_latencies(3)
+        wait_healthy()
+        return took
 
-    await meeting.vote_for(3, restart_redis)
-    wait_healthy()
-    await meeting.verify("Redis restart")
+    await step(meeting, "Redis restart", restart_redis)
 
     # Scaling, the proxy left alone: it follows the replicas by itself (deploy/proxy-follow.sh).
+    def scale(replicas: int) -> Any:
+        def scaling() -> list[float]:
+            compose("up", "-d", "--scale", f"app={replicas}")
+            wait_healthy()
+            return probe_latencies(8)
+
+        return scaling
+
     for replicas in (4, 8):
-        compose("up", "-d", "--scale", f"app={replicas}")
-        wait_healthy()
-        took = await meeting.vote_for(8, lambda: asyncio.to_thread(probe_latencies, 8))
-        figures[f"scaled to {replicas}"] = latency_figures(took)
-        await meeting.verify(f"scaled to {replicas}")
+        await step(meeting, f"scaled to {replicas}", scale(replicas))
         meeting.placement(f"{replicas} replicas")
         if sum(1 for n in rooms_per_instance() if n) < 2:
             raise SystemExit(f"{replicas} replicas: the new ones get no rooms")
-
-    compose("up", "-d", "--scale", "app=2")
-    took = await meeting.vote_for(8, lambda: asyncio.to_thread(probe_latencies, 8))
-    figures["scaled back to 2"] = latency_figures(took)
-    if figures["scaled back to 2"]["over 3 s"] or figures["scaled back to 2"]["failed"]:
-        raise SystemExit(f"requests stalled after scaling down: {figures['scaled back to 2']}")
-    await meeting.verify("scaled back to 2")
+    await step(meeting, "scaled back to 2", scale(2))
     meeting.placement("back to 2 replicas")
 
-    started = time.monotonic()
-    compose("restart", "proxy")
-    figures["proxy restart seconds"] = round(time.monotonic() - started, 1)
-    wait_healthy()
-    await meeting.vote_for(3)
-    await meeting.verify("proxy restart")
+    def restart_proxy() -> list[float]:
+        started = time.monotonic()
+        compose("restart", "proxy")
+        figures["proxy restart seconds"] = round(time.monotonic() - started, 1)
+        took = probe_latencies(3)
+        wait_healthy()
+        return took
 
+    await step(meeting, "proxy restart", restart_proxy, probe_limit=False)
+
+    # Everything down and up again: nobody can vote meanwhile, then everyone is back.
     compose("down")
     compose("up", "-d")
     wait_healthy()
@@ -467,6 +473,18 @@ async def check(rooms: int, opened: list[Meeting]) -> None:
             names = tar.getnames()
         figures["backup"] = {"bytes": archive.stat().st_size, "files": len(names)}
         assert any("appendonly" in n for n in names), names
+
+
+async def step(
+    meeting: Meeting, name: str, happen: Any, *, probe_limit: bool = True, seconds: float = 2
+) -> None:
+    """`happen` (in a thread, returning request latencies through the proxy) while everyone
+    votes; then every acknowledged vote must be stored."""
+    took = await meeting.vote_for(seconds, lambda: asyncio.to_thread(happen))
+    figures[name] = latency_figures(took)
+    if probe_limit and (figures[name]["over 3 s"] or figures[name]["failed"]):
+        raise SystemExit(f"{name}: requests through the proxy stalled: {figures[name]}")
+    await meeting.verify(name)
 
 
 async def leave(meeting: Meeting) -> None:
