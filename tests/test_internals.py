@@ -115,3 +115,49 @@ def test_the_fast_path_is_taken_when_everything_is_there() -> None:
         "stock", events=["vote"], charge=lambda sid: None, limits=limits
     ).fast
     assert Settings(connections="stock").validated().connections == "stock"
+
+
+@pytest.mark.parametrize(
+    ("module", "attribute", "stand_in"),
+    [
+        ("uvicorn.protocols.websockets.websockets_sansio_impl", "queue", "Mailbox"),
+        ("uvicorn.protocols.websockets.websockets_sansio_impl", "writable", "Flag"),
+        ("engineio.async_socket", "queue", "Mailbox"),
+    ],
+)
+def test_the_light_queue_and_flag_offer_all_the_libraries_use(
+    module: str, attribute: str, stand_in: str
+) -> None:
+    """uvicorn's connections and Engine.IO's sockets get a Mailbox for their queue and a Flag for
+    uvicorn's `writable` event (server.sio.mailbox): whatever the installed versions call on
+    them must be there."""
+    import importlib
+    import inspect
+    import re
+
+    from server.sio import mailbox
+
+    source = inspect.getsource(importlib.import_module(module))
+    called = set(re.findall(rf"\.{attribute}\.(\w+)", source))
+    assert called, f"{module} no longer uses .{attribute}: is the stand-in still needed?"
+    offered = {name for name in dir(getattr(mailbox, stand_in)) if not name.startswith("_")}
+    assert called <= offered, f"{module} calls {sorted(called - offered)} on its {attribute}"
+
+
+async def test_the_flag_wakes_its_waiters_as_an_event_does() -> None:
+    import asyncio
+
+    from server.sio.mailbox import Flag
+
+    flag = Flag()
+    assert not flag.is_set()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    waiters[0].cancel()  # a waiter that gives up leaves nothing behind
+    await asyncio.sleep(0)
+    flag.set()
+    assert await asyncio.gather(*waiters[1:]) == [True, True]
+    assert flag.is_set() and await flag.wait()
+    flag.clear()
+    assert not flag.is_set()

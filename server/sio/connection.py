@@ -35,6 +35,7 @@ from server import i18n
 from server.edge import OpenPerAddress, drain
 from server.sio import wire
 from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, DOOR, QUEUE_LIMIT
+from server.sio.wheel import Wheel
 from server.throttle import FrameBudget, Refills
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Gatekeeper(Protocol):
     max_backlog_total: int
     open_per_address: OpenPerAddress
     handle_message: Callable[[str, str], Awaitable[None]]
+    # Every connection's ping and pong deadline (server.sio.wheel).
+    wheel: Wheel
 
     def too_many_bad(self, eio_sid: str, why: str) -> bool: ...
 
@@ -106,6 +109,8 @@ def connection_class(server: Gatekeeper) -> type:
         backlog = 0
         # Closes the connection unless it joins the namespace in time.
         connect_due: asyncio.TimerHandle | None = None
+        # Writes what had to be queued; runs only while something is (see `write_all`).
+        writer: asyncio.Future[None] | None = None
 
         def __init__(self, handler: Any, eio_server: Any) -> None:
             super().__init__(handler, eio_server)
@@ -164,7 +169,9 @@ def connection_class(server: Gatekeeper) -> type:
             else:
                 del socket.schedule_ping  # Engine.IO's own, then
                 socket.schedule_ping()
-            writer = asyncio.ensure_future(self.write_all())
+            socket.queue.on_put = self._start_writer
+            if not socket.queue.empty():
+                self._start_writer()  # Engine.IO's open packet, queued before this
             limit = eio.max_http_buffer_size
             message = server.handle_message
             budget = FrameBudget(server.frame_rates, server.strike_rates)
@@ -213,9 +220,10 @@ def connection_class(server: Gatekeeper) -> type:
                 server.backlog_total -= self.backlog
                 self.backlog = 0
                 self.joined()
-                await socket.queue.put(None)  # lets the writer finish
+                await socket.queue.put(None)  # the writer closes the connection
                 with contextlib.suppress(Exception):
-                    await writer
+                    if self.writer is not None:
+                        await self.writer
                 await socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
                 if framing is None:
                     await drain(self.asgi_receive)  # (another ASGI server than uvicorn)
@@ -268,12 +276,17 @@ def connection_class(server: Gatekeeper) -> type:
             self.hang_up("not reading", drop=True)
             return True
 
+        def _start_writer(self) -> None:
+            if self.writer is None or self.writer.done():
+                self.writer = asyncio.ensure_future(self.write_all())
+
         async def write_all(self) -> None:
-            """Whatever is queued for this socket, in order (queued packets are rare: only what
-            could not be written at once, see `send_packet`)."""
+            """Whatever is queued for this socket, in order, then it ends (queued packets are
+            rare: only what could not be written at once, see `send_packet`; an idle
+            connection holds no writer task). None in the queue: close the connection."""
             queue = self.socket.queue
-            while True:
-                pkt = await queue.get()
+            while not queue.empty():
+                pkt = queue.get_nowait()
                 queue.task_done()
                 if pkt is None:
                     break
@@ -281,6 +294,9 @@ def connection_class(server: Gatekeeper) -> type:
                     await self.send(pkt.encode())
                 except Exception:  # the client went away mid-write
                     break
+            else:
+                self.writer = None  # (a finished task would be kept for nothing)
+                return
             await self.close()
 
         async def send_packet(self, pkt: Any) -> None:
@@ -295,8 +311,7 @@ def connection_class(server: Gatekeeper) -> type:
                 return
             if pkt.packet_type == eio_packet.PING:
                 # Engine.IO's rule: a pong within ping_timeout, or the client is gone.
-                loop = asyncio.get_running_loop()
-                loop.call_later(socket.server.ping_timeout, self._pong_due)
+                server.wheel.call_later(socket.server.ping_timeout, self._pong_due)
             framing = self.framing
             if framing is not None and socket.queue.empty() and framing.open_for_frames():
                 encoded = pkt.encode()
@@ -329,8 +344,7 @@ def connection_class(server: Gatekeeper) -> type:
             if not socket.last_ping:
                 return
             socket.last_ping = None
-            loop = asyncio.get_running_loop()
-            loop.call_later(socket.server.ping_interval, self._ping)
+            server.wheel.call_later(socket.server.ping_interval, self._ping)
 
         def _ping(self) -> None:
             socket = self.socket

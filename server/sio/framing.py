@@ -13,7 +13,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from server.sio.mailbox import Mailbox
+from server.sio.mailbox import Flag, Mailbox
 from server.sio.outlet import DOOR
 
 # Messages from one client waiting for the app, beyond which reading that client pauses.
@@ -27,6 +27,8 @@ class FramingProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Mailbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -49,8 +51,14 @@ class FramingProtocol(WebSocketsSansIOProtocol):
 
     def start_keepalive(self) -> None:
         # Called once the handshake is answered: the request and the response are not needed
-        # any more (a thousand idle connections would keep ~3 KiB of headers each).
+        # any more (a thousand idle connections would keep ~3 KiB of headers each). Their
+        # headers are emptied, not only let go: websockets' parser keeps the request for the
+        # connection's life (a local of its parsing generator).
         super().start_keepalive()
+        for message in (self.request, self.response):
+            headers = getattr(message, "headers", None)
+            if headers is not None:
+                headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
 
     def open_for_frames(self) -> bool:

@@ -29,6 +29,7 @@ from server.sio.connection import FastOutlet, connection_class
 from server.sio.front import Front, refuse_unreadable
 from server.sio.mailbox import Mailbox
 from server.sio.outlet import DOOR, Outlet
+from server.sio.wheel import Wheel
 from server.throttle import SLOW_DOWN
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class GatedServer(Front):
         # socket's outgoing packets wait in a light queue.
         self.eio._async = {**self.eio._async, "websocket": connection_class(self)}
         self.eio.create_queue = Mailbox
+        # Pings and pong deadlines of every connection, on one loop timer.
+        self.wheel = Wheel(resolution=min(0.1, float(self.eio.ping_interval) / 20))
 
     # --- what the app asks
 
