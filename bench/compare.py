@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,8 @@ from bench.procs import (  # noqa: E402
 from tests.live import GENEROUS_LIMITS, LiveServer, free_port, stop_process, wait_ready  # noqa: E402
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
+# Where --profile puts each stackvote server's py-spy samples (None: no profiling).
+PROFILE_DIR: Path | None = None
 MiB = 1024 * 1024
 
 
@@ -182,6 +185,30 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
             }
 
         mark("start")
+        profilers = []
+        if PROFILE_DIR is not None and kind == "stackvote":
+            # py-spy on the generator's core: these runs are for the profile, not the ratios.
+            with pinned(GENERATOR_CORE):
+                profilers = [
+                    subprocess.Popen(
+                        [
+                            "py-spy",
+                            "record",
+                            "-r",
+                            "250",
+                            "-f",
+                            "raw",
+                            "--pid",
+                            str(pid),
+                            "-o",
+                            str(PROFILE_DIR / f"{scenario.name}-{name}.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for name, pid in running.pids.items()
+                    if name in app
+                ]
         log = tmp / f"generator-{scenario.name}-{kind}.log"
         with pinned(GENERATOR_CORE):
             generator = subprocess.Popen(
@@ -193,6 +220,9 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
             )
         result = follow_generator(generator, mark, log, f"{scenario.name} on {kind}")
         result["marks"] = marks
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled
+            profiler.wait(timeout=60)
         return result
 
 
@@ -302,7 +332,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few rooms, seconds each (CI)")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--out", default="", help="write every raw result as JSON here")
+    parser.add_argument(
+        "--profile", default="", help="py-spy each stackvote server into this folder (raw)"
+    )
     options = parser.parse_args()
+    global PROFILE_DIR
+    if options.profile:
+        PROFILE_DIR = Path(options.profile).resolve()
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     if os.cpu_count() is None or len(os.sched_getaffinity(0)) < 2:
         print("note: fewer than 2 cores; servers and generator will share one", flush=True)
     raise_on_sigterm()

@@ -290,8 +290,15 @@ def connection_class(server: Gatekeeper) -> type:
                 queue.task_done()
                 if pkt is None:
                     break
+                encoded = pkt.encode()
+                framing = self.framing
+                if framing is not None and isinstance(encoded, str) and framing.open_for_frames():
+                    # (Engine.IO's open packet, queued before the door was there, goes this
+                    # way: the ASGI send costs several times the write.)
+                    framing.write_frame(wire.websocket_frame(encoded.encode()))
+                    continue
                 try:
-                    await self.send(pkt.encode())
+                    await self.send(encoded)
                 except Exception:  # the client went away mid-write
                     break
             else:
