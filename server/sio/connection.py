@@ -224,6 +224,7 @@ def connection_class(server: Gatekeeper) -> type:
                 with contextlib.suppress(Exception):
                     if self.writer is not None:
                         await self.writer
+                socket.queue.on_put = None  # nothing more to write
                 await socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
                 if framing is None:
                     await drain(self.asgi_receive)  # (another ASGI server than uvicorn)
