@@ -58,6 +58,10 @@ class Door(Protocol):
 
     def hang_up(self, why: str, drop: bool = False) -> None: ...
 
+    def detach(self, task: asyncio.Future[None]) -> None: ...
+
+    def finished(self) -> None: ...
+
 
 class Gatekeeper(Protocol):
     """What a connection asks of the Socket.IO server it serves (server.sio.gate)."""
@@ -129,6 +133,7 @@ def connection_class(server: Gatekeeper) -> type:
                     await self.socket.close(wait=False, abort=True)
                 return ""
             server.websockets[self.eio_sid] = self
+            detached = False
             try:
                 await self.asgi_send({"type": "websocket.accept"})
                 if self.socket is None or self.socket.connected:
@@ -137,11 +142,34 @@ def connection_class(server: Gatekeeper) -> type:
                 else:
                     scope = environ.get("asgi.scope", {})
                     _forget_the_request(environ)
-                    await self.serve(scope.get("extensions", {}).get(DOOR))
+                    door = scope.get("extensions", {}).get(DOOR)
+                    if door is None:
+                        await self.serve(None)
+                    else:
+                        # One task holds the read loop; the calls that led here return.
+                        door.detach(asyncio.ensure_future(self.serve_detached(door, counted)))
+                        detached = True
                 return ""
+            finally:
+                if not detached:
+                    server.websockets.pop(self.eio_sid, None)
+                    server.open_per_address.leave(counted)
+
+        async def serve_detached(self, door: Door, counted: Any) -> None:
+            """`serve`, in a task of its own, then what the ASGI calls would have done after
+            it: forget the connection, and close it."""
+            socket = self.socket
+            try:
+                await self.serve(door)
+            except Exception:
+                log.exception("serving connection %s failed", self.eio_sid)
             finally:
                 server.websockets.pop(self.eio_sid, None)
                 server.open_per_address.leave(counted)
+                sockets = socket.server.sockets
+                if socket.closed and sockets.get(self.eio_sid) is socket:
+                    del sockets[self.eio_sid]  # (Engine.IO's connect does this on return)
+                door.finished()
 
         async def wait(self) -> Any:
             frame = await super().wait()

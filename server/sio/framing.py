@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from server.sio.mailbox import Flag, Mailbox
@@ -22,7 +23,11 @@ PAUSE_READING_AT = 32
 
 class FramingProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, offering the app a way to write a frame that was
-    built once for many connections (through the ASGI scope's extensions)."""
+    built once for many connections (through the ASGI scope's extensions), and to go on
+    serving the connection after its ASGI call has returned (`detach`)."""
+
+    # The app serves this connection from a task of its own (see `detach`).
+    detached = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,6 +65,38 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             if headers is not None:
                 headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
+
+    def detach(self, task: asyncio.Future[None]) -> None:
+        """The app's read loop goes on in `task`, and the ASGI call that started it returns:
+        the chain of coroutines that led to it (the middleware, Engine.IO's request handling,
+        ~5 KiB a connection) is let go. The connection stays open until the task ends, and
+        uvicorn's shutdown waits for the task as for its own."""
+        self.detached = True
+        self.tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self.tasks.discard)
+
+    def finished(self) -> None:
+        """The detached task ended: close, as uvicorn does when an ASGI call returns."""
+        if self.close_timer is None and not self.transport.is_closing():
+            self.transport.close()
+
+    async def run_asgi(self) -> None:
+        # uvicorn's own, except that a detached connection stays open when the call returns.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and not self.detached:
+            self.transport.close()
 
     def open_for_frames(self) -> bool:
         """Whether a frame written now goes out in order and is not piling up."""

@@ -86,6 +86,14 @@ INTERNALS: tuple[Internal, ...] = (
              "drops the handshake's headers once answered"),
     Internal("uvicorn", "uvicorn.protocols.websockets.websockets_sansio_impl:"
              "WebSocketsSansIOProtocol", "keepalive_timeout", "closes a socket with no pong"),
+    Internal("uvicorn", "uvicorn.protocols.websockets.websockets_sansio_impl:"
+             "WebSocketsSansIOProtocol", "run_asgi",
+             "replaced so a detached connection stays open when its ASGI call returns (it "
+             "calls the app with the scope handle_connect made, as uvicorn's does)"),
+    Internal("uvicorn", "uvicorn.protocols.websockets.websockets_sansio_impl:"
+             "WebSocketsSansIOProtocol", "send_500_response", "as run_asgi answers a failure"),
+    Internal("uvicorn", "uvicorn.protocols:utils", "ClientDisconnected",
+             "what run_asgi lets pass"),
     *(
         Internal("uvicorn", "uvicorn.protocols.websockets.websockets_sansio_impl:"
                  "WebSocketsSansIOProtocol()", name, why)
@@ -98,6 +106,10 @@ INTERNALS: tuple[Internal, ...] = (
             ("close_sent", "no frames after a close"),
             ("disconnected", "no frames after the client left"),
             ("writable", "no frames while the transport is paused"),
+            ("tasks", "uvicorn's shutdown waits for a detached connection's task"),
+            ("close_timer", "set once a close is under way (then uvicorn closes)"),
+            ("app", "what run_asgi calls"),
+            ("logger", "where run_asgi reports a failure"),
         )
     ),
     Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol",
