@@ -92,7 +92,9 @@ class Store(abc.ABC):
     Conflict and stores nothing. A write that changes only a few ballots writes only those.
     """
 
-    _turns: weakref.WeakValueDictionary[str, asyncio.Lock]  # update()'s queue per session
+    def __init__(self) -> None:
+        # update()'s queue per session (a lock lives while someone waits for or holds it).
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @abc.abstractmethod
     async def create(self, session: Session) -> None:
@@ -126,13 +128,9 @@ class Store(abc.ABC):
             return await self._update(session_id, change)
 
     def _turn(self, session_id: str) -> asyncio.Lock:
-        try:
-            turns = self._turns
-        except AttributeError:
-            turns = self._turns = weakref.WeakValueDictionary()
-        lock = turns.get(session_id)
+        lock = self._turns.get(session_id)
         if lock is None:
-            lock = turns[session_id] = asyncio.Lock()
+            lock = self._turns[session_id] = asyncio.Lock()
         return lock
 
     async def _update(self, session_id: str, change: Change) -> Updated:

@@ -26,6 +26,7 @@ class MemoryStore(Store):
         max_sessions: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         # Least recently changed first.
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         # Join code -> session id, for the sessions held.

@@ -212,6 +212,7 @@ class RedisStore(Store):
         channels: str = "room",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.url = url
         self.target = urls.parse(url)
         self.cluster = self.target.kind == "cluster"

@@ -156,6 +156,7 @@ class SqliteStore(Store):
         max_sessions: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.path = path
         self._lock = take_lock(path)
         try:
