@@ -309,7 +309,8 @@ class Meeting:
         self.step_seconds = None
         say(f"{step}: all {acked} acknowledged ballots are stored")
 
-    def placement(self, step: str) -> None:
+    def placement(self, step: str) -> list[int]:
+        """Every room on one instance (or the check ends); the rooms each instance holds."""
         followers = feed_subscribers(self.rooms)
         spread = {s: n for s, n in followers.items() if n != 1}
         per_instance = rooms_per_instance()
@@ -320,6 +321,7 @@ class Meeting:
         if spread:
             raise SystemExit(f"{step}: rooms spread over instances: {spread}")
         say(f"{step}: every room on one instance; rooms per instance {per_instance}")
+        return per_instance
 
 
 async def open_meeting(rooms: int, voters_per_room: int) -> Meeting:
@@ -437,8 +439,7 @@ async def check(rooms: int, opened: list[Meeting]) -> None:
 
     for replicas in (4, 8):
         await step(meeting, f"scaled to {replicas}", scale(replicas))
-        meeting.placement(f"{replicas} replicas")
-        if sum(1 for n in rooms_per_instance() if n) < 2:
+        if sum(1 for n in meeting.placement(f"{replicas} replicas") if n) < 2:
             raise SystemExit(f"{replicas} replicas: the new ones get no rooms")
     await step(meeting, "scaled back to 2", scale(2))
     meeting.placement("back to 2 replicas")
