@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 import uvicorn
 from redis.exceptions import RedisError
@@ -39,26 +40,9 @@ def check_redis(url: str) -> str | None:
     return None
 
 
-def run(settings: Settings) -> int:
-    logs.configure(settings.log_level, settings.log_format)
-    if settings.redis_url and settings.uses_redis:
-        problem = check_redis(settings.redis_url)
-        if problem:
-            print(f"stackvote: {problem}", file=sys.stderr)
-            return 2
-    try:
-        app = create_app(settings)
-    except SettingsError as exc:  # the data directory in use by another server, say
-        print(f"stackvote: {exc}", file=sys.stderr)
-        return 2
-    if settings.store_kind == "sqlite":
-        log.info("sessions are kept in %s", settings.sqlite_path)
-    elif settings.store_kind == "memory":
-        log.warning("sessions are kept in memory only: a restart forgets them")
-    path: sio.Choice = "stock" if settings.connections == "stock" else "auto"
-    print(f"stackvote is listening on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(
-        app,
+def uvicorn_options(settings: Settings, path: sio.Choice) -> dict[str, Any]:
+    """How `stackvote serve` runs uvicorn (tests run the app in-process the same way)."""
+    return dict(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -81,4 +65,25 @@ def run(settings: Settings) -> int:
         # decides that, the same way under any ASGI server.
         proxy_headers=False,
     )
+
+
+def run(settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    if settings.redis_url and settings.uses_redis:
+        problem = check_redis(settings.redis_url)
+        if problem:
+            print(f"stackvote: {problem}", file=sys.stderr)
+            return 2
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # the data directory in use by another server, say
+        print(f"stackvote: {exc}", file=sys.stderr)
+        return 2
+    if settings.store_kind == "sqlite":
+        log.info("sessions are kept in %s", settings.sqlite_path)
+    elif settings.store_kind == "memory":
+        log.warning("sessions are kept in memory only: a restart forgets them")
+    path: sio.Choice = "stock" if settings.connections == "stock" else "auto"
+    print(f"stackvote is listening on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(app, **uvicorn_options(settings, path))
     return 0

@@ -15,8 +15,8 @@ import uvicorn
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from server import sio
 from server.app import create_app
+from server.serve import uvicorn_options
 from server.settings import Settings
 from tests.live import create_session, free_port
 
@@ -30,22 +30,18 @@ def socketio_server(app: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def running() -> AsyncIterator[tuple[str, Any, uvicorn.Server]]:
-    settings = Settings(
-        redis_url="memory://", limit_creates="1000/minute", limit_connects="1000/minute"
-    )
-    app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(
-        app,
+    settings = Settings(
+        redis_url="memory://",
+        limit_creates="1000/minute",
+        limit_connects="1000/minute",
         host="127.0.0.1",
         port=port,
-        log_config=None,
         log_level="warning",
-        http=sio.http_protocol(10.0),
-        ws=sio.websocket_protocol(),
-        ws_ping_interval=None,
-        timeout_graceful_shutdown=10,
     )
+    app = create_app(settings)
+    # As `stackvote serve` runs it, in this process.
+    config = uvicorn.Config(app, **uvicorn_options(settings, "auto"))
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:
