@@ -198,8 +198,7 @@ def connection_class(server: Gatekeeper) -> type:
                 del socket.schedule_ping  # Engine.IO's own, then
                 socket.schedule_ping()
             socket.queue.on_put = self._start_writer
-            if not socket.queue.empty():
-                self._start_writer()  # Engine.IO's open packet, queued before this
+            self._write_queued()  # Engine.IO's open packet, queued before this
             limit = eio.max_http_buffer_size
             message = server.handle_message
             budget = FrameBudget(server.frame_rates, server.strike_rates)
@@ -304,6 +303,21 @@ def connection_class(server: Gatekeeper) -> type:
             log.warning("closing connection %s: it does not read what it is sent", self.eio_sid)
             self.hang_up("not reading", drop=True)
             return True
+
+        def _write_queued(self) -> None:
+            """What was queued before the connection was served (Engine.IO's open packet):
+            written at once if the door takes it, else by the writer."""
+            queue = self.socket.queue
+            framing = self.framing
+            while framing is not None and not queue.empty() and framing.open_for_frames():
+                pkt = queue.peek()
+                if pkt is None or pkt.binary:
+                    break
+                queue.get_nowait()
+                queue.task_done()
+                framing.write_frame(wire.websocket_frame(pkt.encode().encode()))
+            if not queue.empty():
+                self._start_writer()
 
         def _start_writer(self) -> None:
             if self.writer is None or self.writer.done():

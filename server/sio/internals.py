@@ -57,6 +57,19 @@ INTERNALS: tuple[Internal, ...] = (
     Internal("socketio", "engineio:AsyncServer()", "create_queue",
              "replaced so each socket's queue is a light Mailbox"),
     Internal("socketio", "engineio:AsyncServer()", "sockets", "a connection's Engine.IO socket"),
+    *(
+        Internal("socketio", "engineio:AsyncServer()", name, why)
+        for name, why in (
+            ("generate_id", "a new WebSocket's session id (server.sio.gate opens it)"),
+            ("start_service_task", "a handshake Engine.IO would start its monitor in"),
+            ("cors_allowed_origins", "which handshakes the gate opens itself"),
+            ("_cors_allowed_origins", "checks a handshake's origin as Engine.IO does"),
+            ("ping_interval_grace_period", "in the open packet"),
+            ("max_http_buffer_size", "in the open packet"),
+        )
+    ),
+    Internal("socketio", "engineio.async_socket:AsyncSocket()", "_websocket_handler",
+             "what a WebSocket connection is made with, as Engine.IO's upgrade makes it"),
     Internal("socketio", "engineio.async_drivers.asgi:WebSocket", "wait",
              "reads a frame (checked before Engine.IO decodes it)"),
     Internal("socketio", "engineio.async_drivers.asgi:WebSocket", "send", "writes a frame"),

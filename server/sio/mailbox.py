@@ -44,6 +44,12 @@ class Mailbox:
     async def put(self, item: Any) -> None:
         self.put_nowait(item)
 
+    def peek(self) -> Any:
+        """The item `get_nowait` would take, left in place."""
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items[0]
+
     def get_nowait(self) -> Any:
         if not self._items:
             raise asyncio.QueueEmpty
