@@ -269,6 +269,7 @@ def summarise(result: dict[str, Any]) -> dict[str, float | int | str]:
     problems = {
         "failed connections": result["connections"]["failed"],
         "votes refused": refused,
+        "controls never taken": result.get("controls", {}).get("failed", 0),
         "votes unanswered": result["votes"]["timeouts"],
         "clients out of step": check.get("mismatched", 0),
         "rooms whose results ≠ acked votes": check.get("results_wrong", 0),

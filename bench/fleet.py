@@ -342,6 +342,7 @@ def problems(result: dict[str, Any]) -> dict[str, int]:
     return {
         "failed connections": result["connections"]["failed"],
         "votes refused": sum(result["votes"]["refused"].values()),
+        "controls never taken": result.get("controls", {}).get("failed", 0),
         "votes unanswered": result["votes"]["timeouts"],
         "clients not at the server's version": check.get("mismatched", 0),
         "of which behind it": check.get("behind", 0),
@@ -389,6 +390,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         if not any(found.values())
         else "NO: " + ", ".join(f"{k} {v}" for k, v in found.items() if v),
         "refusals": result["votes"]["refused"],
+        "control_refusals": result.get("controls", {}).get("refused", {}),
         "gaps": sum(r["gaps"] for r in rows),
     }
 
@@ -426,6 +428,9 @@ def detail(config: Config, summary: dict[str, Any]) -> str:
     if summary["refusals"]:
         reasons = "; ".join(f'{n:,} "{why}"' for why, n in summary["refusals"].items())
         lines[-1] += f" Refused: {reasons}"
+    if summary["control_refusals"]:
+        reasons = "; ".join(f'{n:,} "{why}"' for why, n in summary["control_refusals"].items())
+        lines[-1] += f" Controls turned away (sent again): {reasons}"
     return "\n".join(lines)
 
 

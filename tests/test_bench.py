@@ -40,3 +40,92 @@ def test_the_side_by_side_bench_runs_every_scenario_and_checks_itself() -> None:
     # naive reference is only expected to be slow, and at this size it is not even that.
     assert "NO:" not in out
     assert "| AOF bytes per vote |" in out
+
+
+def _run(votes: int, messages: int, cpu: dict[str, float], **extra: object) -> dict[str, object]:
+    """A result as compare.py and fleet.py write it, with these voting-window figures."""
+    marks = {
+        name: {"cpu": c, "at": at, "rss": rss, "redis_cpu": r}
+        for name, c, at, rss, r in (
+            ("connect", 0.0, 0.0, 0.0, 0.0),
+            ("seated", cpu["seated"], 5.0, cpu.get("rss", 0.0), 0.0),
+            ("vote", cpu["seated"], 6.0, 0.0, 0.0),
+            ("vote-end", cpu["seated"] + cpu["vote"], 36.0, 0.0, cpu.get("redis", 0.0)),
+            ("idle", 1.0, 6.0, 0.0, 0.0),
+            ("idle-end", 1.0 + cpu.get("idle", 0.0), 16.0, 0.0, 0.0),
+        )
+    }
+    return {
+        "votes": {"ok": votes},
+        "connections": {"ok": 100},
+        "per_server": [{"vote_messages": messages}],
+        "marks": marks,
+        **extra,
+    }
+
+
+def _fleet(
+    store: str, instances: int, votes: int, messages: int, vote_cpu: float, redis_cpu: float = 0.0
+) -> dict[str, object]:
+    run = _run(votes, messages, {"seated": 0.2, "vote": vote_cpu, "redis": redis_cpu})
+    marks = run["marks"]
+    assert isinstance(marks, dict)
+    for mark in marks.values():  # fleet.py: CPU per instance, split evenly here
+        mark["cpu"] = {f"instance {i}": mark["cpu"] / instances for i in range(instances)}
+    run["config"] = {"store": store, "instances": instances, "channels": "room"}
+    return run
+
+
+def test_the_capacity_model_recovers_the_costs_it_is_given() -> None:
+    """bench/capacity.py's fit on figures made with known costs: 300 µs a vote, 30 µs a
+    message, and Redis adding 100 µs to the instance and 80 µs to itself per vote."""
+    from bench import capacity
+
+    def cpu(votes: int, messages: int, extra: float = 0.0) -> float:
+        return votes * (300e-6 + extra) + messages * 30e-6
+
+    compare = {
+        "rooms": {
+            "stackvote": _run(30_000, 240_000, {"seated": 2.0, "vote": cpu(30_000, 240_000)})
+        },
+        "storm": {"stackvote": _run(3_000, 150_000, {"seated": 1.0, "vote": cpu(3_000, 150_000)})},
+        "idle": {
+            "stackvote": _run(
+                0, 0, {"seated": 0.08, "vote": 0.0, "idle": 0.01, "rss": 100 * 16 * 1024}
+            )
+        },
+    }
+    fleet = [
+        _fleet("memory", 1, 15_000, 160_000, cpu(15_000, 160_000)),
+        _fleet("memory", 4, 15_000, 160_000, cpu(15_000, 160_000) * 1.1),
+        _fleet("redis", 1, 15_000, 160_000, cpu(15_000, 160_000, 100e-6), 15_000 * 80e-6),
+        _fleet("redis", 2, 15_000, 160_000, cpu(15_000, 160_000, 100e-6)),
+    ]
+    costs = capacity.fit(compare, fleet)
+    assert round(costs.vote_s * 1e6) == 300
+    assert round(costs.message_s * 1e6) == 30
+    assert round(costs.redis_app_vote_s * 1e6) == 100
+    assert round(costs.redis_vote_s * 1e6) == 80
+    assert round(costs.join_s * 1e3, 2) == 0.8  # 0.08 s for 100 people
+    assert round(costs.connection_bytes) == 16 * 1024
+    # The check: exact where the runs follow the costs, 10 % off where they do not.
+    errors = {
+        label: predicted / measured - 1
+        for label, predicted, measured in capacity.check(costs, fleet)
+    }
+    assert abs(errors["memory, 1 instance(s)"]) < 1e-9
+    assert abs(errors["redis, 2 instance(s)"]) < 1e-9
+    assert round(errors["memory, 4 instance(s)"], 3) == round(1 / 1.1 - 1, 3)
+    # The model: rooms of 100, a vote each every 20 s: 5 votes and 5 deltas to 100 people a
+    # second per room, 5 * 400 µs + 500 * 30 µs = 17 ms of CPU a second (+ pings).
+    workload = capacity.Workload(10_000, 100, 20.0, 0.1, 0.7, 80 * 1024)
+    rows = dict(capacity.model(costs, workload))
+    assert rows["connections"] == "1,000,000"
+    assert rows["votes/s (fleet)"] == "50,000"
+    assert rows["messages/s (fleet)"] == "5,000,000"
+    # Redis: 50,000 votes/s at 80 µs is 4 cores, 6 primaries at most 70 % busy.
+    assert rows["Redis CPU (cores)"] == "4.0"
+    assert rows["Redis Cluster primaries"] == "6"
+    # Per core: 0.7 / (17 ms + 100 people's pings) rooms.
+    pings = 100 * 0.01 / 10 / 100
+    assert rows["rooms per core (one instance)"] == f"{0.7 / (0.017 + pings):,.0f}"

@@ -216,6 +216,9 @@ const stats = {
   scenario: SCENARIO,
   connections: { ok: 0, failed: 0, errors: {}, seconds: 0, p99_seat_ms: 0 },
   votes: { sent: 0, ok: 0, refused: {}, timeouts: 0 },
+  // The facilitator's controls: sent (every attempt), taken, turned away (by reason), and
+  // those never taken however often sent.
+  controls: { sent: 0, ok: 0, refused: {}, failed: 0 },
   ack_ms: [],
   visible_ms: [],
 };
@@ -282,6 +285,25 @@ async function vote(client, cases) {
   client.room.votes.push([sent, ack.version]);
 }
 
+/** A facilitator's control, sent again as the page does when it is turned away for now
+ * (`retry`) or not answered (opening and revealing everything can be repeated safely). */
+async function control(client, payload) {
+  for (let attempt = 0; attempt < 10; attempt += 1) {
+    stats.controls.sent += 1;
+    const ack = await client.call("control", payload);
+    if (ack?.ok) {
+      stats.controls.ok += 1;
+      return ack;
+    }
+    const why = ack === null ? "no answer" : ack.error;
+    stats.controls.refused[why] = (stats.controls.refused[why] ?? 0) + 1;
+    if (ack !== null && !ack.retry) break;
+    await sleep(200 + random() * 300);
+  }
+  stats.controls.failed += 1;
+  return null;
+}
+
 async function voteAt(client, cases, times) {
   const start = now();
   for (const at of times) {
@@ -300,7 +322,7 @@ function percentile(values, q) {
 async function settle(rooms) {
   // Reveal everything, wait until every client has seen the reveal, then compare.
   phase("reveal");
-  const reveals = await Promise.all(rooms.map((r) => r.clients[0].call("control", { action: "reveal_all" })));
+  const reveals = await Promise.all(rooms.map((r) => control(r.clients[0], { action: "reveal_all" })));
   const deadline = now() + 15000;
   for (const [i, room] of rooms.entries()) {
     const target = reveals[i]?.version ?? 0;
@@ -390,7 +412,7 @@ async function main() {
   const rooms = await makeRooms();
   await seat(rooms);
   const cases = (await get(rooms[0].url, `/api/sessions/${rooms[0].id}`)).cases.map((c) => c.id);
-  await Promise.all(rooms.map((r) => r.clients[0].call("control", { action: "open_all" })));
+  await Promise.all(rooms.map((r) => control(r.clients[0], { action: "open_all" })));
   await sleep(300);
 
   let check = null;
@@ -436,6 +458,7 @@ async function main() {
     scenario: SCENARIO,
     connections: stats.connections,
     votes: stats.votes,
+    controls: stats.controls,
     ack_ms: { p50: percentile(stats.ack_ms, 0.5), p99: percentile(stats.ack_ms, 0.99) },
     visible_ms: {
       p50: percentile(visible, 0.5),

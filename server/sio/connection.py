@@ -208,8 +208,11 @@ def connection_class(server: Gatekeeper) -> type:
             try:
                 while True:
                     try:
-                        async with asyncio.timeout(silence):
+                        if silence is None:  # (a timeout per frame costs its context manager)
                             frame = await self.wait()
+                        else:
+                            async with asyncio.timeout(silence):
+                                frame = await self.wait()
                     except (OSError, TimeoutError):
                         break  # gone, or silent for longer than pings allow
                     if frame is None:
