@@ -3,24 +3,34 @@ idle connection turned into a capacity model, and the model checked against a ru
 fitted on.
 
     python bench/compare.py --only storm,rooms,idle --out compare.json
-    python bench/fleet.py --placement room --rooms 400 --vote-interval 8 --out fleet.json
-    python bench/capacity.py --compare compare.json --fleet fleet.json [--rooms 10000 ...]
+    python bench/fleet.py --placement room --rooms 400 --voters 10 --vote-interval 8 \
+        --only memory,room --instances 1 --out rooms-of-11.json
+    python bench/fleet.py --placement room --rooms 40 --voters 99 --vote-interval 20 \
+        --only memory,room --instances 1 --out rooms-of-100.json
+    python bench/fleet.py --placement room --rooms 100 --voters 39 --vote-interval 10 \
+        --only memory,room --instances 1 --out rooms-of-40.json
+    python bench/capacity.py --compare compare.json --fit rooms-of-11.json \
+        --fit rooms-of-100.json --check rooms-of-40.json
 
-The costs (stackvote's own server, from compare.py's side-by-side runs):
+The costs (stackvote's own server):
 
-- CPU per vote `a` and per delivered message `b`, fitted on the voting windows of two
-  scenarios whose messages per vote differ sixfold (rooms of 10, one room of 1,001):
-  CPU = a * votes + b * messages;
-- CPU per join and memory per connection (the idle scenario), and the idle CPU of a connection
-  (its pings);
-- what Redis adds (fleet.py): the instance's extra CPU per vote with the Redis store, against
-  the memory store, and Redis' own CPU per vote.
+- CPU per vote `a` (its rules, store, acknowledgement, and the delta it causes, built and
+  encoded once for the room) and per delivered message `b` (each recipient's write), fitted on
+  the voting windows of the memory-store runs given with --fit, whose messages per vote differ
+  tenfold (rooms of 11 and of 100): CPU = a * votes + b * messages. In those runs, as in the
+  modelled workload, a room gets fewer votes than deltas it may send (one per 100 ms), so nearly
+  every vote is a delta of its own; where votes come faster they fold into fewer deltas, and
+  the model may overestimate (the check below says by how much);
+- what Redis adds, from the Redis runs of the same files: the instance's extra CPU per vote
+  against the memory store, and Redis' own CPU per vote;
+- CPU per join, memory per connection and the idle CPU of a connection (compare.py's idle).
 
-The check: the fitted `a` and `b` predict the CPU of fleet.py's memory-store runs (400 rooms of
-11 at 1, 2 and 4 instances: another room size, another vote rate, other processes), and the
-one-instance Redis costs predict the 2- and 4-instance Redis runs. The model then sizes a
-workload (default: 10,000 rooms of 100 people, 1 million connections, each person scoring a
-case every 20 s) per core, per instance, per Redis shard, and names what runs out first.
+The check: the costs predict the runs given with --check (another room size and vote rate)
+and compare.py's rooms and storm (rooms of 10 voting faster than their deltas, one room of
+1,001), and print the error. The model then sizes a workload (default: 10,000 rooms of 100 people, 1
+million connections, each person scoring a case every 20 s) per core, per instance, per Redis
+shard. Costs move with the machine's moment (up to ~30 % between runs here), so the fitting
+and checking runs are best made back to back.
 """
 
 from __future__ import annotations
@@ -38,8 +48,8 @@ KiB = 1024
 
 @dataclass(frozen=True)
 class Costs:
-    vote_s: float  # a: CPU seconds per vote (memory store), apart from its messages
-    message_s: float  # b: CPU seconds per delivered message
+    vote_s: float  # a: CPU seconds per vote (memory store), with the delta it causes
+    message_s: float  # b: CPU seconds per delivered message (each recipient)
     join_s: float  # CPU seconds to seat a person (memory store)
     join_redis_s: float  # the same with the Redis store
     connection_bytes: float  # RSS per connection
@@ -62,68 +72,93 @@ def _vote_messages(result: dict[str, Any]) -> int:
     return sum(int(s["vote_messages"]) for s in result["per_server"])
 
 
-def fit(compare: dict[str, Any], fleet: list[dict[str, Any]]) -> Costs:
-    rooms, storm, idle = (compare[s]["stackvote"] for s in ("rooms", "storm", "idle"))
-    # Two equations, two unknowns: CPU = a * votes + b * messages, over each voting window.
-    (v1, m1, c1), (v2, m2, c2) = (
-        (r["votes"]["ok"], _vote_messages(r), _phase(r, "vote", "vote-end", "cpu"))
-        for r in (rooms, storm)
+def _room_size(run: dict[str, Any]) -> float:
+    """People per room: seated people over rooms checked."""
+    check = run["check"]
+    return float(run["connections"]["ok"]) / float(check["results_ok"] + check["results_wrong"])
+
+
+def _label(run: dict[str, Any]) -> str:
+    config = run["config"]
+    rooms = run["check"]["results_ok"] + run["check"]["results_wrong"]
+    where = f"compare.py's {config['scenario']}" if "scenario" in config else "fleet.py"
+    return (
+        f"{where}: {config['store']}, {config['instances']} instance(s), "
+        f"{rooms} rooms of {_room_size(run):.0f}"
     )
-    det = v1 * m2 - v2 * m1
-    a = (c1 * m2 - c2 * m1) / det
-    b = (v1 * c2 - v2 * c1) / det
+
+
+def _runs(fleet: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
+    return [
+        run
+        for run in fleet
+        if run["config"]["store"] == store
+        and run["config"]["instances"] == 1
+        and run["config"].get("channels", "room") in ("room", "-", None)
+    ]
+
+
+def fit(compare: dict[str, Any], fitted: list[list[dict[str, Any]]]) -> Costs:
+    """The costs, from compare.py's idle run and fleet.py's results (one list per file)."""
+    memory = [run for fleet in fitted for run in _runs(fleet, "memory")]
+    if len(memory) < 2:
+        raise SystemExit("--fit needs two fleet.py results with a one-instance memory-store run")
+    # Least squares over the memory-store runs: CPU = a * votes + b * messages.
+    svv = sum(float(r["votes"]["ok"]) ** 2 for r in memory)
+    smm = sum(float(_vote_messages(r)) ** 2 for r in memory)
+    svm = sum(float(r["votes"]["ok"]) * _vote_messages(r) for r in memory)
+    svc = sum(r["votes"]["ok"] * _fleet_cpu(r, "vote", "vote-end") for r in memory)
+    smc = sum(_vote_messages(r) * _fleet_cpu(r, "vote", "vote-end") for r in memory)
+    det = svv * smm - svm * svm
+    a = (svc * smm - smc * svm) / det
+    b = (smc * svv - svc * svm) / det
+    # Redis: each file's Redis run against its own memory-store run (the same load).
+    extra, own, joins, seated_redis = 0.0, 0.0, 0.0, 0
+    votes = 0
+    for fleet in fitted:
+        pairs = zip(_runs(fleet, "redis"), _runs(fleet, "memory"), strict=False)
+        for redis_run, memory_run in pairs:
+            v = redis_run["votes"]["ok"]
+            votes += v
+            extra += _fleet_cpu(redis_run, "vote", "vote-end") - _fleet_cpu(
+                memory_run, "vote", "vote-end"
+            )
+            marks = redis_run["marks"]
+            own += marks["vote-end"]["redis_cpu"] - marks["vote"]["redis_cpu"]
+            joins += _fleet_cpu(redis_run, "connect", "seated")
+            seated_redis += redis_run["connections"]["ok"]
+    if not votes:
+        raise SystemExit("--fit needs a one-instance Redis run (room channels) too")
+    idle = compare["idle"]["stackvote"]
     seated = idle["connections"]["ok"]
-    memory1 = _one(fleet, "memory", 1)
-    redis1 = _one(fleet, "redis", 1)
-    votes = redis1["votes"]["ok"]
-    redis_app = (
-        _fleet_cpu(redis1, "vote", "vote-end") - _fleet_cpu(memory1, "vote", "vote-end")
-    ) / votes
     idle_seconds = _phase(idle, "idle", "idle-end", "at")
     return Costs(
         vote_s=a,
         message_s=b,
         join_s=_phase(idle, "connect", "seated", "cpu") / seated,
-        join_redis_s=_fleet_cpu(redis1, "connect", "seated") / redis1["connections"]["ok"],
+        join_redis_s=joins / seated_redis,
         connection_bytes=_phase(idle, "connect", "seated", "rss") / seated,
         idle_cores_per_connection=_phase(idle, "idle", "idle-end", "cpu") / idle_seconds / seated,
-        redis_app_vote_s=redis_app,
-        redis_vote_s=(
-            redis1["marks"]["vote-end"]["redis_cpu"] - redis1["marks"]["vote"]["redis_cpu"]
-        )
-        / votes,
+        redis_app_vote_s=extra / votes,
+        redis_vote_s=own / votes,
     )
 
 
-def _one(fleet: list[dict[str, Any]], store: str, instances: int) -> dict[str, Any]:
-    for run in fleet:
-        config = run["config"]
-        if (
-            config["store"] == store
-            and config["instances"] == instances
-            and config.get("channels", "room") in ("room", None)
-        ):
-            return run
-    raise SystemExit(f"fleet.py's results hold no {store} run with {instances} instance(s)")
-
-
-def check(costs: Costs, fleet: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
-    """(run, predicted CPU s, measured CPU s) over each voting window it was not fitted on."""
+def check(costs: Costs, runs: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    """(run, predicted CPU s, measured CPU s) of each run's voting window."""
     rows = []
-    for run in fleet:
+    for run in runs:
         config = run["config"]
-        votes, messages = run["votes"]["ok"], _vote_messages(run)
-        measured = _fleet_cpu(run, "vote", "vote-end")
         if config["store"] == "memory":
-            predicted = votes * costs.vote_s + messages * costs.message_s
-        elif config["store"] == "redis" and config["instances"] > 1:
-            if config.get("channels") != "room":
-                continue
-            predicted = votes * (costs.vote_s + costs.redis_app_vote_s) + messages * costs.message_s
+            extra = 0.0
+        elif config["store"] == "redis" and config.get("channels") == "room":
+            extra = costs.redis_app_vote_s
         else:
             continue
-        label = f"{config['store']}, {config['instances']} instance(s)"
-        rows.append((label, predicted, measured))
+        predicted = (
+            run["votes"]["ok"] * (costs.vote_s + extra) + _vote_messages(run) * costs.message_s
+        )
+        rows.append((_label(run), predicted, _fleet_cpu(run, "vote", "vote-end")))
     return rows
 
 
@@ -179,8 +214,13 @@ def model(costs: Costs, w: Workload) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compare", type=Path, required=True, help="compare.py --out")
-    parser.add_argument("--fleet", type=Path, required=True, help="fleet.py --out")
+    parser.add_argument("--compare", type=Path, required=True, help="compare.py --out (idle)")
+    parser.add_argument(
+        "--fit", type=Path, action="append", required=True, help="fleet.py --out (twice)"
+    )
+    parser.add_argument(
+        "--check", type=Path, action="append", default=[], help="fleet.py --out to predict"
+    )
     parser.add_argument("--rooms", type=int, default=10_000)
     parser.add_argument("--people", type=int, default=100)
     parser.add_argument("--vote-interval", type=float, default=20.0)
@@ -190,8 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-kib", type=float, default=80.0)
     args = parser.parse_args(argv)
     compare = json.loads(args.compare.read_text())
-    fleet = json.loads(args.fleet.read_text())
-    costs = fit(compare, fleet)
+    costs = fit(compare, [json.loads(path.read_text()) for path in args.fit])
+    checked = [run for path in args.check for run in json.loads(path.read_text())]
+    # compare.py's own voting runs are checks too (one server, the memory store).
+    for scenario in ("rooms", "storm"):
+        if scenario in compare:
+            run = dict(compare[scenario]["stackvote"])
+            run["config"] = {"store": "memory", "instances": 1, "scenario": scenario}
+            run["marks"] = {
+                name: {**mark, "cpu": {"server": mark["cpu"]}}
+                for name, mark in run["marks"].items()
+            }
+            checked.append(run)
     print("### Measured costs\n")
     print("| cost | value |\n|---|---|")
     print(f"| CPU per vote (a) | {costs.vote_s * 1e6:.0f} µs |")
@@ -207,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"| instance CPU per vote added by Redis | {costs.redis_app_vote_s * 1e6:.0f} µs |")
     print(f"| Redis CPU per vote | {costs.redis_vote_s * 1e6:.0f} µs |")
-    print("\n### The check: runs the costs were not fitted on (voting window)\n")
-    print("| run | predicted CPU s | measured CPU s | error |\n|---|---|---|---|")
+    if checked:
+        print("\n### The check: runs the costs were not fitted on (voting window)\n")
+        print("| run | predicted CPU s | measured CPU s | error |\n|---|---|---|---|")
     worst = 0.0
-    for label, predicted, measured in check(costs, fleet):
+    for label, predicted, measured in check(costs, checked):
         error = predicted / measured - 1
         worst = max(worst, abs(error))
         print(f"| {label} | {predicted:.2f} | {measured:.2f} | {error:+.0%} |")
@@ -229,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| | |\n|---|---|")
     for name, value in model(costs, workload):
         print(f"| {name} | {value} |")
-    print(f"\nworst check error: {worst:.0%}")
+    if checked:
+        print(f"\nworst check error: {worst:.0%}")
     return 0
 
 

@@ -214,6 +214,7 @@ def create_app(
     rooms: Rooms
     throttle = Throttle(settings, shared=store.shared_limiter(), metrics=metrics)
     here = edge.Here()
+    origins = edge.Origins(settings.public_origins, here)
     load = Load(busy_after=settings.busy_lag_ms / 1000, metrics=metrics)
     open_per_address = edge.OpenPerAddress(settings.max_connections_per_address)
     sio = build_server(
@@ -233,9 +234,7 @@ def create_app(
         async_handlers=False,
         # Pages of this server only (server.edge); the library's default would also believe
         # X-Forwarded-Host, which any client can send.
-        cors_allowed_origins=lambda origin, environ=None: edge.allowed_origin(
-            origin, settings.public_origins, here
-        ),
+        cors_allowed_origins=lambda origin, environ=None: origins.allowed(origin),
         max_http_buffer_size=16 * 1024,
         ping_interval=settings.ping_interval_seconds,
         ping_timeout=settings.ping_timeout_seconds,

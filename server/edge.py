@@ -230,6 +230,20 @@ def _is_local(ip: str) -> bool:
     return True
 
 
+class Origins:
+    """`allowed_origin` for one server, remembered per origin: every WebSocket's handshake asks,
+    and an origin's answer stays the same while the server runs. At most `remember` origins are
+    remembered (a client can send any Origin it likes)."""
+
+    def __init__(self, public: Iterable[str], here: Here, remember: int = 256) -> None:
+        self.public = tuple(public)
+        self.here = here
+        self.allowed = functools.lru_cache(maxsize=remember)(self._allowed)
+
+    def _allowed(self, origin: str | None) -> bool:
+        return allowed_origin(origin, self.public, self.here)
+
+
 def allowed_origin(origin: str | None, public: Iterable[str], here: Here) -> bool:
     """Whether a browser page at `origin` may create sessions and open sockets: one of the
     configured public origins, or, with none configured, a page served by this server."""

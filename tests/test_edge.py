@@ -94,3 +94,17 @@ def test_origins_are_this_servers_pages_or_the_configured_ones(here: edge.Here) 
     assert edge.allowed_origin("https://vote.example.com", public, here)
     assert not edge.allowed_origin("http://localhost:8000", public, here)
     assert edge.allowed_origin(None, public, here)  # no browser page: origins do not apply
+
+
+def test_the_origin_check_remembers_answers_but_only_so_many() -> None:
+    here = edge.Here()
+    origins = edge.Origins([], here, remember=4)
+    for origin in ("http://localhost:9090", "http://evil.example", None, "file://"):
+        assert origins.allowed(origin) == edge.allowed_origin(origin, [], here)
+    # A client sending a new Origin with every handshake fills no more than `remember`.
+    for n in range(100):
+        assert not origins.allowed(f"http://evil{n}.example")
+    assert origins.allowed.cache_info().currsize == 4
+    configured = edge.Origins(["https://vote.example.org"], here)
+    assert configured.allowed("https://vote.example.org")
+    assert not configured.allowed("http://localhost:9090")
