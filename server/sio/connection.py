@@ -307,18 +307,25 @@ def connection_class(server: Gatekeeper) -> type:
             self.hang_up("not reading", drop=True)
             return True
 
+        def _through_door(self, pkt: Any) -> bool:
+            """Write a text packet straight to the connection if the framing door takes
+            frames now (an ASGI send costs several times the write); False: not written."""
+            framing = self.framing
+            if framing is None or pkt.binary or not framing.open_for_frames():
+                return False
+            framing.write_frame(wire.websocket_frame(pkt.encode().encode()))
+            return True
+
         def _write_queued(self) -> None:
             """What was queued before the connection was served (Engine.IO's open packet):
             written at once if the door takes it, else by the writer."""
             queue = self.socket.queue
-            framing = self.framing
-            while framing is not None and not queue.empty() and framing.open_for_frames():
+            while not queue.empty():
                 pkt = queue.peek()
-                if pkt is None or pkt.binary:
+                if pkt is None or not self._through_door(pkt):
                     break
                 queue.get_nowait()
                 queue.task_done()
-                framing.write_frame(wire.websocket_frame(pkt.encode().encode()))
             if not queue.empty():
                 self._start_writer()
 
@@ -336,15 +343,10 @@ def connection_class(server: Gatekeeper) -> type:
                 queue.task_done()
                 if pkt is None:
                     break
-                encoded = pkt.encode()
-                framing = self.framing
-                if framing is not None and isinstance(encoded, str) and framing.open_for_frames():
-                    # (Engine.IO's open packet, queued before the door was there, goes this
-                    # way: the ASGI send costs several times the write.)
-                    framing.write_frame(wire.websocket_frame(encoded.encode()))
+                if self._through_door(pkt):
                     continue
                 try:
-                    await self.send(encoded)
+                    await self.send(pkt.encode())
                 except Exception:  # the client went away mid-write
                     break
             else:
@@ -365,12 +367,8 @@ def connection_class(server: Gatekeeper) -> type:
             if pkt.packet_type == eio_packet.PING:
                 # Engine.IO's rule: a pong within ping_timeout, or the client is gone.
                 server.wheel.call_later(socket.server.ping_timeout, self._pong_due)
-            framing = self.framing
-            if framing is not None and socket.queue.empty() and framing.open_for_frames():
-                encoded = pkt.encode()
-                if isinstance(encoded, str):
-                    framing.write_frame(wire.websocket_frame(encoded.encode()))
-                    return
+            if socket.queue.empty() and self._through_door(pkt):
+                return
             socket.queue.put_nowait(pkt)
 
         def _pong_due(self) -> None:

@@ -197,7 +197,7 @@ class GatedServer(Front):
                 return None  # (Engine.IO joins repeated headers: its way, then)
             environ[key] = value.decode("latin-1")
         origin = environ.get("HTTP_ORIGIN")
-        if origin and eio.cors_allowed_origins != []:
+        if origin:
             allowed = eio._cors_allowed_origins(environ)
             if allowed is not None and origin not in allowed:
                 return None  # refused the library's way
