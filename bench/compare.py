@@ -58,6 +58,8 @@ from tests.live import GENEROUS_LIMITS, LiveServer, free_port, stop_process, wai
 SERVER_CORE, GENERATOR_CORE = 0, 1
 # Where --profile puts each stackvote server's py-spy samples (None: no profiling).
 PROFILE_DIR: Path | None = None
+# The phases between which the profile is taken ("start" to the end of the run by default).
+PROFILE_WINDOW = ("start", "")
 MiB = 1024 * 1024
 
 
@@ -184,12 +186,12 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
                 "aof": aof_bytes(running.aof),
             }
 
-        mark("start")
-        profilers = []
-        if PROFILE_DIR is not None and kind == "stackvote":
+        profilers: list[subprocess.Popen[bytes]] = []
+
+        def profile() -> None:
             # py-spy on the generator's core: these runs are for the profile, not the ratios.
             with pinned(GENERATOR_CORE):
-                profilers = [
+                profilers.extend(
                     subprocess.Popen(
                         [
                             "py-spy",
@@ -208,7 +210,25 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
                     )
                     for name, pid in running.pids.items()
                     if name in app
-                ]
+                )
+
+        def stop_profiling() -> None:
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled
+                profiler.wait(timeout=60)
+            profilers.clear()
+
+        profiling = PROFILE_DIR is not None and kind == "stackvote"
+        first, last = PROFILE_WINDOW
+
+        def mark_and_profile(name: str) -> None:
+            if profiling and name == last:
+                stop_profiling()
+            mark(name)
+            if profiling and name == first:
+                profile()
+
+        mark_and_profile("start")
         log = tmp / f"generator-{scenario.name}-{kind}.log"
         with pinned(GENERATOR_CORE):
             generator = subprocess.Popen(
@@ -218,11 +238,9 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
                 stderr=log.open("wb"),
                 text=True,
             )
-        result = follow_generator(generator, mark, log, f"{scenario.name} on {kind}")
+        result = follow_generator(generator, mark_and_profile, log, f"{scenario.name} on {kind}")
         result["marks"] = marks
-        for profiler in profilers:
-            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled
-            profiler.wait(timeout=60)
+        stop_profiling()
         return result
 
 
@@ -309,15 +327,14 @@ def table(name: str, results: dict[str, dict[str, Any]]) -> str:
     rows = {kind: summarise(result) for kind, result in results.items()}
     keys = list(next(iter(rows.values())))
     header = ["", *kinds]
-    if "node-tuned" in rows:
-        header.append("stackvote / tuned")
-    if "node-naive" in rows:
-        header.append("stackvote / naive")
+    for peer, ratio in (("node-tuned", "stackvote / tuned"), ("node-naive", "stackvote / naive")):
+        if peer in rows and "stackvote" in rows:
+            header.append(ratio)
     lines = [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         cells = [key, *(fmt(rows[k].get(key, NONE)) for k in kinds)]
         for peer in ("node-tuned", "node-naive"):
-            if peer in rows:
+            if peer in rows and "stackvote" in rows:
                 ours, theirs = rows["stackvote"].get(key), rows[peer].get(key)
                 ratio = NONE
                 numbers = isinstance(ours, float) and isinstance(theirs, float)
@@ -336,11 +353,23 @@ def main() -> int:
     parser.add_argument(
         "--profile", default="", help="py-spy each stackvote server into this folder (raw)"
     )
+    parser.add_argument(
+        "--profile-window",
+        default="start,",
+        help="the generator's phases to profile between, e.g. vote,vote-end (default: all)",
+    )
+    parser.add_argument(
+        "--servers",
+        default="",
+        help="comma-separated servers to run (stackvote, node-tuned, node-naive; default: all)",
+    )
     options = parser.parse_args()
-    global PROFILE_DIR
+    global PROFILE_DIR, PROFILE_WINDOW
     if options.profile:
         PROFILE_DIR = Path(options.profile).resolve()
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+        first, _, last = options.profile_window.partition(",")
+        PROFILE_WINDOW = (first, last)
     if os.cpu_count() is None or len(os.sched_getaffinity(0)) < 2:
         print("note: fewer than 2 cores; servers and generator will share one", flush=True)
     raise_on_sigterm()
@@ -355,6 +384,8 @@ def main() -> int:
         for scenario in chosen:
             results: dict[str, Any] = {}
             for kind in scenario.servers:
+                if options.servers and kind not in options.servers.split(","):
+                    continue
                 print(f"# {scenario.name} on {kind}...", file=sys.stderr, flush=True)
                 scratch = tmp / f"{scenario.name}-{kind}"
                 scratch.mkdir()

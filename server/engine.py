@@ -250,17 +250,28 @@ def _contributions(cases: Sequence[CaseInput], stack_id: str) -> tuple[Contribut
 def _rank(
     cases: Sequence[CaseInput], stacks: Sequence[StackInfo], favourite: str | None
 ) -> list[tuple[StackInfo, float]]:
+    return _ranked(_scores(_table(cases, stacks)), stacks, favourite)
+
+
+def _table(cases: Sequence[CaseInput], stacks: Sequence[StackInfo]) -> list[list[float]]:
+    # Per stack, each case's contribution (the rule in _value, inlined: this runs for every
+    # ranking the close-call check and the flip check make).
+    return [[c.median / SCALE_MAX * c.fit.get(s.id, 0.0) for c in cases] for s in stacks]
+
+
+def _scores(table: Sequence[Sequence[float]]) -> list[float]:
+    return [math.fsum(column) for column in table]
+
+
+def _ranked(
+    scores: Sequence[float], stacks: Sequence[StackInfo], favourite: str | None
+) -> list[tuple[StackInfo, float]]:
     # Rule: highest score first; ties go to the favourite, then to the order of `stacks`.
-    scored = [(s, math.fsum(_contribution(c, s.id) for c in cases)) for s in stacks]
     order = sorted(
-        range(len(scored)),
-        key=lambda i: (
-            -round(scored[i][1], _TIE_DIGITS),
-            scored[i][0].id != favourite,
-            i,
-        ),
+        range(len(stacks)),
+        key=lambda i: (-round(scores[i], _TIE_DIGITS), stacks[i].id != favourite, i),
     )
-    return [scored[i] for i in order]
+    return [(stacks[i], scores[i]) for i in order]
 
 
 def _top(cases: Sequence[CaseInput], stacks: Sequence[StackInfo], favourite: str | None) -> str:
@@ -272,14 +283,20 @@ def _close_call(
 ) -> CaseInput | None:
     # Rule: the answer is fragile if moving one case's median one step (clamped to the scale)
     # changes the winner; report the first such case in input order.
-    winner = _top(cases, stacks, favourite)
+    table = _table(cases, stacks)
+    winner = _ranked(_scores(table), stacks, favourite)[0][0]
     for i, case in enumerate(cases):
         for step in (-1, 1):
             moved = min(float(SCALE_MAX), max(0.0, case.median + step))
             if moved == case.median:
                 continue
-            shifted = [*cases[:i], replace(case, median=moved), *cases[i + 1 :]]
-            if _top(shifted, stacks, favourite) != winner:
+            # The table with this one case moved (the same sums _rank would make).
+            scores = []
+            for s, column in zip(stacks, table, strict=True):
+                shifted = column.copy()
+                shifted[i] = _value(moved, case.fit, s.id)
+                scores.append(math.fsum(shifted))
+            if _ranked(scores, stacks, favourite)[0][0] is not winner:
                 return case
     return None
 
@@ -308,16 +325,15 @@ def _half_step(median: float) -> int:
 def _resampled(
     cases: Sequence[CaseInput], order: Sequence[StackInfo], seed: str
 ) -> confidence.Resampled:
-    def units(case: CaseInput) -> tuple[int, ...]:
-        return tuple(flip.units(case.fit.get(s.id, 0.0)) for s in order)
+    def table(case: CaseInput) -> confidence.CaseTable:
+        units = [flip.units(case.fit.get(s.id, 0.0)) for s in order]
+        if case.histogram is None:
+            return None, (tuple(round(2 * case.median * u) for u in units),)
+        return case.histogram, tuple(
+            tuple(j * u for u in units) for j in range(confidence.HALF_STEPS)
+        )
 
-    tables = tuple(
-        (c.histogram, tuple(tuple(j * u for u in units(c)) for j in range(confidence.HALF_STEPS)))
-        if c.histogram is not None
-        else (None, (tuple(round(2 * c.median * u) for u in units(c)),))
-        for c in cases
-    )
-    return confidence.resample(seed, tables)
+    return confidence.resample(seed, tuple(table(c) for c in cases))
 
 
 def _median_text(median: float) -> str:
