@@ -60,18 +60,39 @@ class Buckets:
         self.rates = rates
         self.max_keys = max_keys
         self.clock = clock
+        self._refills = refills(rates)
+        self._full = tuple(count for count, _ in self._refills)
+        # A bucket left alone this long is full again, however empty it was.
+        self._full_after = max((r.seconds for r in rates), default=0.0)
         # Least recently used first.
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def allow(self, key: str) -> bool:
         now = self.clock()
-        found = self._buckets.pop(key, None)
-        tokens = self._refilled(found, now)
+        buckets = self._buckets
+        found = buckets.pop(key, None)
+        if found is None:
+            tokens = self._full
+        else:
+            left, last = found
+            elapsed = now - last
+            tokens = tuple(
+                min(count, t + elapsed * per_second)
+                for (count, per_second), t in zip(self._refills, left, strict=True)
+            )
         allowed = all(t >= 1.0 for t in tokens)
         if allowed:
             tokens = tuple(t - 1.0 for t in tokens)
-        self._sweep(now)
-        self._buckets[key] = (tokens, now)
+        # Drop a few of the least recently used buckets that have filled up again (a full
+        # bucket knows nothing worth keeping), then any past the cap.
+        for _ in range(_SWEEP):
+            oldest = next(iter(buckets), None)
+            if oldest is None or now - buckets[oldest][1] < self._full_after:
+                break
+            del buckets[oldest]
+        while len(buckets) >= self.max_keys:
+            buckets.popitem(last=False)
+        buckets[key] = (tokens, now)
         return allowed
 
     def forget(self, key: str) -> None:
@@ -79,30 +100,6 @@ class Buckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
-
-    def _refilled(
-        self, found: tuple[tuple[float, ...], float] | None, now: float
-    ) -> tuple[float, ...]:
-        if found is None:
-            return tuple(float(r.count) for r in self.rates)
-        tokens, last = found
-        elapsed = now - last
-        return tuple(
-            min(float(r.count), t + elapsed * r.count / r.seconds)
-            for r, t in zip(self.rates, tokens, strict=True)
-        )
-
-    def _sweep(self, now: float) -> None:
-        for _ in range(_SWEEP):
-            if not self._buckets:
-                return
-            oldest = next(iter(self._buckets))
-            tokens = self._refilled(self._buckets[oldest], now)
-            if any(t < r.count for r, t in zip(self.rates, tokens, strict=True)):
-                break
-            del self._buckets[oldest]
-        while len(self._buckets) >= self.max_keys:
-            self._buckets.popitem(last=False)
 
 
 # A token bucket's rates, ready for the hot path: (count, refill per second) each.

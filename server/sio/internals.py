@@ -131,6 +131,23 @@ INTERNALS: tuple[Internal, ...] = (
              "on_headers_complete", "disarms it"),
     Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()", "loop",
              "its timer"),
+    Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol",
+             "handle_websocket_upgrade",
+             "extended to hand the framing protocol the request it parsed (the steps after "
+             "that are uvicorn's own: a protocol made, connected and set on the transport)"),
+    *(
+        Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()", name,
+                 "what a WebSocket protocol is made with, as uvicorn's upgrade makes it")
+        for name in ("ws_protocol_class", "config", "server_state", "app_state", "connections",
+                     "logger", "client", "scope", "transport")
+    ),
+    Internal("uvicorn", "websockets.protocol:Protocol", "parse",
+             "the frame parser, started for a request parsed already"),
+    Internal("uvicorn", "websockets.server:ServerProtocol()", "parser",
+             "replaced by the frame parser when the request was parsed already"),
+    Internal("uvicorn", "websockets:http11", "MAX_LINE_LENGTH",
+             "which requests websockets would refuse (those go its way)"),
+    Internal("uvicorn", "websockets:http11", "MAX_NUM_HEADERS", "likewise"),
     Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()",
              "transport", "closed when the headers are late"),
     # redis-py (server.store.feed, server.store.redis; Redis Cluster only)
@@ -151,6 +168,8 @@ def _instance(where: str) -> Any:
 
         cluster = RedisCluster(host="127.0.0.1", port=1)  # not connected: nothing is sent
         return cluster if cls is RedisCluster else cluster.pubsub()
+    if where.startswith("websockets"):
+        return cls()
     if where.startswith("socketio:AsyncManager"):
         return cls()
     if where.startswith(("socketio:", "engineio:")):
