@@ -63,7 +63,12 @@ async def test_a_new_websocket_gets_engineio_s_handshake_without_its_request_han
             assert set(eio.sockets) == {eio_sid}
             # Socket.IO's connect and an event, answered.
             await ws.send("40" + json.dumps({"session": session["id"], "name": "Ada"}))
-            assert str(await ws.recv()).startswith("40")
+            # The connect answer, as python-socketio encodes it: the Socket.IO session id only.
+            answer = str(await ws.recv())
+            assert answer.startswith('40{"sid":"') and answer.endswith('"}')
+            sid = json.loads(answer[2:])["sid"]
+            assert answer == "40" + json.dumps({"sid": sid}, separators=(",", ":"))
+            assert gate.manager.eio_sid_from_sid(sid, "/") == eio_sid
             await ws.send('421["sync"]')
             async with asyncio.timeout(5):
                 while not str(await ws.recv()).startswith("431"):

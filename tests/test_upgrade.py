@@ -176,6 +176,25 @@ def test_what_websockets_would_treat_otherwise_goes_its_way(raw: bytes, why: str
     assert direct[:3] == stock[:3], why
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [(b"Sec-WebSocket-Key", KEY)],  # twice
+        [(b"Sec-WebSocket-Version", b"8")],
+        [(b"Sec-WebSocket-Protocol", b"chat, superchat"), (b"Sec-WebSocket-Protocol", b"x")],
+        [(b"Sec-WebSocket-Extensions", b"permessage-deflate; client_max_window_bits")],
+        [(b"Origin", b"null"), (b"Cookie", b"a=1; b=2"), (b"X-Empty", b"")],
+    ],
+)
+def test_a_handshake_websockets_answers_its_own_way_goes_direct_and_gets_that_answer(
+    extra: list[tuple[bytes, bytes]],
+) -> None:
+    raw = request(extra=extra)
+    direct = exchange(raw, direct=True)
+    assert direct[3] == 1
+    assert direct[:3] == exchange(raw, direct=False)[:3]
+
+
 def test_latin_1_values_go_the_direct_way_and_reach_the_app_as_sent() -> None:
     raw = request(extra=[(b"X-Name", b"Gr\xfc\xdfe")])
     direct = exchange(raw, direct=True)

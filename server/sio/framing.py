@@ -239,7 +239,14 @@ def parsed_request(scope: Mapping[str, Any], target: bytes) -> Request | None:
             return None
         if name in ("transfer-encoding", "content-length"):
             return None  # (refused, or from websockets 17 let through if 0)
-    return Request(path, Headers(pairs))
+    # Filled as websockets' parser fills it, without checking each value again through its
+    # public setter (httptools refused what that would refuse); uvicorn's names are lowercase.
+    headers = Headers()
+    by_name = headers._dict
+    for name, value in pairs:
+        by_name.setdefault(name, []).append(value)
+    headers._list.extend(pairs)
+    return Request(path, headers)
 
 
 def with_header_timeout(seconds: float) -> type[HeaderDeadline]:

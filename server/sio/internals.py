@@ -148,6 +148,9 @@ INTERNALS: tuple[Internal, ...] = (
     Internal("uvicorn", "websockets:http11", "MAX_LINE_LENGTH",
              "which requests websockets would refuse (those go its way)"),
     Internal("uvicorn", "websockets:http11", "MAX_NUM_HEADERS", "likewise"),
+    Internal("uvicorn", "websockets.datastructures:Headers()", "_dict",
+             "filled with a parsed request's headers, as websockets' parser fills it"),
+    Internal("uvicorn", "websockets.datastructures:Headers()", "_list", "likewise"),
     Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()",
              "transport", "closed when the headers are late"),
     # redis-py (server.store.feed, server.store.redis; Redis Cluster only)
