@@ -156,6 +156,42 @@ def test_a_plain_upgrade_goes_the_direct_way_and_is_answered_as_before() -> None
     assert direct[1]["query_string"] == b"EIO=4&transport=websocket"
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_taking_over_a_connection_sets_what_uvicorn_s_connection_made_sets(tls: bool) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - not run
+        pass
+
+    async def run() -> None:
+        config = Config(app=app, ws=FramingProtocol, http=HeaderDeadline, log_config=None)
+        config.load()
+        transport = Transport()
+        if tls:
+            transport.get_extra_info = lambda name, default=None: (  # type: ignore[method-assign]
+                object() if name == "sslcontext" else Transport.get_extra_info(transport, name)
+            )
+        http = HeaderDeadline(config=config, server_state=ServerState(), app_state={})
+        http.connection_made(transport)
+        made = FramingProtocol(config=config, server_state=ServerState(), app_state={})
+        made.connection_made(transport)
+        taken = FramingProtocol(config=config, server_state=ServerState(), app_state={})
+        taken.take_over(transport, http.server, http.client, http.scheme)
+        mine, theirs = vars(taken), vars(made)
+        assert mine.keys() == theirs.keys()
+        for name in ("transport", "server", "client", "scheme"):
+            assert mine[name] == theirs[name], name
+        assert taken in taken.connections
+        assert taken.scheme == ("wss" if tls else "ws")
+        for name, value in theirs.items():
+            if name not in ("conn", "queue", "writable", "connections", "tasks", "loop"):
+                assert mine[name] == value or callable(value), name
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+
+
 @pytest.mark.parametrize(
     ("raw", "why"),
     [

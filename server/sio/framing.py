@@ -8,6 +8,7 @@ in server.sio.internals and checked at start-up); without them, uvicorn's stock 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,22 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         self.queue = Mailbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
+
+    def take_over(
+        self,
+        transport: asyncio.Transport,
+        server: tuple[str, int | None] | None,
+        client: tuple[str, int] | None,
+        scheme: str | None,
+    ) -> None:
+        """uvicorn's `connection_made`, for a connection the HTTP protocol has been serving:
+        its addresses and scheme as that protocol found them (uvicorn asks the socket again,
+        two system calls). tests/test_upgrade.py checks it sets what `connection_made` sets."""
+        self.connections.add(self)
+        self.transport = transport
+        self.server = server
+        self.client = client
+        self.scheme = "wss" if scheme == "https" else "ws"
 
     def open_parsed(self, request: Request) -> None:
         """Open the WebSocket for a request the HTTP protocol has parsed already (see
@@ -158,7 +175,7 @@ class HeaderDeadline(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_deadline: asyncio.TimerHandle | None = None
+        self._header_deadlines = _deadlines(self.loop)
         self._arm_header_deadline()
 
     def on_message_begin(self) -> None:
@@ -190,7 +207,7 @@ class HeaderDeadline(HttpToolsProtocol):
         protocol = framing(
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
-        protocol.connection_made(self.transport)
+        protocol.take_over(self.transport, self.server, self.client, self.scheme)
         self.transport.set_protocol(protocol)
         protocol.open_parsed(request)
 
@@ -199,18 +216,59 @@ class HeaderDeadline(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _arm_header_deadline(self) -> None:
-        if self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(self.timeout, self._headers_late)
+        self._header_deadlines.arm(self, self.timeout)
 
     def _disarm_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+        self._header_deadlines.disarm(self)
 
     def _headers_late(self) -> None:
-        self._header_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class _HeaderDeadlines:
+    """The header deadlines of one event loop's HTTP connections, looked at by one timer a
+    quarter of the shortest timeout apart (at most a second): a deadline is a dict entry, not
+    a loop timer made and cancelled for every request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: dict[HeaderDeadline, float] = {}
+        self.step = 1.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def arm(self, protocol: HeaderDeadline, seconds: float) -> None:
+        if protocol in self.due:
+            return  # (armed already: the earlier deadline holds)
+        self.due[protocol] = self.loop.time() + seconds
+        self.step = min(self.step, seconds / 4)
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.step, self.sweep)
+
+    def disarm(self, protocol: HeaderDeadline) -> None:
+        self.due.pop(protocol, None)
+
+    def sweep(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        late = [protocol for protocol, due in self.due.items() if due <= now]
+        for protocol in late:
+            del self.due[protocol]
+            protocol._headers_late()
+        if self.due:
+            self.timer = self.loop.call_later(self.step, self.sweep)
+
+
+_header_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _HeaderDeadlines] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _deadlines(loop: asyncio.AbstractEventLoop) -> _HeaderDeadlines:
+    found = _header_deadlines.get(loop)
+    if found is None:
+        found = _header_deadlines[loop] = _HeaderDeadlines(loop)
+    return found
 
 
 # How websockets decodes a header value (and uvicorn encodes it back for the ASGI scope).

@@ -1,8 +1,9 @@
-"""Every name of python-socketio, python-engineio, uvicorn and redis-py that this server uses
-beyond their public API, and a check that they are still there.
+"""Every name of python-socketio, python-engineio, uvicorn, websockets and redis-py that this
+server uses beyond their public API, and a check that they are still there.
 
 The fast path (server.sio.gate, server.sio.connection, server.sio.framing) stands on these.
-The versions in pyproject.toml stop below the next minor release of each library; if an install
+The versions in pyproject.toml stop below the next minor release of each library (websockets:
+its next major); if an install
 gets a release that moved one anyway, the check finds it at start-up, the server logs one
 warning and runs on the stock path (server.sio.stock), which uses the public API only: slower,
 still correct. tests/test_internals.py fails with the same message, so an upgrade is caught
@@ -114,6 +115,10 @@ INTERNALS: tuple[Internal, ...] = (
             ("queue", "replaced by a Mailbox"),
             ("read_paused", "whether reading is paused"),
             ("transport", "where frames are written"),
+            ("connections", "what take_over adds the connection to"),
+            ("server", "set by take_over"),
+            ("client", "set by take_over"),
+            ("scheme", "set by take_over"),
             ("conn", "the websockets protocol, to fail a connection"),
             ("handshake_complete", "frames only after the handshake"),
             ("close_sent", "no frames after a close"),
@@ -139,7 +144,7 @@ INTERNALS: tuple[Internal, ...] = (
         Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()", name,
                  "what a WebSocket protocol is made with, as uvicorn's upgrade makes it")
         for name in ("ws_protocol_class", "config", "server_state", "app_state", "connections",
-                     "logger", "client", "scope", "transport")
+                     "logger", "server", "client", "scheme", "scope", "transport")
     ),
     Internal("uvicorn", "websockets.protocol:Protocol", "parse",
              "the frame parser, started for a request parsed already"),
