@@ -169,6 +169,26 @@ async def test_a_client_that_stops_answering_pings_is_let_go(tmp_path: Path) -> 
         assert [p["online"] for p in people(quick, created["id"])] == [False]
 
 
+async def test_a_client_that_answers_its_pings_stays_and_keeps_being_pinged(
+    tmp_path: Path,
+) -> None:
+    env = {"STACKVOTE_PING_INTERVAL_SECONDS": "1", "STACKVOTE_PING_TIMEOUT_SECONDS": "1"}
+    with live_server(tmp_path, env) as quick:
+        created = create_session(quick.url)
+        async with raw_socket(quick.url) as raw:
+            assert (await raw.join({"session": created["id"], "name": "Here"})).startswith("40")
+            pings = 0
+            async with asyncio.timeout(10):
+                while pings < 4:  # each pong asks for the next ping: four cycles, answered
+                    if await raw.ws.recv() == "2":
+                        pings += 1
+                        await raw.send("3")
+            await raw.send('421["sync"]')
+            while not (await raw.recv()).startswith("431"):
+                pass
+        assert "Traceback" not in quick.log()
+
+
 async def test_reconnecting_on_the_same_connection_is_refused(server: LiveServer) -> None:
     created = create_session(server.url)
     async with raw_socket(server.url) as raw:

@@ -229,11 +229,16 @@ def connection_class(server: Gatekeeper) -> type:
                             break
                         self.refuse(frame)
                         continue
-                    if frame[0] == wire.PONG and not socket.last_ping:
-                        # A pong for no ping: nothing a client library sends.
-                        if server.too_many_bad(self.eio_sid, "pong without a ping"):
-                            self.hang_up("malformed frames")
-                            break
+                    if frame[0] == wire.PONG:
+                        if not socket.last_ping:
+                            # A pong for no ping: nothing a client library sends.
+                            if server.too_many_bad(self.eio_sid, "pong without a ping"):
+                                self.hang_up("malformed frames")
+                                break
+                        else:
+                            # Engine.IO's rule for a pong (AsyncSocket.receive), without
+                            # decoding it into a packet: the next ping is due.
+                            socket.schedule_ping()
                         continue
                     try:
                         if frame[0] == wire.MESSAGE:
