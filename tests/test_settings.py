@@ -345,3 +345,18 @@ def test_credentials_in_a_redis_url_are_read_and_never_shown() -> None:
     assert (target.username, target.password) == ("app", "s@cret")
     assert "cret" not in target.shown
     assert target.shown == "redis+cluster://app:***@n1:7000,n2:7001"
+
+
+def test_serving_collects_the_youngest_generation_less_often_and_freezes_the_start() -> None:
+    import gc
+
+    from server import serve
+
+    before = gc.get_threshold()
+    try:
+        serve.tune_gc()
+        assert gc.get_threshold() == (serve.GC_THRESHOLD_YOUNGEST, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
