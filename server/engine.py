@@ -254,9 +254,8 @@ def _rank(
 
 
 def _table(cases: Sequence[CaseInput], stacks: Sequence[StackInfo]) -> list[list[float]]:
-    # Per stack, each case's contribution (the rule in _value, inlined: this runs for every
-    # ranking the close-call check and the flip check make).
-    return [[c.median / SCALE_MAX * c.fit.get(s.id, 0.0) for c in cases] for s in stacks]
+    # Per stack, each case's contribution.
+    return [[_value(c.median, c.fit, s.id) for c in cases] for s in stacks]
 
 
 def _scores(table: Sequence[Sequence[float]]) -> list[float]:

@@ -44,7 +44,7 @@ _SWEEP = 2
 
 
 # Tokens left per rate, and the time of the last refill.
-_Bucket = tuple[tuple[float, ...], float]
+_Bucket = tuple[list[float], float]
 
 
 class Buckets:
@@ -72,17 +72,11 @@ class Buckets:
         buckets = self._buckets
         found = buckets.pop(key, None)
         if found is None:
-            tokens = self._full
+            tokens, elapsed = list(self._full), 0.0
         else:
-            left, last = found
+            tokens, last = found
             elapsed = now - last
-            tokens = tuple(
-                min(count, t + elapsed * per_second)
-                for (count, per_second), t in zip(self._refills, left, strict=True)
-            )
-        allowed = all(t >= 1.0 for t in tokens)
-        if allowed:
-            tokens = tuple(t - 1.0 for t in tokens)
+        allowed = _take(self._refills, tokens, elapsed)  # (as a connection's frame budget)
         # Drop a few of the least recently used buckets that have filled up again (a full
         # bucket knows nothing worth keeping), then any past the cap.
         for _ in range(_SWEEP):

@@ -144,7 +144,7 @@ INTERNALS: tuple[Internal, ...] = (
         Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()", name,
                  "what a WebSocket protocol is made with, as uvicorn's upgrade makes it")
         for name in ("ws_protocol_class", "config", "server_state", "app_state", "connections",
-                     "logger", "server", "client", "scheme", "scope", "transport")
+                     "logger", "server", "client", "scheme", "scope")
     ),
     Internal("uvicorn", "websockets.protocol:Protocol", "parse",
              "the frame parser, started for a request parsed already"),
@@ -157,7 +157,7 @@ INTERNALS: tuple[Internal, ...] = (
              "filled with a parsed request's headers, as websockets' parser fills it"),
     Internal("uvicorn", "websockets.datastructures:Headers()", "_list", "likewise"),
     Internal("uvicorn", "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol()",
-             "transport", "closed when the headers are late"),
+             "transport", "closed when the headers are late; what an upgrade takes over"),
     # redis-py (server.store.feed, server.store.redis; Redis Cluster only)
     Internal("redis", "redis.asyncio.cluster:ClusterPubSub()", "_shard_channel_to_node",
              "where each sharded subscription lives: a move means records may have been missed"),
