@@ -56,6 +56,8 @@ from bench.procs import (  # noqa: E402
 from tests.live import GENEROUS_LIMITS, LiveServer, free_port, stop_process, wait_ready  # noqa: E402
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
+# The cores this process may use, as it started (before any `pinned` block).
+CORES = frozenset(os.sched_getaffinity(0))
 # Where --profile puts each stackvote server's py-spy samples (None: no profiling).
 PROFILE_DIR: Path | None = None
 # The phases between which the profile is taken ("start" to the end of the run by default).
@@ -99,9 +101,11 @@ def scenarios(quick: bool) -> list[Scenario]:
 @contextmanager
 def pinned(core: int) -> Iterator[None]:
     """Children started in this block run on `core` (and their threads: affinity is
-    inherited at fork), so the servers and the generator never share a core."""
+    inherited at fork), so the servers and the generator never share a core. Blocks may nest
+    (the generator starts while the servers' block is open): what counts is the cores this
+    process could run on when it started, not those of the block around."""
     before = os.sched_getaffinity(0)
-    if len(before) > 1 or core in before:
+    if len(CORES) > 1 and core in CORES:
         os.sched_setaffinity(0, {core})
     try:
         yield
