@@ -254,6 +254,7 @@ def create_app(
     fanout = Fanout(
         lambda session_id: rooms.current(session_id),
         window=settings.coalesce_ms / 1000,
+        frames_per_second=settings.coalesce_frames_per_second,
         metrics=metrics,
         advisor=advisor if settings.advice == "thread" else None,
     )

@@ -96,6 +96,10 @@ class Settings:
     ping_timeout_seconds: float = 20
     # Changes to a room within this window go out as one delta.
     coalesce_ms: float = 100
+    # The most frames a second one room's deltas may cost (one per person per delta): a room
+    # larger than this times coalesce_ms gathers its changes for longer (1,000 people: 200 ms; a
+    # second at most).
+    coalesce_frames_per_second: int = 5000
     # When the event loop runs this late, new votes, commands and connections are refused as
     # "busy" (not counted; the browser tries again) until it catches up.
     busy_lag_ms: float = 500
@@ -280,6 +284,8 @@ class Settings:
                 raise SettingsError(f"{name} must be at least 1")
         if not math.isfinite(self.coalesce_ms) or not 0 <= self.coalesce_ms <= 1000:
             raise SettingsError("coalesce_ms must be between 0 and 1000")
+        if not 1000 <= self.coalesce_frames_per_second <= 10_000_000:
+            raise SettingsError("coalesce_frames_per_second must be between 1000 and 10000000")
         for name in (
             "session_ttl_hours",
             "unjoined_ttl_hours",

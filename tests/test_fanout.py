@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server import ops, protocol
-from server.fanout import Fanout
+from server.fanout import Fanout, _Room
 from server.models import Participant, Session
 from server.sio.connection import FastOutlet as Outlet
 from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME
@@ -170,3 +170,37 @@ def test_frames_have_the_length_the_websocket_protocol_expects(size: int) -> Non
         assert frame[1] == 126 and int.from_bytes(frame[2:4]) == size
     else:
         assert frame[1] == 127 and int.from_bytes(frame[2:10]) == size
+
+
+async def test_a_large_rooms_changes_gather_longer_so_its_frames_per_second_stay_bounded() -> None:
+    async def deltas_per_socket(people: int) -> int:
+        room = Room()
+        fanout = Fanout(lambda _: room.session, window=0.01, frames_per_second=1000)
+        sockets = [connect(fanout, f"p{n}") for n in range(people)]
+        await settle(fanout)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        n = 0
+        while loop.time() - start < 0.5:  # a change every 5 ms for half a second
+            fanout.changed("s1", *room.change(join_op(f"v{n}")))
+            n += 1
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+        events = sockets[0].events()
+        assert events[-1][1]["version"] == room.session.version  # nothing lost on the way
+        return sum(1 for name, _ in events if name == "delta")
+
+    # 2 people: a delta every 10 ms (the window); 50 people: every 50 ms (50 / 1000 per s).
+    small, large = await deltas_per_socket(2), await deltas_per_socket(50)
+    assert small >= 25
+    assert large <= 13
+    frames = large * 50 / 0.5
+    assert frames <= 1000 * 1.3
+
+
+def test_the_window_grows_with_the_room_up_to_a_second() -> None:
+    fanout = Fanout(lambda _: None, window=0.1, frames_per_second=5000)
+    room = _Room()
+    for people, window in ((10, 0.1), (500, 0.1), (1000, 0.2), (1500, 0.3), (100_000, 1.0)):
+        room.sockets = {str(n): None for n in range(people)}  # type: ignore[misc]
+        assert fanout.window_of(room) == pytest.approx(window)

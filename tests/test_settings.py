@@ -146,6 +146,7 @@ def test_a_rate_limit_that_cannot_be_read_is_refused(name: str) -> None:
         ("STACKVOTE_MAX_BACKLOG_KB", "0"),
         ("STACKVOTE_CONNECT_WITHIN_SECONDS", "0"),
         ("STACKVOTE_HEADER_TIMEOUT_SECONDS", "-1"),
+        ("STACKVOTE_COALESCE_FRAMES_PER_SECOND", "10"),
     ],
 )
 def test_connection_limits_that_cannot_work_are_refused(name: str, value: str) -> None:
