@@ -235,13 +235,18 @@ class Fanout:
     def _send_delta(self, room: _Room, delta: dict[str, object]) -> None:
         message = Message(protocol.DELTA, delta)
         self.deltas += 1
+        behind = room.behind
+        # Those waiting for a snapshot get that instead (usually nobody: no lookups then).
+        skipped = room.unsynced | behind if room.unsynced or behind else ()
+        sent = 0
         for sid, outlet in room.sockets.items():
-            if sid in room.unsynced or sid in room.behind:
+            if sid in skipped:
                 continue
             if outlet.send(message):
-                self.messages += 1
+                sent += 1
             else:
-                room.behind.add(sid)
+                behind.add(sid)
+        self.messages += sent
 
     def _send_snapshots(self, room: _Room, session: Session) -> None:
         for sid in list(room.behind):

@@ -310,7 +310,7 @@ class Marks:
 def marks(before: Session, after: Session) -> Marks:
     """What changed between two versions of a session, found by identity: the rules replace
     only what they change, so an unchanged participant or case is the very same object."""
-    found = Marks(session=summary(before) != summary(after))
+    found = Marks(session=_summary_changed(before, after))
     if before.participants is not after.participants:
         found.participants |= _people_changed(before.participants, after.participants)
     if before.cases is not after.cases:
@@ -326,6 +326,27 @@ def marks(before: Session, after: Session) -> Marks:
             elif was.ballots is not c.ballots:
                 found.participants |= was.ballots.keys() ^ c.ballots.keys()
     return found
+
+
+def _summary_changed(before: Session, after: Session) -> bool:
+    """Whether `summary` differs between the two (without building both: this runs for every
+    change, and most changes are votes, which change none of it)."""
+    if before is after:
+        return False
+    if (
+        before.id != after.id
+        or before.title != after.title
+        or before.mode != after.mode
+        or before.anonymous != after.anonymous
+        or before.status != after.status
+        or before.auto_reveal != after.auto_reveal
+        or before.door_open != after.door_open
+        or (before.decision is not after.decision and before.decision != after.decision)
+    ):
+        return True
+    if before.nudge is None and after.nudge is None:
+        return False
+    return nudge_view(before) != nudge_view(after)
 
 
 def _people_changed(before: tuple[Participant, ...], after: tuple[Participant, ...]) -> set[str]:

@@ -44,6 +44,12 @@ op = st.one_of(
     st.builds(lambda c: ("nudge", c), st.none() | case),
     st.builds(lambda after: ("away", after), st.sampled_from([1.0, 5.0])),
     st.builds(lambda n: ("take_over", n), st.integers(0, 1)),
+    st.builds(lambda on: ("door", on), st.booleans()),
+    st.builds(
+        lambda stack, note: ("decide", stack, note),
+        st.sampled_from([None, "postgres", "sqlite"]),
+        st.sampled_from(["", "we go"]),
+    ),
 )
 # After which ops the room is flushed (a delta goes out): coalescing groups the rest.
 steps = st.lists(st.tuples(op, st.booleans()), min_size=1, max_size=60)
@@ -84,6 +90,10 @@ def as_op(step: tuple[Any, ...]) -> ops.Op:
         return ops.Nudge("fay", step[1])
     if kind == "away":
         return ops.MarkAway(step[1])
+    if kind == "door":
+        return ops.Door("fay", step[1])
+    if kind == "decide":
+        return ops.Decide("fay", step[1], step[2])
     if kind == "take_over":
         device = Participant(
             id=f"d{step[1]}", name="", role="facilitator", token_hash=f"t{step[1]}"
@@ -123,6 +133,19 @@ def test_applying_every_delta_gives_the_snapshot(kind: dict[str, Any], plan: lis
             assert applied is not None
             client = applied
             assert client == snapshot.state(session)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=kinds, plan=steps)
+def test_the_sessions_part_is_marked_exactly_when_its_summary_changes(
+    kind: dict[str, Any], plan: list[Any]
+) -> None:
+    session = started(kind)
+    for n, (step, _) in enumerate(plan):
+        after = run(session, step, n)
+        changed = snapshot.summary(session) != snapshot.summary(after)
+        assert snapshot.marks(session, after).session == changed
+        session = after
 
 
 @settings(max_examples=300, deadline=None)

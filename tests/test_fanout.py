@@ -15,7 +15,7 @@ from server import ops, protocol
 from server.fanout import Fanout, _Room
 from server.models import Participant, Session
 from server.sio.connection import FastOutlet as Outlet
-from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME
+from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, BEHIND, WRITTEN
 from server.sio.wire import Message, websocket_frame
 from tests.factories import new_session
 from tests.live import apply_delta
@@ -60,6 +60,12 @@ class FakeConnection:
 
     def backlog(self) -> int:
         return self.waiting
+
+    def offer(self, frame: bytes, limit: int) -> int:
+        if self.backlog() > limit:
+            return BEHIND
+        self.write_frame(frame)
+        return WRITTEN
 
     def events(self) -> list[tuple[str, Any]]:
         """The Socket.IO events in the frames, decoded."""

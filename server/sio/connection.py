@@ -34,7 +34,7 @@ from engineio.async_drivers import asgi as engineio_asgi
 from server import i18n
 from server.edge import OpenPerAddress, drain
 from server.sio import wire
-from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, DOOR, QUEUE_LIMIT
+from server.sio.outlet import BACKLOG_LIMIT, BACKLOG_RESUME, DOOR, QUEUE_LIMIT, SHUT, WRITTEN
 from server.sio.wheel import Wheel
 from server.throttle import FrameBudget, Refills
 
@@ -51,6 +51,8 @@ class Door(Protocol):
     def open_for_frames(self) -> bool: ...
 
     def write_frame(self, frame: bytes) -> None: ...
+
+    def offer(self, frame: bytes, limit: int) -> int: ...
 
     def backlog(self) -> int: ...
 
@@ -428,11 +430,10 @@ class FastOutlet:
             return False
         queue = socket.queue
         framing = self.framing
-        if framing is not None and queue.empty() and framing.open_for_frames():
-            if framing.backlog() > BACKLOG_LIMIT:
-                return False
-            framing.write_frame(message.frame)
-            return True
+        if framing is not None and queue.empty():
+            offered = framing.offer(message.frame, BACKLOG_LIMIT)
+            if offered != SHUT:
+                return offered == WRITTEN
         if queue.qsize() > QUEUE_LIMIT:
             return False
         queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=message.text))

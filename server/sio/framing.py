@@ -23,7 +23,7 @@ from websockets.protocol import Protocol
 from websockets.version import version as websockets_version
 
 from server.sio.mailbox import Flag, Mailbox
-from server.sio.outlet import DOOR
+from server.sio.outlet import BEHIND, DOOR, SHUT, WRITTEN
 
 # Messages from one client waiting for the app, beyond which reading that client pauses.
 PAUSE_READING_AT = 32
@@ -143,6 +143,24 @@ class FramingProtocol(WebSocketsSansIOProtocol):
 
     def write_frame(self, frame: bytes) -> None:
         self.transport.write(frame)
+
+    def offer(self, frame: bytes, limit: int) -> int:
+        """`open_for_frames`, `backlog` and `write_frame` in one call (the fan-out makes one
+        per person and delta): WRITTEN; BEHIND (more than `limit` bytes wait, nothing
+        written); or SHUT (the door does not take frames now, nothing written)."""
+        transport = self.transport
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or not self.writable.is_set()
+            or transport.is_closing()
+        ):
+            return SHUT
+        if transport.get_write_buffer_size() > limit:
+            return BEHIND
+        transport.write(frame)
+        return WRITTEN
 
     def backlog(self) -> int:
         """Bytes written but not yet taken by the network."""

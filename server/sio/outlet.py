@@ -14,6 +14,10 @@ BACKLOG_LIMIT = 512 * 1024
 BACKLOG_RESUME = 64 * 1024
 QUEUE_LIMIT = 64
 
+# What a framing door's `offer` of a frame came to (server.sio.framing, server.sio.connection):
+# written; not written because too much waits already; not written because the door is shut.
+WRITTEN, BEHIND, SHUT = 1, 0, -1
+
 # The ASGI scope extension through which a WebSocket's app finds the connection's framing door
 # (server.sio.framing puts it there; server.sio.connection takes it).
 DOOR = "stackvote.framing"

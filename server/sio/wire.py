@@ -101,16 +101,10 @@ def websocket_frame(payload: bytes) -> bytes:
 
 class Message:
     """One server-to-client Socket.IO event, encoded once for any number of recipients: as the
-    Socket.IO packet (`text`) and, when first asked, as a whole WebSocket frame (`frame`)."""
+    Socket.IO packet (`text`) and as a whole WebSocket frame (`frame`)."""
 
-    __slots__ = ("_frame", "text")
+    __slots__ = ("frame", "text")
 
     def __init__(self, event: str, data: Any) -> None:
         self.text = event_packet(event, data)
-        self._frame: bytes | None = None
-
-    @property
-    def frame(self) -> bytes:
-        if self._frame is None:
-            self._frame = websocket_frame((MESSAGE + self.text).encode())
-        return self._frame
+        self.frame = websocket_frame((MESSAGE + self.text).encode())
