@@ -56,6 +56,9 @@ from bench.procs import (  # noqa: E402
 from tests.live import GENEROUS_LIMITS, LiveServer, free_port, stop_process, wait_ready  # noqa: E402
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
+# Servers that run only when --servers names them: stackvote on python-socketio's own
+# connection handling (STACKVOTE_CONNECTIONS=stock, the fallback for other ASGI servers).
+ON_REQUEST = ("stackvote-stock",)
 # The cores this process may use, as it started (before any `pinned` block).
 CORES = frozenset(os.sched_getaffinity(0))
 # Where --profile puts each stackvote server's py-spy samples (None: no profiling).
@@ -87,7 +90,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         rooms = ["--scenario", "rooms", "--rooms", "200", "--per-room", "10", "--duration", "30"]
         idle = ["--scenario", "idle", "--rooms", "500", "--per-room", "10", "--duration", "10"]
         small = ["--scenario", "rooms", "--rooms", "20", "--per-room", "10", "--duration", "10"]
-    everyone = ("stackvote", "node-tuned", "node-naive")
+    everyone = ("stackvote", "node-tuned", "node-naive", *ON_REQUEST)
     return [
         Scenario("storm", storm, everyone),
         Scenario("rooms", rooms, everyone),
@@ -152,6 +155,8 @@ def servers(kind: str, scenario: Scenario, tmp: Path) -> Iterator[Running]:
                 # measured on its own: scenario small-rooms-sqlite).
                 "STACKVOTE_REDIS_URL": "memory://",
             }
+            if kind == "stackvote-stock":
+                env["STACKVOTE_CONNECTIONS"] = "stock"
             if scenario.sqlite:
                 env["STACKVOTE_REDIS_URL"] = f"sqlite:///{tmp / 'stackvote.sqlite3'}"
             if scenario.redis:
@@ -222,7 +227,7 @@ def run(scenario: Scenario, kind: str, tmp: Path) -> dict[str, Any]:
                 profiler.wait(timeout=60)
             profilers.clear()
 
-        profiling = PROFILE_DIR is not None and kind == "stackvote"
+        profiling = PROFILE_DIR is not None and kind.startswith("stackvote")
         first, last = PROFILE_WINDOW
 
         def mark_and_profile(name: str) -> None:
@@ -326,25 +331,30 @@ RATIO_ROWS = (
 )
 
 
+# The ratio columns: (numerator, denominator, heading), each shown when both ran.
+RATIOS = (
+    ("stackvote", "node-tuned", "stackvote / tuned"),
+    ("stackvote", "node-naive", "stackvote / naive"),
+    ("stackvote-stock", "stackvote", "stock / fast"),
+)
+
+
 def table(name: str, results: dict[str, dict[str, Any]]) -> str:
     kinds = list(results)
     rows = {kind: summarise(result) for kind, result in results.items()}
     keys = list(next(iter(rows.values())))
-    header = ["", *kinds]
-    for peer, ratio in (("node-tuned", "stackvote / tuned"), ("node-naive", "stackvote / naive")):
-        if peer in rows and "stackvote" in rows:
-            header.append(ratio)
+    ratios = [(a, b, heading) for a, b, heading in RATIOS if a in rows and b in rows]
+    header = ["", *kinds, *(heading for _, _, heading in ratios)]
     lines = [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         cells = [key, *(fmt(rows[k].get(key, NONE)) for k in kinds)]
-        for peer in ("node-tuned", "node-naive"):
-            if peer in rows and "stackvote" in rows:
-                ours, theirs = rows["stackvote"].get(key), rows[peer].get(key)
-                ratio = NONE
-                numbers = isinstance(ours, float) and isinstance(theirs, float)
-                if key in RATIO_ROWS and numbers and theirs and ours == ours and theirs == theirs:
-                    ratio = f"{ours / theirs:.2f}"
-                cells.append(ratio)
+        for a, b, _ in ratios:
+            ours, theirs = rows[a].get(key), rows[b].get(key)
+            ratio = NONE
+            numbers = isinstance(ours, float) and isinstance(theirs, float)
+            if key in RATIO_ROWS and numbers and theirs and ours == ours and theirs == theirs:
+                ratio = f"{ours / theirs:.2f}"
+            cells.append(ratio)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -365,7 +375,10 @@ def main() -> int:
     parser.add_argument(
         "--servers",
         default="",
-        help="comma-separated servers to run (stackvote, node-tuned, node-naive; default: all)",
+        help=(
+            "comma-separated servers to run (stackvote, node-tuned, node-naive; default: those"
+            " three; stackvote-stock, on python-socketio's own connection handling, if named)"
+        ),
     )
     options = parser.parse_args()
     global PROFILE_DIR, PROFILE_WINDOW
@@ -388,7 +401,8 @@ def main() -> int:
         for scenario in chosen:
             results: dict[str, Any] = {}
             for kind in scenario.servers:
-                if options.servers and kind not in options.servers.split(","):
+                named = options.servers.split(",") if options.servers else []
+                if (named or kind in ON_REQUEST) and kind not in named:
                     continue
                 print(f"# {scenario.name} on {kind}...", file=sys.stderr, flush=True)
                 scratch = tmp / f"{scenario.name}-{kind}"

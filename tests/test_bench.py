@@ -42,6 +42,16 @@ def test_the_side_by_side_bench_runs_every_scenario_and_checks_itself() -> None:
     assert "| AOF bytes per vote |" in out
 
 
+def test_the_side_by_side_bench_runs_the_stock_connection_layer_when_asked() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        missing("NODE", "node and npm are needed for the load generator")
+    out = run_bench(
+        "bench/compare.py", "--quick", "--only", "rooms", "--servers", "stackvote,stackvote-stock"
+    )
+    assert "stackvote-stock" in out and "stock / fast" in out
+    assert "NO:" not in out
+
+
 def _run(votes: int, messages: int, cpu: dict[str, float], **extra: object) -> dict[str, object]:
     """A result as compare.py and fleet.py write it, with these voting-window figures."""
     marks = {
