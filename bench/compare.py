@@ -395,13 +395,13 @@ def main() -> int:
         s for s in scenarios(options.quick) if not options.only or s.name in options.only.split(",")
     ]
     everything: dict[str, dict[str, Any]] = {}
+    named = options.servers.split(",") if options.servers else []
     failed = False
     with tempfile.TemporaryDirectory(prefix="stackvote-compare-") as tmp_dir:
         tmp = Path(tmp_dir)
         for scenario in chosen:
             results: dict[str, Any] = {}
             for kind in scenario.servers:
-                named = options.servers.split(",") if options.servers else []
                 if (named or kind in ON_REQUEST) and kind not in named:
                     continue
                 print(f"# {scenario.name} on {kind}...", file=sys.stderr, flush=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import is_not
+from operator import attrgetter, is_not
 from typing import Any, Protocol
 
 import msgspec
@@ -201,18 +201,16 @@ def recommendation(session: Session, *, every_flip: bool = False) -> dict[str, A
     return advice_inputs(session).recommend(every_flip=every_flip)
 
 
+# The session's own fields its summary shows as they are (then its decision and nudge).
+_PLAIN = ("id", "title", "mode", "anonymous", "status", "auto_reveal", "door_open")
+_plain = attrgetter(*_PLAIN)
+
+
 def summary(session: Session) -> dict[str, Any]:
-    return {
-        "id": session.id,
-        "title": session.title,
-        "mode": session.mode,
-        "anonymous": session.anonymous,
-        "status": session.status,
-        "auto_reveal": session.auto_reveal,
-        "door_open": session.door_open,
-        "decision": None if session.decision is None else msgspec.to_builtins(session.decision),
-        "nudge": nudge_view(session),
-    }
+    found: dict[str, Any] = dict(zip(_PLAIN, _plain(session), strict=True))
+    found["decision"] = None if session.decision is None else msgspec.to_builtins(session.decision)
+    found["nudge"] = nudge_view(session)
+    return found
 
 
 def nudge_view(session: Session) -> dict[str, Any] | None:
@@ -333,15 +331,8 @@ def _summary_changed(before: Session, after: Session) -> bool:
     change, and most changes are votes, which change none of it)."""
     if before is after:
         return False
-    if (
-        before.id != after.id
-        or before.title != after.title
-        or before.mode != after.mode
-        or before.anonymous != after.anonymous
-        or before.status != after.status
-        or before.auto_reveal != after.auto_reveal
-        or before.door_open != after.door_open
-        or (before.decision is not after.decision and before.decision != after.decision)
+    if _plain(before) != _plain(after) or (
+        before.decision is not after.decision and before.decision != after.decision
     ):
         return True
     if before.nudge is None and after.nudge is None:

@@ -148,15 +148,9 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         """`open_for_frames`, `backlog` and `write_frame` in one call (the fan-out makes one
         per person and delta): WRITTEN; BEHIND (more than `limit` bytes wait, nothing
         written); or SHUT (the door does not take frames now, nothing written)."""
-        transport = self.transport
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or not self.writable.is_set()
-            or transport.is_closing()
-        ):
+        if not self.open_for_frames():
             return SHUT
+        transport = self.transport
         if transport.get_write_buffer_size() > limit:
             return BEHIND
         transport.write(frame)
