@@ -19,7 +19,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets import http11
 from websockets.datastructures import Headers
 from websockets.http11 import Request
-from websockets.protocol import Protocol
+from websockets.protocol import OPEN, Protocol
 from websockets.version import version as websockets_version
 
 from server.sio.mailbox import Flag, Mailbox
@@ -27,6 +27,12 @@ from server.sio.outlet import BEHIND, DOOR, SHUT, WRITTEN
 
 # Messages from one client waiting for the app, beyond which reading that client pauses.
 PAUSE_READING_AT = 32
+# The largest client frame read here rather than by websockets (see `data_received`): a
+# 16-bit length, which every message of this app's clients fits (a vote is ~100 bytes).
+OWN_FRAME_LIMIT = 0xFFFF
+# A client's first byte of a whole text frame without extension bits (FIN, opcode 1), and of
+# whole close, ping and pong frames (opcodes 8 to 10).
+_TEXT, _CONTROL = 0x81, range(0x88, 0x8B)
 
 
 class FramingProtocol(WebSocketsSansIOProtocol):
@@ -36,6 +42,10 @@ class FramingProtocol(WebSocketsSansIOProtocol):
 
     # The app serves this connection from a task of its own (see `detach`).
     detached = False
+    # Whether the client's frames are read here (see `data_received`), and the start of a
+    # frame not yet whole.
+    own_frames = False
+    unread = b""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,7 +76,75 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         conn = self.conn
         conn.parser = Protocol.parse(conn)  # (its own parser starts with the request)
         next(conn.parser)
+        self.own_frames = True  # (its parser waits at a frame's start: see data_received)
         self.handle_connect(request)
+
+    def data_received(self, data: bytes) -> None:
+        """The client's frames. websockets' parser reads a frame through a chain of
+        generators, then uvicorn sorts the events it made (~30 µs of a vote's ~350 in the
+        profile); a whole, masked text frame without extension bits is read here instead, as
+        websockets reads it. Whole control frames (close, ping, pong) go to websockets one by
+        one, so its parser always starts at a frame's start; at anything else (a fragment, a
+        binary or a larger frame, bits of an extension, bytes before the handshake is
+        answered, an error), the rest of the stream goes its way for good."""
+        if not self.own_frames:
+            super().data_received(data)
+            return
+        if self.unread:
+            data, self.unread = self.unread + data, b""
+        conn = self.conn
+        limit = conn.max_message_size or OWN_FRAME_LIMIT
+        at, end = 0, len(data)
+        while end - at >= 2:
+            first, second = data[at], data[at + 1]
+            if 0x80 <= second < 0x80 + 126:  # masked, a 7-bit length
+                size, head = second - 0x80, at + 6
+            elif second == 0x80 + 126 and end - at >= 4:  # masked, a 16-bit length
+                size, head = data[at + 2] << 8 | data[at + 3], at + 8
+            elif second == 0x80 + 126:
+                break  # (the length is not here yet)
+            else:  # unmasked (websockets refuses it), or a 64-bit length
+                self._hand_over(data[at:])
+                return
+            whole = head + size
+            ours = first == _TEXT and size <= min(limit, OWN_FRAME_LIMIT)
+            if not (ours or (first in _CONTROL and size < 126)) or conn.state is not OPEN:
+                self._hand_over(data[at:])
+                return
+            if end < whole:
+                break
+            if not ours:
+                super().data_received(data[at:whole])
+                if not self.own_frames or conn.state is not OPEN:
+                    self._hand_over(data[whole:])
+                    return
+            else:
+                try:
+                    text = _unmasked(data[head - 4 : head], data[head:whole]).decode()
+                except UnicodeDecodeError:
+                    self._hand_over(data[at:])  # (websockets closes with 1007, as before)
+                    return
+                self._received(text)
+            at = whole
+        if at < end:
+            self.unread = data[at:]
+
+    def _hand_over(self, rest: bytes) -> None:
+        """websockets' parser reads the client's frames from here on, starting with `rest`."""
+        self.own_frames = False
+        self.unread = b""
+        if rest:
+            super().data_received(rest)
+
+    def _received(self, text: str) -> None:
+        # What uvicorn does with a text message (send_receive_event_to_app, below).
+        if self.close_sent:
+            return
+        queue = self.queue
+        queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused and queue.qsize() > PAUSE_READING_AT:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -176,6 +254,17 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
         else:
             self.transport.close()
+
+
+def _unmasked(mask: bytes, payload: bytes) -> bytes:
+    """A client frame's payload without its mask (RFC 6455 §5.3), as whole-number XORs."""
+    size = len(payload)
+    if not size:
+        return payload
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
 
 
 class HeaderDeadline(HttpToolsProtocol):
