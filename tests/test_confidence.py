@@ -174,7 +174,7 @@ def test_two_voters_are_too_few_to_say_how_sure() -> None:
     assert confidence.label(1.0, [2, 2, 5]) == "too_few"
 
 
-# --- the packed resampling, against counting each resample by hand
+# --- the resampling, against counting each resample by hand
 
 fit_units = st.sampled_from([-2_000_000, -1_000_000, -500_000, 0, 250_000, 1_000_000, 2_000_000])
 tables = st.lists(
@@ -193,12 +193,11 @@ def case_tables(decks: list[tuple[list[int], list[int]]]) -> tuple[confidence.Ca
 # (a loaded machine took 240 ms, past Hypothesis' default of 200), not this test's.
 @settings(deadline=None)
 @given(tables, st.text(max_size=4))
-def test_the_packed_resamples_rank_as_counting_each_one_does(
+def test_the_resamples_rank_as_counting_each_one_does(
     decks: list[tuple[list[int], list[int]]], seed: str
 ) -> None:
     cases = case_tables(decks)
-    columns = confidence.resampled_scores(seed, cases, 400)
-    scores = [[v - confidence._BIAS for v in column] for column in columns]
+    scores = confidence.resampled_scores(seed, cases, 400).T.tolist()
     # Every resample's score is a sum of one half step's row per case.
     possible = [
         {
@@ -230,26 +229,22 @@ def test_a_case_drawn_in_a_group_keeps_its_own_distribution() -> None:
     places = (1, 10, 100)
     cases = case_tables([(list(h), [0, 0, p]) for h, p in zip(histograms_, places, strict=True)])
     assert len(confidence._groups(cases)) == 1
-    [column] = confidence.resampled_scores("s", cases, 40_000)[2:]
+    column = confidence.resampled_scores("s", cases, 40_000)[:, 2].tolist()
     # Stack 2's score is j_a + 10 j_b + 100 j_c, one decimal digit per case's half step.
     for place, histogram in zip(places, histograms_, strict=True):
-        drawn = Counter((v - confidence._BIAS) // place % 10 for v in column)
+        drawn = Counter(v // place % 10 for v in column)
         expected = confidence.median_distribution(histogram)
         for j in range(confidence.HALF_STEPS):
             assert drawn[j] / 40_000 == pytest.approx(expected[j], abs=0.012)
 
 
-def test_the_largest_scores_a_deck_can_reach_unpack_exactly() -> None:
+def test_the_largest_scores_a_deck_can_reach_add_up_exactly() -> None:
     # 30 cases (the most a deck has), every one at the top of the scale with fit +2 for one
-    # stack and -2 for another: the packed fields neither overflow nor borrow.
+    # stack and -2 for another.
     top = (0, 0, 0, 0, 5)
     cases = case_tables([(list(top), [2_000_000, -2_000_000, 0])] * 30)
-    columns = confidence.resampled_scores("s", cases, 10)
+    columns = confidence.resampled_scores("s", cases, 10).T.tolist()
     units = 30 * 8 * 2_000_000
-    assert [set(c) for c in columns] == [
-        {confidence._BIAS + units},
-        {confidence._BIAS - units},
-        {confidence._BIAS},
-    ]
+    assert [set(c) for c in columns] == [{units}, {-units}, {0}]
     done = confidence.resample("s", cases, 10)
     assert done.intervals[0] == (60.0, 60.0) and done.intervals[1] == (-60.0, -60.0)
