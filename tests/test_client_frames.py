@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from uvicorn.config import Config
 from uvicorn.server import ServerState
+from websockets.server import ServerProtocol
 
 from server.sio import framing
 from server.sio.framing import FramingProtocol, HeaderDeadline
@@ -202,3 +203,12 @@ def test_a_ping_between_messages_is_answered_and_reading_goes_on_here() -> None:
     assert [m.get("text") for m in heard] == ["40", "3"]
     assert written == b"\x8a\x02hi"  # the pong, from websockets
     assert not closed
+
+
+def test_websockets_limit_on_a_message_is_found_whatever_its_version_calls_it() -> None:
+    # websockets 13 keeps it as `max_size`, later ones as `max_message_size`: a frame it
+    # would refuse must not be read here.
+    for size in (100, 1 << 20):
+        conn = ServerProtocol(max_size=size)
+        assert framing.own_frame_limit(conn) == min(size, framing.OWN_FRAME_LIMIT)
+    assert framing.own_frame_limit(ServerProtocol(max_size=None)) == framing.OWN_FRAME_LIMIT

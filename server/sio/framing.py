@@ -46,6 +46,7 @@ class FramingProtocol(WebSocketsSansIOProtocol):
     # frame not yet whole.
     own_frames = False
     unread = b""
+    own_limit = OWN_FRAME_LIMIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +78,7 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         conn.parser = Protocol.parse(conn)  # (its own parser starts with the request)
         next(conn.parser)
         self.own_frames = True  # (its parser waits at a frame's start: see data_received)
+        self.own_limit = own_frame_limit(conn)
         self.handle_connect(request)
 
     def data_received(self, data: bytes) -> None:
@@ -93,7 +95,7 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         if self.unread:
             data, self.unread = self.unread + data, b""
         conn = self.conn
-        limit = conn.max_message_size or OWN_FRAME_LIMIT
+        limit = self.own_limit
         at, end = 0, len(data)
         while end - at >= 2:
             first, second = data[at], data[at + 1]
@@ -107,7 +109,7 @@ class FramingProtocol(WebSocketsSansIOProtocol):
                 self._hand_over(data[at:])
                 return
             whole = head + size
-            ours = first == _TEXT and size <= min(limit, OWN_FRAME_LIMIT)
+            ours = first == _TEXT and size <= limit
             if not (ours or (first in _CONTROL and size < 126)) or conn.state is not OPEN:
                 self._hand_over(data[at:])
                 return
@@ -254,6 +256,14 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
         else:
             self.transport.close()
+
+
+def own_frame_limit(conn: Protocol) -> int:
+    """The largest text frame the framing protocol reads itself on `conn`: OWN_FRAME_LIMIT, or
+    less if websockets' limit on a message is lower (its `max_message_size`; `max_size`
+    before websockets 14), so that a frame it would refuse still goes its way."""
+    size = getattr(conn, "max_message_size", getattr(conn, "max_size", None))
+    return OWN_FRAME_LIMIT if size is None else min(size, OWN_FRAME_LIMIT)
 
 
 def _unmasked(mask: bytes, payload: bytes) -> bytes:
