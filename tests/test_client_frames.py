@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 import struct
 from typing import Any
 
@@ -21,7 +20,7 @@ from websockets.server import ServerProtocol
 
 from server.sio import framing
 from server.sio.framing import FramingProtocol, HeaderDeadline
-from tests.test_upgrade import Transport, request
+from tests.test_upgrade import Transport, request, stop_timers, without_date
 
 
 def frame(
@@ -101,15 +100,12 @@ def run(pieces: list[bytes], *, own: bool, max_size: int, early: bytes = b"") ->
             await asyncio.sleep(0)
         for _ in range(10):
             await asyncio.sleep(0)
-        for name in ("close_timer", "ping_timer", "pong_timer"):
-            timer = getattr(ws, name, None)
-            if timer is not None:
-                timer.cancel()
+        stop_timers(ws)
         for task in list(ws.tasks):
             task.cancel()
         heard.extend(failures)
         # (An HTTP refusal, written when a frame came too early, has a Date: left out.)
-        written = re.sub(rb"(?im)^date:[^\r\n]*\r\n", b"", bytes(transport.written[handshake:]))
+        written = without_date(bytes(transport.written[handshake:]))
         return heard, written, transport.closed, reading_own
 
     loop = asyncio.new_event_loop()

@@ -63,6 +63,21 @@ class Transport(asyncio.Transport):
         return 0
 
 
+def stop_timers(ws: Any) -> None:
+    """Cancel a WebSocket protocol's close, ping and pong timers (the test is over)."""
+    for name in ("close_timer", "ping_timer", "pong_timer"):
+        timer = getattr(ws, name, None)
+        if timer is not None:
+            timer.cancel()
+
+
+def without_date(written: bytes) -> bytes:
+    """What was written, without the Date header lines of its HTTP answers."""
+    return b"\r\n".join(
+        line for line in written.split(b"\r\n") if not line.lower().startswith(b"date:")
+    )
+
+
 def exchange(raw: bytes, *, direct: bool) -> tuple[bytes, dict[str, Any] | None, bool, int]:
     """One connection sending `raw`, to an app that accepts its WebSocket: what the client was
     written (the Date header left out), the scope the app got (without the per-connection
@@ -100,18 +115,9 @@ def exchange(raw: bytes, *, direct: bool) -> tuple[bytes, dict[str, Any] | None,
             FramingProtocol.open_parsed = original  # type: ignore[method-assign]
             framing.parsed_request = original_parsed
         ws = transport.protocol
-        if ws is not None and getattr(ws, "close_timer", None) is not None:
-            ws.close_timer.cancel()
         if ws is not None:
-            for name in ("ping_timer", "pong_timer"):
-                timer = getattr(ws, name, None)
-                if timer is not None:
-                    timer.cancel()
-        written = b"\r\n".join(
-            line
-            for line in bytes(transport.written).split(b"\r\n")
-            if not line.lower().startswith(b"date:")
-        )
+            stop_timers(ws)
+        written = without_date(bytes(transport.written))
         scope = None
         if seen:
             scope = {k: v for k, v in seen[0].items() if k not in ("extensions", "state")}

@@ -142,11 +142,8 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         # What uvicorn does with a text message (send_receive_event_to_app, below).
         if self.close_sent:
             return
-        queue = self.queue
-        queue.put_nowait({"type": "websocket.receive", "text": text})
-        if not self.read_paused and queue.qsize() > PAUSE_READING_AT:
-            self.read_paused = True
-            self.transport.pause_reading()
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        self._pause_if_piling_up()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -163,6 +160,9 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             super().send_receive_event_to_app()
         finally:
             self.read_paused = paused
+        self._pause_if_piling_up()
+
+    def _pause_if_piling_up(self) -> None:
         if not self.read_paused and self.queue.qsize() > PAUSE_READING_AT:
             self.read_paused = True
             self.transport.pause_reading()
